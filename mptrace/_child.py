@@ -1,0 +1,358 @@
+"""The child side: the first mptrace code that runs in a traced child.
+
+How a child finds out it is traced:
+
+* fork: the child is a copy of the parent, patches included. The patched
+  ``BaseProcess._bootstrap`` finds the launch that the parent's ``start()``
+  left in this thread (``_state.current_launch``).
+* spawn and forkserver: the parent adds a ``Stowaway`` to the preparation data,
+  which the child unpickles before it re-imports the main module or unpickles
+  the process object (the pattern coverage.py uses). Unpickling it calls
+  ``_activate``, which patches ``_bootstrap`` here, before any user code runs.
+
+In spawn and forkserver children nothing here imports OpenTelemetry or wrapt:
+the run span is a ``LiteSpan``, ``_bootstrap`` is patched with a plain
+function, and the full parent-side machinery is loaded only if the child starts
+processes of its own (see ``_start_trampoline``). When the child's own code
+imports OpenTelemetry, the SDK is wired to the spool then (``_otel_child``).
+"""
+
+import os
+import sys
+import time
+
+from mptrace import _litespan, _log, _spool, semconv
+from mptrace._state import current_launch, state
+
+# The carrier that arrived in this spawn/forkserver child's preparation data.
+_activated_carrier = None
+
+
+class Stowaway:
+    """Rides in the spawn preparation data; unpickling it activates mptrace."""
+
+    def __init__(self, carrier):
+        self.carrier = carrier
+
+    def __reduce__(self):
+        return _activate, (self.carrier,)
+
+
+def _activate(carrier):
+    """Runs while the child unpickles its preparation data. Never raises."""
+    global _activated_carrier
+    try:
+        _activated_carrier = carrier
+        import multiprocessing.process as mp_process
+
+        base = mp_process.BaseProcess
+        if not state.patches.is_patched(base, "_bootstrap"):
+            original = vars(base)["_bootstrap"]
+
+            def _bootstrap(self, *args, **kwargs):
+                return bootstrap_wrapper(original.__get__(self), self, args, kwargs)
+
+            state.patches.replace(base, "_bootstrap", _bootstrap)
+        if not state.patches.is_patched(base, "start"):
+            state.patches.replace(base, "start", _start_trampoline)
+    except Exception:
+        _log.internal_error("activating mptrace in a spawned child")
+    return None
+
+
+def _start_trampoline(self, *args, **kwargs):
+    """``BaseProcess.start`` in a spawn child until it starts a process itself.
+
+    The first call loads the full parent-side instrumentation (wrapt and the
+    OpenTelemetry API), which replaces this trampoline, then starts the process
+    through it. Children that never start processes never pay for that.
+    """
+    import multiprocessing.process as mp_process
+
+    base = mp_process.BaseProcess
+    try:
+        from mptrace import _install
+
+        _install.upgrade_child_to_parent()
+    except Exception:
+        _log.internal_error("instrumenting a child that starts processes")
+        if vars(base).get("start") is _start_trampoline:
+            state.patches.undo(base, "start")
+    return base.start(self, *args, **kwargs)
+
+
+def _take_run(process):
+    """The ChildRun for this process, or None if it is not traced."""
+    launch = current_launch()
+    if launch is not None and launch.process is process:  # fork: the parent's launch
+        return launch.child_run or ChildRun(launch.carrier)
+    return ChildRun(_activated_carrier) if _activated_carrier else None
+
+
+def prepare_fork_child(carrier):
+    """Build, in the parent, what a fork child needs, so the child need not.
+
+    Every object a fork child allocates or touches first costs it a
+    copy-on-write page fault; objects built before the fork are already there.
+    """
+    run = ChildRun(carrier)
+    run.build_run_span()
+    run.end_template = run.run_span.prebuild(_CLEAN_EXIT)
+    if "opentelemetry.trace" in sys.modules:
+        from mptrace import _otel_child
+
+        span = run.run_span
+        run.prebuilt_context = _otel_child.run_context(span.trace_id, span.span_id, span.sampled)
+    return run
+
+
+# -- the run span ------------------------------------------------------------
+
+
+class ChildTracer:
+    """Starts mptrace's parent-side spans in a child, as LiteSpans."""
+
+    def __init__(self, child):
+        self._child = child
+
+    def start_span(self, name, kind=_litespan.KIND_INTERNAL, attributes=None):
+        trace_id, parent_id, sampled = self._child.current_parent()
+        return _litespan.LiteSpan(self._child.writer, name, trace_id, parent_id, kind, attributes, sampled)
+
+
+class ChildRun:
+    """This process as a traced child: its spool writer and its run span."""
+
+    def __init__(self, carrier):
+        self.carrier = carrier
+        self.tree = carrier["tree"]
+        resource = dict(self.tree["res"])
+        resource[semconv.OTEL_PROCESS_CREATION_TIME] = _iso_now()
+        if semconv.OTEL_SERVICE_INSTANCE_ID in resource:  # one per process, as the SDK does after fork
+            resource[semconv.OTEL_SERVICE_INSTANCE_ID] = _new_uuid4()
+        self.resource = resource
+        self.writer = _spool.SpoolWriter(self.tree["dir"], _spool.file_name(carrier["rsid"]), resource)
+        self.otel_wired = False
+        self.run_span = None
+        self.prebuilt_context = None
+        self.end_template = None  # fork: the run span's END for exit code 0
+        self.failure = None  # the exception that ended run(), if one did
+
+    def build_run_span(self):
+        method = self.carrier["method"]
+        attributes = {
+            semconv.START_METHOD: method,
+            semconv.PROCESS_NAME: self.carrier["name"],
+            semconv.STATE_INHERITED: method == "fork",
+            semconv.PARENT_PID: self.carrier["ppid"],
+        }
+        self.run_span = _litespan.LiteSpan(
+            self.writer, semconv.SPAN_PROCESS_RUN, self.carrier["tid"], self.carrier["psid"],
+            kind=_litespan.KIND_SERVER, attributes=attributes, sampled=self.carrier["sampled"],
+            span_id=self.carrier["rsid"], parent_remote=True, begin=False,
+        )
+
+    def current_parent(self):
+        """(trace_id, span_id, sampled) of the span new spans here nest under."""
+        if self.otel_wired:
+            trace = sys.modules.get("opentelemetry.trace")
+            context = trace.get_current_span().get_span_context()
+            if context.is_valid:
+                return context.trace_id, context.span_id, bool(context.trace_flags.sampled)
+        span = self.run_span
+        return span.trace_id, span.span_id, span.sampled
+
+    def end_run(self, exitcode, exception=None):
+        span = self.run_span
+        if span is None or span.end_time is not None:
+            return
+        if exitcode == 0 and exception is None and self.end_template is not None:
+            span.end_from_template(self.end_template, _CLEAN_EXIT)
+            return
+        span.set_attribute(semconv.EXITCODE, exitcode)
+        span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, exitcode)
+        if exception is not None:
+            span.record_exception(exception, escaped=True)
+            span.set_attribute(semconv.OTEL_ERROR_TYPE, _qualified_type_name(exception))
+            span.set_status(_litespan.STATUS_ERROR, "%s: %s" % (type(exception).__name__, _safe_str(exception)))
+        elif exitcode != 0:
+            span.set_attribute(semconv.OTEL_ERROR_TYPE, str(exitcode))
+            span.set_status(_litespan.STATUS_ERROR, "exit code %d" % exitcode)
+        span.end()
+
+
+_CLEAN_EXIT = {semconv.EXITCODE: 0, semconv.OTEL_PROCESS_EXIT_CODE: 0}
+
+
+def _become_child(run):
+    """Give this process the child role; forget the parent's inherited state.
+
+    Returns the provider a fork child inherited from a traced root, if any.
+    """
+    inherited_provider = state.root.provider if state.root is not None else None
+    state.role = "child"
+    state.owner_pid = os.getpid()
+    state.tree = run.tree
+    state.root = None
+    state.children = {}
+    state.finalizer_pid = None
+    state.child = run
+    state.tracer = ChildTracer(run)
+    return inherited_provider
+
+
+def bootstrap_wrapper(wrapped, process, args, kwargs):
+    """Wraps ``BaseProcess._bootstrap``: the child's life as mp.process.run.
+
+    ``run()`` itself is not wrapped: a wrapper's frame would show in the
+    traceback the child prints, and that output must not change. The exception
+    comes from ``_watch_for_failure`` instead, and the exit code is what
+    ``_bootstrap`` returns.
+    """
+    run = _log.safely("starting the child's run span", _begin_run, process)
+    if run is None:
+        return wrapped(*args, **kwargs)
+    exitcode = wrapped(*args, **kwargs)
+    _log.safely("ending the child's run span", run.end_run, exitcode, run.failure)
+    return exitcode
+
+
+def _begin_run(process):
+    run = _take_run(process)
+    if run is None:
+        return None
+    inherited_provider = _become_child(run)
+    if run.run_span is None:
+        run.build_run_span()
+    run.run_span.begin()
+    _watch_for_failure(run)
+    if "opentelemetry.trace" in sys.modules:
+        _otel_child = sys.modules.get("mptrace._otel_child")
+        if _otel_child is None:
+            from mptrace import _otel_child
+        _otel_child.wire(run, inherited_provider)
+    else:
+        _after_import("opentelemetry.trace", lambda: _wire_late(run))
+    return run
+
+
+def _wire_late(run):
+    from mptrace import _otel_child
+
+    _otel_child.wire(run, None)
+
+
+def _watch_for_failure(run):
+    """Learn which exception ended run(), without a frame in its traceback.
+
+    When run() raises, ``_bootstrap`` reports it inside its ``except`` clause
+    with ``sys.stderr.write('Process %s:' % self.name)``. In this child only,
+    ``BaseProcess.name`` is replaced by a property that, when read by
+    ``_bootstrap`` itself while an exception is being handled, notes it.
+    """
+    import multiprocessing.process as mp_process
+
+    base = mp_process.BaseProcess
+    if not state.patches.is_patched(base, "name"):
+        original = vars(base)["name"]
+        bootstrap_code = _original_bootstrap_code(base)
+        getter = original.fget
+
+        def name(self):
+            if sys._getframe(1).f_code is bootstrap_code:
+                failure = sys.exc_info()[1]
+                if failure is not None and state.child is not None:
+                    state.child.failure = failure
+            return getter(self)
+
+        hooked = property(name, original.fset, original.fdel, original.__doc__)
+        state.patches.replace(base, "name", hooked)
+
+
+def _original_bootstrap_code(base):
+    original = state.patches.original(base, "_bootstrap")
+    return getattr(original, "__code__", None)
+
+
+def _qualified_type_name(exception):
+    cls = type(exception)
+    module = getattr(cls, "__module__", None)
+    return cls.__qualname__ if module in (None, "builtins") else "%s.%s" % (module, cls.__qualname__)
+
+
+def _safe_str(exception):
+    try:
+        return str(exception)
+    except Exception:
+        return "<unprintable>"
+
+
+def _new_uuid4():
+    """A random UUID string (the uuid module is slow to import in a child)."""
+    value = bytearray(os.urandom(16))
+    value[6] = (value[6] & 0x0F) | 0x40
+    value[8] = (value[8] & 0x3F) | 0x80
+    h = value.hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
+def _iso_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# -- running code once a module is imported, without wrapt --------------------
+
+
+class _AfterImport:
+    """A ``sys.meta_path`` finder that calls ``callback`` once ``name`` is executed."""
+
+    def __init__(self, name, callback):
+        self.name = name
+        self.callback = callback
+        self._finding = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name or self._finding:
+            return None
+        import importlib.util
+
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _CallbackLoader(spec.loader, self)
+        return spec
+
+    def fire(self, module):
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+        _log.safely("wiring OpenTelemetry in a child", self.callback)
+
+
+class _CallbackLoader:
+    def __init__(self, loader, finder):
+        self._loader = loader
+        self._finder = finder
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._finder.fire(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+def _after_import(name, callback):
+    if not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, callback))

@@ -1,0 +1,275 @@
+"""The root's side of the spool: records in, SDK spans out.
+
+The collector reads every spool file in the private directory from where it
+last stopped, turns complete records into ``ReadableSpan`` objects and hands
+them to the root provider's span processors, as if they had ended here.
+
+When a process is known to be dead (its parent observed the exit), its file is
+read to the end and removed; any span it started and never ended (killed,
+``os._exit``) is ended on its behalf with status ERROR, so no span in the trace
+points at a parent that never arrives. The run span so ended carries the exit
+code and signal.
+"""
+
+import os
+import re
+import shutil
+import threading
+import time
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+from mptrace import _log, _spool, semconv
+
+_TRACE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+_SPAN_ID = re.compile(r"\A[0-9a-f]{16}\Z")
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_ATTRIBUTE_SCALARS = (str, bool, int, float)
+_READ_CHUNK = 1 << 20
+
+
+class CorruptRecord(ValueError):
+    """A record that decoded but does not have the shape of one."""
+
+
+class _SpoolFile:
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.tail = b""
+        self.resource = None
+        self.open_spans = {}  # span id (hex) -> START record
+
+
+class Collector:
+    def __init__(self, directory, emit):
+        self.directory = directory
+        self._emit = emit
+        self._files = {}
+        self._exited = {}  # spool file name -> (exitcode, signal name, time)
+        self._lock = threading.RLock()
+        self.counts = {"spans": 0, "synthesized": 0, "corrupt_records": 0, "files": 0}
+
+    # -- public --------------------------------------------------------------
+
+    def collect(self):
+        """Read whatever every spool file gained since the last call."""
+        with self._lock:
+            try:
+                names = sorted(n for n in os.listdir(self.directory) if n.endswith(_spool.SUFFIX))
+            except OSError:
+                return
+            for name in names:
+                self._read(name)
+            for name in [n for n in self._exited if n in self._files]:
+                self._finish(name)
+
+    def process_exited(self, run_span_id, exitcode, signal_name=None):
+        """The child whose run span is ``run_span_id`` (int) has exited."""
+        with self._lock:
+            self._exited[_spool.file_name(run_span_id)] = (exitcode, signal_name, time.time_ns())
+            self.collect()
+
+    def close(self, reason):
+        """Final collection: end every span left open, remove the directory."""
+        with self._lock:
+            self.collect()
+            for name in list(self._files):
+                self._exited.setdefault(name, (None, None, time.time_ns()))
+                self._finish(name, reason)
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- reading -------------------------------------------------------------
+
+    def _read(self, name):
+        spool_file = self._files.get(name)
+        if spool_file is None:
+            spool_file = self._files[name] = _SpoolFile(os.path.join(self.directory, name))
+            self.counts["files"] += 1
+        try:
+            fd = os.open(spool_file.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return
+        try:
+            os.lseek(fd, spool_file.offset, os.SEEK_SET)
+            while True:
+                chunk = os.read(fd, _READ_CHUNK)
+                if not chunk:
+                    break
+                spool_file.offset += len(chunk)
+                self._take_lines(spool_file, chunk)
+        finally:
+            os.close(fd)
+
+    def _take_lines(self, spool_file, chunk):
+        lines = (spool_file.tail + chunk).split(b"\n")
+        spool_file.tail = lines.pop()  # incomplete until its newline arrives
+        for line in lines:
+            record = _spool.decode(line)
+            if record is None:
+                self._corrupt(spool_file, "bad checksum or JSON")
+                continue
+            try:
+                self._handle(spool_file, record)
+            except (CorruptRecord, KeyError, TypeError, ValueError, OverflowError) as exc:
+                self._corrupt(spool_file, exc)
+
+    def _corrupt(self, spool_file, why):
+        self.counts["corrupt_records"] += 1
+        _log.warning("skipped a corrupt record in %s (%s)", spool_file.path, why)
+
+    def _handle(self, spool_file, record):
+        kind = record.get("t")
+        if kind == _spool.HEADER:
+            attributes = _attributes(record.get("res"))
+            spool_file.resource = Resource(attributes)
+        elif kind == _spool.START:
+            _check_span(record)
+            spool_file.open_spans[record["sid"]] = record
+        elif kind == _spool.END:
+            span = _readable_span(record, spool_file.resource)
+            spool_file.open_spans.pop(record["sid"], None)
+            self._hand_over(span)
+        elif kind == _spool.EXIT:
+            run_span_id = _span_id(record.get("rsid"))
+            self._exited[_spool.file_name(run_span_id)] = (
+                _int_or_none(record.get("code")), record.get("sig"), _int(record.get("time")))
+        else:
+            raise CorruptRecord("unknown record type %r" % (kind,))
+
+    def _hand_over(self, span):
+        self.counts["spans"] += 1
+        self._emit(span)
+
+    # -- ending what a dead process left open --------------------------------
+
+    def _finish(self, name, reason=None):
+        spool_file = self._files.pop(name, None)
+        exitcode, signal_name, when = self._exited.pop(name, (None, None, time.time_ns()))
+        if spool_file is None:
+            return
+        self._read_rest(spool_file)
+        if spool_file.tail:
+            self._corrupt(spool_file, "truncated last record")
+        for record in spool_file.open_spans.values():
+            self._synthesize_end(record, spool_file.resource, exitcode, signal_name, when, reason)
+        try:
+            os.unlink(spool_file.path)
+        except OSError:
+            pass
+
+    def _read_rest(self, spool_file):
+        name = os.path.basename(spool_file.path)
+        self._files[name] = spool_file
+        try:
+            self._read(name)
+        finally:
+            self._files.pop(name, None)
+
+    def _synthesize_end(self, record, resource, exitcode, signal_name, when, reason):
+        record = dict(record, et=max(when, _int(record.get("st"))), ev=[], a=dict(record.get("a") or {}))
+        attributes = record["a"]
+        attributes[semconv.SPAN_SYNTHESIZED] = True
+        if exitcode is not None:
+            attributes[semconv.EXITCODE] = exitcode
+            attributes[semconv.OTEL_PROCESS_EXIT_CODE] = exitcode
+            attributes[semconv.OTEL_ERROR_TYPE] = signal_name or str(exitcode)
+        if signal_name:
+            attributes[semconv.EXIT_SIGNAL] = signal_name
+        if reason is not None:
+            attributes[semconv.END_REASON] = reason
+        record["s"] = [int(StatusCode.ERROR.value), _why_unended(exitcode, signal_name, reason)]
+        try:
+            span = _readable_span(record, resource)
+        except (CorruptRecord, KeyError, TypeError, ValueError, OverflowError):
+            self.counts["corrupt_records"] += 1
+            return
+        self.counts["synthesized"] += 1
+        self._hand_over(span)
+
+
+def _why_unended(exitcode, signal_name, reason):
+    if signal_name:
+        return "process was killed by %s before the span ended" % signal_name
+    if exitcode is not None:
+        return "process exited with code %d before the span ended" % exitcode
+    return "span never ended (%s)" % (reason or "process did not report")
+
+
+# -- records to SDK objects (every field is checked: records are input) -------
+
+
+def _int(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CorruptRecord("expected an integer, got %r" % (value,))
+    return value
+
+
+def _int_or_none(value):
+    return None if value is None else _int(value)
+
+
+def _trace_id(value):
+    if not isinstance(value, str) or not _TRACE_ID.match(value) or not int(value, 16):
+        raise CorruptRecord("bad trace id %r" % (value,))
+    return int(value, 16)
+
+
+def _span_id(value):
+    if not isinstance(value, str) or not _SPAN_ID.match(value) or not int(value, 16):
+        raise CorruptRecord("bad span id %r" % (value,))
+    return int(value, 16)
+
+
+def _attribute_value(value):
+    if isinstance(value, _ATTRIBUTE_SCALARS):
+        return value
+    if isinstance(value, list) and all(isinstance(v, _ATTRIBUTE_SCALARS) for v in value):
+        return tuple(value)
+    raise CorruptRecord("bad attribute value %r" % (value,))
+
+
+def _attributes(value):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CorruptRecord("attributes must be an object")
+    return {str(k): _attribute_value(v) for k, v in value.items()}
+
+
+def _check_span(record):
+    if not isinstance(record.get("n"), str):
+        raise CorruptRecord("span name missing")
+    _trace_id(record.get("tid"))
+    _span_id(record.get("sid"))
+    _int(record.get("st"))
+
+
+def _readable_span(record, resource):
+    _check_span(record)
+    trace_id = _trace_id(record["tid"])
+    parent = None
+    if record.get("psid") is not None:
+        parent = SpanContext(trace_id, _span_id(record["psid"]), is_remote=bool(record.get("pr")), trace_flags=_SAMPLED)
+    code, description = record.get("s") or [0, None]
+    status_code = StatusCode(_int(code))
+    scope_name, scope_version = record.get("sc") or [None, None]
+    return ReadableSpan(
+        name=record["n"],
+        context=SpanContext(trace_id, _span_id(record["sid"]), is_remote=False, trace_flags=_SAMPLED),
+        parent=parent,
+        resource=resource or Resource({}),
+        attributes=_attributes(record.get("a")),
+        events=[Event(str(n), _attributes(a), _int(ts)) for n, ts, a in record.get("ev") or ()],
+        links=[Link(SpanContext(_trace_id(t), _span_id(s), is_remote=True, trace_flags=_SAMPLED), _attributes(a))
+               for t, s, a in record.get("ln") or ()],
+        kind=SpanKind(_int(record.get("k", 0))),
+        status=Status(status_code, str(description) if status_code is StatusCode.ERROR and description else None),
+        start_time=_int(record["st"]),
+        end_time=_int(record["et"]),
+        instrumentation_scope=InstrumentationScope(str(scope_name or "unknown"), scope_version),
+    )

@@ -1,0 +1,154 @@
+"""install(), uninstall(), flush(): the root process's lifecycle."""
+
+import atexit
+import importlib
+import os
+import sys
+import tempfile
+import threading
+
+from mptrace import __version__, _child, _config, _log, _parent, _provider, semconv
+from mptrace._state import reset, state
+
+# (module, class or None for a module function, attribute, wrapper)
+PATCH_POINTS = (
+    ("multiprocessing.process", "BaseProcess", "start", _parent.start_wrapper),
+    ("multiprocessing.process", "BaseProcess", "_bootstrap", _child.bootstrap_wrapper),
+    ("multiprocessing.popen_fork", "Popen", "__init__", _parent.popen_init_wrapper),
+    ("multiprocessing.popen_fork", "Popen", "poll", _parent.poll_wrapper),
+    ("multiprocessing.popen_forkserver", "Popen", "poll", _parent.poll_wrapper),
+    ("multiprocessing.spawn", None, "get_preparation_data", _parent.preparation_data_wrapper),
+)
+
+# In the root these pass every span through unchanged; in fork children they
+# send the spans of every inherited SDK provider to the child's spool.
+SDK_PATCH_POINTS = (
+    ("opentelemetry.sdk.trace", "SynchronousMultiSpanProcessor", "on_start", "multi_on_start_wrapper"),
+    ("opentelemetry.sdk.trace", "SynchronousMultiSpanProcessor", "on_end", "multi_on_end_wrapper"),
+    ("opentelemetry.sdk.trace", "ConcurrentMultiSpanProcessor", "on_start", "multi_on_start_wrapper"),
+    ("opentelemetry.sdk.trace", "ConcurrentMultiSpanProcessor", "on_end", "multi_on_end_wrapper"),
+)
+
+_lock = threading.RLock()
+
+
+class Root:
+    """What only the root process has: the provider and the collector."""
+
+    def __init__(self, provider, collector):
+        self.provider = provider
+        self.collector = collector
+
+
+def install(tracer_provider=None, **options):
+    with _lock:
+        if state.active():
+            _log.debug("install() called again in pid %d; already instrumented", os.getpid())
+            return
+        parsed = _config.parse(options)
+        provider = _provider.resolve(tracer_provider)
+        if provider is None:
+            return
+        _become_root(provider, parsed)
+        _apply_patches()
+        atexit.register(_at_exit)
+
+
+def _become_root(provider, options):
+    from mptrace._collector import Collector
+
+    emit = _span_processor_of(provider).on_end
+    directory = tempfile.mkdtemp(prefix="mptrace-", dir=options.spool_dir)
+    state.role = "root"
+    state.owner_pid = os.getpid()
+    state.tree = {"dir": directory, "res": dict(provider.resource.attributes)}
+    state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
+    state.children = {}
+    state.child = None
+    state.root = Root(provider, Collector(directory, emit))
+
+
+def _span_processor_of(provider):
+    processor = getattr(provider, "_active_span_processor", None)
+    if processor is None:
+        raise TypeError("install() cannot reach the span processors of %r" % (provider,))
+    return processor
+
+
+def _apply_patches():
+    for module_name, owner_name, attribute, wrapper in PATCH_POINTS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # e.g. popen_fork on Windows
+            _log.debug("%s is not available on this platform", module_name)
+            continue
+        owner = getattr(module, owner_name) if owner_name else module
+        if not state.patches.is_patched(owner, attribute):
+            state.patches.wrap(owner, attribute, wrapper)
+    if "opentelemetry.sdk.trace" in sys.modules:  # never import the SDK just for this
+        from mptrace import _otel_child
+
+        for module_name, owner_name, attribute, wrapper_name in SDK_PATCH_POINTS:
+            owner = getattr(sys.modules[module_name], owner_name)
+            if not state.patches.is_patched(owner, attribute):
+                state.patches.wrap(owner, attribute, getattr(_otel_child, wrapper_name))
+
+
+def upgrade_child_to_parent():
+    """A spawn child is about to start a process: load the parent-side patches."""
+    with _lock:
+        import multiprocessing.process as mp_process
+
+        state.patches.undo(mp_process.BaseProcess, "start")  # the trampoline
+        _apply_patches()
+
+
+def uninstall():
+    with _lock:
+        if state.is_root():
+            _log.safely("collecting spans at uninstall", _shut_down_root, "mptrace.uninstall() was called")
+            atexit.unregister(_at_exit)
+        state.patches.undo_all()
+        reset()
+
+
+def flush(timeout=5.0):
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+        raise ValueError("flush() argument 'timeout' must be a non-negative number of seconds, got %r" % (timeout,))
+    if not state.is_root():
+        return True
+    _parent.poll_children()
+    state.root.collector.collect()
+    return bool(state.root.provider.force_flush(int(timeout * 1000)))
+
+
+def stats():
+    if not state.is_root():
+        return {}
+    return dict(state.root.collector.counts)
+
+
+def _shut_down_root(reason):
+    _parent.poll_children()
+    _parent.end_unobserved(reason)
+    state.root.collector.close(reason)
+    state.root.provider.force_flush()
+
+
+def _at_exit():
+    """At interpreter exit, before the provider shuts down, bring every span home.
+
+    multiprocessing's own exit routine (join non-daemonic children, terminate
+    daemonic ones) is idempotent and would run later in the atexit order; we
+    run it now, so that the spans of the children it ends reach the provider
+    before the provider's own atexit shutdown, whichever was registered first.
+    """
+    if not state.is_root():
+        return
+    try:
+        from multiprocessing import util
+
+        util._exit_function()
+    except Exception:
+        _log.internal_error("running multiprocessing's exit routine")
+    _log.safely("collecting spans at exit", _shut_down_root, "parent exited")

@@ -1,0 +1,186 @@
+"""OpenTelemetry in a traced child: the user's spans go to the spool.
+
+Loaded only in children whose code uses OpenTelemetry (fork children always
+have it, as a copy of the parent). Three things happen here:
+
+* the global tracer provider sends every span to this child's spool file: if
+  the application set an SDK provider (inherited through fork, or set again by
+  a re-imported main module), its span processors are replaced, in this child
+  only, so it neither exports on its own nor duplicates; if none is set,
+  mptrace sets one;
+* the same is done for the root's provider, which fork children inherit;
+* the child's mp.process.run span becomes the current span, so the user's
+  spans nest under it.
+"""
+
+import threading
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from mptrace import _log, _spool
+from mptrace._state import state
+
+
+def _status(span):
+    status = span.status
+    code = int(status.status_code.value)
+    return [code, status.description if code == 2 else None]
+
+
+def _scope(span):
+    scope = getattr(span, "instrumentation_scope", None)
+    return [scope.name, scope.version] if scope is not None else [None, None]
+
+
+def _attributes(attributes):
+    return dict(attributes) if attributes else {}
+
+
+def span_record(span, record_type):
+    """The spool record of an SDK span."""
+    context = span.get_span_context()
+    parent = span.parent
+    record = {
+        "t": record_type,
+        "n": span.name,
+        "tid": "%032x" % context.trace_id,
+        "sid": "%016x" % context.span_id,
+        "psid": "%016x" % parent.span_id if parent is not None else None,
+        "pr": bool(parent.is_remote) if parent is not None else False,
+        "k": int(span.kind.value),
+        "st": span.start_time,
+        "a": _attributes(span.attributes),
+        "sc": _scope(span),
+    }
+    if record_type == _spool.END:
+        record["et"] = span.end_time
+        record["ev"] = [[e.name, e.timestamp, _attributes(e.attributes)] for e in span.events]
+        record["ln"] = [
+            ["%032x" % link.context.trace_id, "%016x" % link.context.span_id, _attributes(link.attributes)]
+            for link in span.links
+        ]
+        record["s"] = _status(span)
+    return record
+
+
+class SpoolSpanProcessor(SpanProcessor):
+    """Writes each sampled span to a spool when it starts and when it ends.
+
+    With no writer, it writes to this process's own spool (the child role's).
+    """
+
+    def __init__(self, writer=None):
+        self._writer = writer
+
+    def _target(self, span):
+        if not span.get_span_context().trace_flags.sampled:
+            return None
+        if self._writer is not None:
+            return self._writer
+        return state.child.writer if state.role == "child" and state.active() else None
+
+    def on_start(self, span, parent_context=None):
+        writer = self._target(span)
+        if writer is not None:
+            _log.safely("spooling a span start", writer.write, span_record(span, _spool.START))
+
+    def on_end(self, span):
+        writer = self._target(span)
+        if writer is not None:
+            _log.safely("spooling a span", writer.write, span_record(span, _spool.END))
+
+    def shutdown(self):
+        pass
+
+    def force_flush(self, timeout_millis=30000):
+        return True  # every write is already on disk
+
+
+_to_own_spool = SpoolSpanProcessor()
+
+
+def _in_child():
+    return state.role == "child" and state.active()
+
+
+def multi_on_start_wrapper(wrapped, instance, args, kwargs):
+    """SDK multi-processors in a fork child send spans to its spool, not to
+    the processors (and exporters) inherited from the parent."""
+    if _in_child():
+        return _to_own_spool.on_start(*args, **kwargs)
+    return wrapped(*args, **kwargs)
+
+
+def multi_on_end_wrapper(wrapped, instance, args, kwargs):
+    if _in_child():
+        return _to_own_spool.on_end(*args, **kwargs)
+    return wrapped(*args, **kwargs)
+
+
+def _redirect(provider, processor):
+    """Make an inherited SDK provider send its spans to ``processor`` only.
+
+    Tracers hold the provider's multi-processor object itself, so its list is
+    replaced in place rather than the object swapped.
+    """
+    multi = getattr(provider, "_active_span_processor", None)
+    if multi is None or not hasattr(multi, "_span_processors"):
+        _log.debug("cannot redirect tracer provider %r in a child", provider)
+        return
+    lock = getattr(multi, "_lock", None)
+    if lock is not None:
+        with lock:
+            multi._span_processors = (processor,)
+    else:
+        multi._span_processors = (processor,)
+
+
+def run_context(trace_id, span_id, sampled):
+    """The OpenTelemetry context in which the child's run span is current."""
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+    span_context = trace.SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+class ChildTracerProvider(TracerProvider):
+    """The global provider mptrace gives a spawn or forkserver child.
+
+    opentelemetry-sdk 1.4x re-detects resources on a thread pool in every
+    fork child of a TracerProvider (``_handle_fork``); this provider's spans
+    get their resource from the spool header instead, so it skips that and
+    adds neither threads nor entry-point scans to the child's own children.
+    """
+
+    def _handle_fork(self):
+        self._tracers_lock = threading.Lock()
+
+
+def wire(run, inherited_provider):
+    """Route this child's OpenTelemetry spans to its spool; nest them under run.
+
+    ``inherited_provider``: in a fork child, the root's provider, whose span
+    processors (like every SDK provider's here) already send spans to the
+    spool; it becomes the global provider if the application set none, so no
+    new provider (and no new at-fork handler) is created in fork children.
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, trace.ProxyTracerProvider):
+        if isinstance(inherited_provider, TracerProvider):
+            trace.set_tracer_provider(inherited_provider)
+        else:
+            provider = ChildTracerProvider(resource=Resource(run.resource), shutdown_on_exit=False)
+            provider.add_span_processor(SpoolSpanProcessor(run.writer))
+            trace.set_tracer_provider(provider)
+        current = trace.get_tracer_provider()
+    elif isinstance(current, TracerProvider):
+        if inherited_provider is None:
+            _redirect(current, SpoolSpanProcessor(run.writer))
+    else:
+        _log.debug("global tracer provider %r is not the SDK's; its spans stay where it sends them", current)
+    span = run.run_span
+    context = run.prebuilt_context or run_context(span.trace_id, span.span_id, span.sampled)
+    otel_context.attach(context)
+    run.otel_wired = True

@@ -1,0 +1,280 @@
+"""The parent side: one mp.process span per child, from start() to its exit.
+
+Wrappers (wrapt convention: wrapped, instance, args, kwargs):
+
+* ``BaseProcess.start``: opens mp.process in the caller's context and prepares
+  the carrier (trace id, span ids, spool directory) the child needs;
+* ``popen_fork.Popen.__init__`` (the spawn and forkserver Popens call it too):
+  learns the real start method before the child is launched;
+* ``spawn.get_preparation_data``: adds the Stowaway for spawn/forkserver;
+* ``Popen.poll`` (fork/spawn, and forkserver's own): ends mp.process when the
+  parent observes the exit; ``join``, ``is_alive``, ``exitcode`` and ``close``
+  all go through it.
+
+Children that never get observed are ended when this process exits (a
+multiprocessing finalizer that runs after multiprocessing joins its children).
+"""
+
+import os
+import signal
+import threading
+
+from mptrace import _litespan, _log, _spool, semconv
+from mptrace._state import launching, state
+
+
+class Launch:
+    """One child between start() and its exit, as its parent tracks it."""
+
+    __slots__ = ("process", "span", "carrier", "popen", "child_run")
+
+    def __init__(self, process, span, carrier):
+        self.process = process
+        self.span = span
+        self.carrier = carrier
+        self.popen = None
+        self.child_run = None  # fork only: the child's state, built before the fork
+
+
+# -- start() -----------------------------------------------------------------
+
+
+def start_wrapper(wrapped, process, args, kwargs):
+    launch = _log.safely("opening mp.process", _begin_launch, process) if state.active() else None
+    if launch is None:
+        return wrapped(*args, **kwargs)
+    launching.launch = launch
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        launching.launch = None
+        _log.safely("recording a failed start()", _launch_failed, launch, exc)
+        raise
+    launching.launch = None
+    _log.safely("recording a started child", _launched, launch)
+    return result
+
+
+def _begin_launch(process):
+    span = state.tracer.start_span(
+        semconv.SPAN_PROCESS, kind=_client_kind(), attributes=_launch_attributes(process))
+    span_context = _span_context(span)
+    if span_context is None:  # tracing is disabled (no-op provider): leave the child alone
+        return None
+    trace_id, span_id, sampled = span_context
+    carrier = {
+        "v": _spool.VERSION,
+        "tree": state.tree,
+        "tid": trace_id,
+        "psid": span_id,
+        "rsid": _litespan.new_span_id(),
+        "sampled": sampled,
+        "method": None,  # known once the Popen is chosen
+        "ppid": os.getpid(),
+        "name": process.name,
+    }
+    return Launch(process, span, carrier)
+
+
+def _client_kind():
+    if state.is_root():
+        from opentelemetry.trace import SpanKind
+
+        return SpanKind.CLIENT
+    return _litespan.KIND_CLIENT
+
+
+def _span_context(span):
+    if isinstance(span, _litespan.LiteSpan):
+        return span.trace_id, span.span_id, span.sampled
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return context.trace_id, context.span_id, bool(context.trace_flags.sampled)
+
+
+def _launch_attributes(process):
+    attributes = {
+        semconv.PROCESS_NAME: process.name,
+        semconv.START_METHOD_SOURCE: _start_method_source(process),
+    }
+    target = getattr(process, "_target", None)
+    function_name = _function_name(target) if target is not None else None
+    if function_name:
+        attributes[semconv.OTEL_CODE_FUNCTION_NAME] = function_name
+    return attributes
+
+
+def _function_name(target):
+    qualname = getattr(target, "__qualname__", None)
+    if not isinstance(qualname, str):
+        return type(target).__qualname__
+    module = getattr(target, "__module__", None)
+    return "%s.%s" % (module, qualname) if isinstance(module, str) else qualname
+
+
+def _start_method_source(process):
+    """Where the start method came from: a context, set_start_method, or the default."""
+    if getattr(type(process), "_start_method", None) is not None:
+        return semconv.SOURCE_CONTEXT
+    import multiprocessing.context as mp_context
+
+    default = mp_context._default_context
+    actual = getattr(default, "_actual_context", None)
+    if actual is not None and actual is not getattr(default, "_default_context", None):
+        return semconv.SOURCE_SET_START_METHOD
+    return semconv.SOURCE_DEFAULT
+
+
+def _launch_failed(launch, exc):
+    span = launch.span
+    span.record_exception(exc, escaped=True)
+    span.set_attribute(semconv.OTEL_ERROR_TYPE, type(exc).__qualname__)
+    _set_error(span, "start() raised %s" % type(exc).__name__)
+    span.end()
+
+
+def _launched(launch):
+    process = launch.process
+    launch.popen = process._popen
+    launch.span.set_attribute(semconv.CHILD_PID, process.pid)
+    state.children[id(launch.popen)] = launch
+    _ensure_exit_finalizer()
+
+
+# -- Popen.__init__ and the preparation data ----------------------------------
+
+
+def popen_init_wrapper(wrapped, popen, args, kwargs):
+    launch = launching.__dict__.get("launch")
+    if launch is not None and args and args[0] is launch.process:
+        _log.safely("recording the start method", _record_method, launch, popen)
+    return wrapped(*args, **kwargs)
+
+
+def _record_method(launch, popen):
+    method = popen.method
+    launch.carrier["method"] = method
+    launch.span.set_attribute(semconv.START_METHOD, method)
+    launch.span.set_attribute(semconv.ARGS_PICKLED, method != "fork")
+    if method == "fork":
+        from mptrace._child import prepare_fork_child
+
+        launch.child_run = prepare_fork_child(launch.carrier)
+
+
+def preparation_data_wrapper(wrapped, instance, args, kwargs):
+    data = wrapped(*args, **kwargs)
+    launch = launching.__dict__.get("launch")
+    if launch is not None and isinstance(data, dict):
+        from mptrace._child import Stowaway
+
+        data["mptrace"] = Stowaway(launch.carrier)
+    return data
+
+
+# -- observing the exit ------------------------------------------------------
+
+
+def poll_wrapper(wrapped, popen, args, kwargs):
+    returncode = wrapped(*args, **kwargs)
+    if returncode is not None and state.children:
+        launch = state.children.pop(id(popen), None)
+        if launch is not None and launch.popen is popen and state.active():
+            _log.safely("ending mp.process", _child_exited, launch, returncode)
+    return returncode
+
+
+def _child_exited(launch, returncode):
+    signal_name = _signal_name(returncode)
+    span = launch.span
+    span.set_attribute(semconv.EXITCODE, returncode)
+    span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, returncode)
+    if signal_name:
+        span.set_attribute(semconv.EXIT_SIGNAL, signal_name)
+    if returncode != 0:
+        span.set_attribute(semconv.OTEL_ERROR_TYPE, signal_name or str(returncode))
+        _set_error(span, "killed by %s" % signal_name if signal_name else "exit code %d" % returncode)
+    span.end()
+    _report_exit(launch.carrier["rsid"], returncode, signal_name)
+
+
+def _report_exit(run_span_id, returncode, signal_name):
+    if state.is_root():
+        state.root.collector.process_exited(run_span_id, returncode, signal_name)
+    else:
+        import time
+
+        state.child.writer.write({
+            "t": _spool.EXIT, "rsid": "%016x" % run_span_id, "code": returncode,
+            "sig": signal_name, "time": time.time_ns(),
+        })
+
+
+def _signal_name(returncode):
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return "signal %d" % -returncode
+
+
+def _set_error(span, description):
+    if isinstance(span, _litespan.LiteSpan):
+        span.set_status(_litespan.STATUS_ERROR, description)
+    else:
+        from opentelemetry.trace.status import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR, description))
+
+
+# -- children whose exit this process never observed ---------------------------
+
+
+def poll_children():
+    """Notice children that exited since anyone last looked (non-blocking).
+
+    This is what multiprocessing's own ``active_children()`` does; the exit
+    code stays stored on the Popen, so behaviour does not change.
+    """
+    for launch in list(state.children.values()):
+        try:
+            launch.popen.poll()
+        except Exception:
+            _log.internal_error("polling a child")
+
+
+def end_unobserved(reason):
+    """End mp.process for every child whose exit was never observed."""
+    while state.children:
+        _, launch = state.children.popitem()
+        span = launch.span
+        span.set_attribute(semconv.END_REASON, reason)
+        span.end()
+
+
+def _at_parent_exit():
+    if state.active():
+        poll_children()
+        end_unobserved("parent exited before observing the child's exit")
+
+
+_finalizer_lock = threading.Lock()
+
+
+def _ensure_exit_finalizer():
+    """Register, once per process, a finalizer that runs after children are joined.
+
+    multiprocessing's exit routine joins children and then runs finalizers with
+    a priority; -100 puts ours after all of multiprocessing's own.
+    """
+    pid = os.getpid()
+    if state.finalizer_pid == pid:
+        return
+    with _finalizer_lock:
+        if state.finalizer_pid != pid:
+            from multiprocessing import util
+
+            util.Finalize(None, _at_parent_exit, exitpriority=-100)
+            state.finalizer_pid = pid

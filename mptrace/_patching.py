@@ -1,0 +1,62 @@
+"""Every patch mptrace makes, recorded so that undoing them is one loop.
+
+A patch is (owner, attribute, original): the object whose attribute was
+replaced, the attribute's name, and exactly what ``owner.__dict__`` held before
+(a function, staticmethod, ...). Undoing sets the original back, so after
+``uninstall()`` every patched attribute is ``is``-identical to what it was.
+
+wrapt is imported only when a wrapt patch is made: spawn children patch one
+method with a plain function (see ``replace``) and must not pay for it.
+"""
+
+from collections import namedtuple
+
+Patch = namedtuple("Patch", "owner attribute original")
+
+
+class PatchRegistry:
+    def __init__(self):
+        self._patches = []
+
+    def __iter__(self):
+        return iter(list(self._patches))
+
+    def is_patched(self, owner, attribute):
+        return any(p.owner is owner and p.attribute == attribute for p in self._patches)
+
+    def wrap(self, owner, attribute, wrapper):
+        """Wrap ``owner.attribute`` with a wrapt FunctionWrapper.
+
+        ``wrapper(wrapped, instance, args, kwargs)`` follows wrapt's convention.
+        """
+        import wrapt
+
+        original = vars(owner)[attribute]
+        setattr(owner, attribute, wrapt.FunctionWrapper(original, wrapper))
+        self._patches.append(Patch(owner, attribute, original))
+
+    def replace(self, owner, attribute, replacement):
+        """Replace ``owner.attribute`` with a plain object (no wrapt)."""
+        original = vars(owner)[attribute]
+        setattr(owner, attribute, replacement)
+        self._patches.append(Patch(owner, attribute, original))
+
+    def original(self, owner, attribute):
+        for patch in self._patches:
+            if patch.owner is owner and patch.attribute == attribute:
+                return patch.original
+        return vars(owner)[attribute]
+
+    def undo(self, owner, attribute):
+        """Restore one attribute."""
+        for patch in reversed(self._patches):
+            if patch.owner is owner and patch.attribute == attribute:
+                setattr(owner, attribute, patch.original)
+                self._patches.remove(patch)
+                return
+
+    def undo_all(self):
+        """Restore every attribute, newest patch first."""
+        while self._patches:
+            patch = self._patches.pop()
+            setattr(patch.owner, patch.attribute, patch.original)

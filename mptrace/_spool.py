@@ -1,0 +1,127 @@
+"""Spool files: how spans travel from child processes to the root.
+
+The root creates a private directory (mode 0700). Every traced child appends
+its records to a file of its own there, one ``os.write`` per record, so a
+record is on disk the moment the call returns: a child killed a moment later
+loses nothing, and no thread or socket is needed anywhere. The root reads the
+files when it observes a child's exit, on ``flush()`` and at exit.
+
+A record is one line: the CRC-32 of the body in 8 hex digits, a space, and a
+JSON object. The root parses JSON only (never pickle), checks the CRC and the
+shape of every record, and skips (and counts) anything that fails, so a
+truncated write or garbage bytes cannot disturb other spans.
+
+This module imports nothing beyond the standard library: spawn children load it
+on their start-up path.
+"""
+
+import json
+import os
+import zlib
+
+SUFFIX = ".spool"
+VERSION = 1
+
+# Record types (the "t" field).
+HEADER = "proc"  # first record of a file: the writer's pid and resource
+START = "start"  # a span began (lets the root end it if its process dies)
+END = "end"  # a span ended, with everything it recorded
+EXIT = "exit"  # this process observed the exit of one of its own children
+
+
+def encode_body(record):
+    return json.dumps(record, separators=(",", ":"), default=repr).encode("utf-8")
+
+
+def frame(body):
+    """A record body as a CRC-prefixed line."""
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def encode(record):
+    """One record as a CRC-prefixed JSON line."""
+    return frame(encode_body(record))
+
+
+# Integers that stand for values only the child knows, in records a parent
+# encodes before fork; ``template`` turns them into %d fields.
+PLACEHOLDERS = (-7_000_000_000_001, -7_000_000_000_002, -7_000_000_000_003)
+
+
+def template(record):
+    """``record`` encoded, with each PLACEHOLDER turned into a ``%d`` field.
+
+    Lets a fork child write a record with bytes formatting instead of json:
+    every module a fork child touches for the first time costs it page faults.
+    """
+    body = encode_body(record).replace(b"%", b"%%")
+    for placeholder in PLACEHOLDERS:
+        body = body.replace(b"%d" % placeholder, b"%d")
+    return body
+
+
+def decode(line):
+    """The record in ``line`` (without its newline), or None if it is corrupt."""
+    if len(line) < 10 or line[8:9] != b" ":
+        return None
+    body = line[9:]
+    try:
+        if int(line[:8], 16) != zlib.crc32(body):
+            return None
+        record = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def file_name(run_span_id):
+    """The spool file of the child whose mp.process.run span has this id."""
+    return "%016x%s" % (run_span_id, SUFFIX)
+
+
+class SpoolWriter:
+    """Appends records to this process's spool file.
+
+    The file is opened on the first write. A process forked from this one
+    outside multiprocessing (``os.fork``) inherits the writer; it notices the
+    new pid and opens a file of its own rather than writing into ours.
+    """
+
+    def __init__(self, directory, name, resource_attributes):
+        self.directory = directory
+        self.name = name
+        self._fd = None
+        self._pid = None
+        self.broken = False
+        pid, parent_pid = PLACEHOLDERS[:2]
+        resource = dict(resource_attributes, **{"process.pid": pid, "process.parent_pid": parent_pid})
+        # Fields: pid, process.pid, process.parent_pid.
+        self._header = template({"t": HEADER, "v": VERSION, "pid": pid, "res": resource})
+
+    def write(self, record):
+        self.write_body(encode_body(record))
+
+    def write_body(self, body):
+        """Append one record body (see ``encode_body`` and ``template``)."""
+        if self.broken:
+            return
+        try:
+            if self._pid != os.getpid():
+                self._open()
+            data = frame(body)
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+        except OSError:
+            # The root has gone (or cleaned up): children run on unaffected.
+            self.broken = True
+
+    def _open(self):
+        pid = os.getpid()
+        if self._pid is not None:  # inherited through a plain os.fork()
+            self.name = "pid%d-%s%s" % (pid, os.urandom(4).hex(), SUFFIX)
+        path = os.path.join(self.directory, self.name)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(path, flags, 0o600)
+        self._pid = pid
+        os.write(self._fd, frame(self._header % (pid, pid, os.getppid())))

@@ -1,0 +1,49 @@
+"""Span names and attribute keys that mptrace emits.
+
+These names are part of the public contract: dashboards, tests and the
+acceptance checks depend on them. Every name mptrace uses is defined here and
+nowhere else.
+"""
+
+# Span names.
+SPAN_PROCESS = "mp.process"  # parent side: one child as the parent sees it
+SPAN_PROCESS_RUN = "mp.process.run"  # child side: bootstrap to the end of run()
+SPAN_PICKLE = "mp.pickle"  # one serialisation that matters
+
+# Attributes on mp.process and mp.process.run.
+START_METHOD = "mp.start_method"
+START_METHOD_SOURCE = "mp.start_method.source"  # context, set_start_method, default
+PROCESS_NAME = "mp.process.name"
+CHILD_PID = "mp.child.pid"
+ARGS_PICKLED = "mp.args.pickled"
+EXITCODE = "mp.exitcode"
+EXIT_SIGNAL = "mp.exit.signal"
+STATE_INHERITED = "mp.state.inherited"
+STATE_DIVERGED = "mp.state.diverged"
+STATE_NOT_PORTABLE = "mp.state.not_portable"
+ARGS_CHANGED = "mp.args.changed"
+PARENT_PID = "mp.parent.pid"  # the pid of the process that called start()
+SPAN_SYNTHESIZED = "mp.span.synthesized"  # ended by the collector for a dead process
+END_REASON = "mp.process.end_reason"  # why mp.process ended without an observed exit
+
+# Attributes on mp.pickle.
+PICKLE_CHANNEL = "mp.pickle.channel"
+PICKLE_BYTES = "mp.pickle.bytes"
+PICKLE_HOOKS = "mp.pickle.hooks"
+
+# OpenTelemetry semantic conventions that cover the same facts.
+OTEL_PROCESS_EXIT_CODE = "process.exit.code"
+OTEL_ERROR_TYPE = "error.type"
+OTEL_CODE_FUNCTION_NAME = "code.function.name"
+OTEL_PROCESS_PID = "process.pid"
+OTEL_PROCESS_PARENT_PID = "process.parent_pid"
+OTEL_PROCESS_CREATION_TIME = "process.creation.time"
+OTEL_SERVICE_INSTANCE_ID = "service.instance.id"
+
+# Start-method sources (values of START_METHOD_SOURCE).
+SOURCE_CONTEXT = "context"  # the process came from an explicit context object
+SOURCE_SET_START_METHOD = "set_start_method"  # global method set to a non-default
+SOURCE_DEFAULT = "default"  # the platform's default for this Python version
+
+# The instrumentation scope of mptrace's own spans.
+SCOPE_NAME = "mptrace"

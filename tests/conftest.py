@@ -1,0 +1,53 @@
+import multiprocessing
+import os
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import mptrace
+from mptrace._state import state
+
+# An explicit resource: TracerProvider() alone runs resource detectors on a thread
+# pool, and a fork right after that can see the exiting thread (3.12+ warns).
+TEST_RESOURCE = Resource({"service.name": "mptrace-tests"})
+
+START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request):
+    """Each test that takes this runs once per start method the platform has."""
+    return request.param
+
+
+@pytest.fixture
+def context(start_method):
+    return multiprocessing.get_context(start_method)
+
+
+class Traced:
+    """mptrace installed on an in-memory pipeline, for one test."""
+
+    def __init__(self):
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider(resource=TEST_RESOURCE)
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("tests")
+
+    def spans(self):
+        assert mptrace.flush(), "flush() timed out"
+        return list(self.exporter.get_finished_spans())
+
+
+@pytest.fixture
+def traced():
+    t = Traced()
+    mptrace.install(tracer_provider=t.provider)
+    spool_dir = state.tree["dir"]
+    yield t
+    mptrace.uninstall()
+    assert not os.path.exists(spool_dir), "uninstall() left the spool directory behind"
+    assert not any(True for _ in state.patches), "uninstall() left patches behind"

@@ -1,0 +1,115 @@
+"""mptrace never changes what the traced program does, and never breaks it."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+import mptrace
+from mptrace._state import state
+from tests import targets
+from tests.spans import assert_no_orphans, is_error, one
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, python_args=()):
+    return subprocess.run([sys.executable, *python_args, "-m", module, *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_output_and_exit_code_are_unchanged(start_method):
+    plain = run_module("tests.programs.behaviour", start_method)
+    traced = run_module("tests.programs.behaviour", start_method, "--traced")
+    assert plain.returncode == traced.returncode == 3
+    assert traced.stdout == plain.stdout
+    strip = [line for line in traced.stderr.splitlines() if "mptrace" in line]
+    assert not strip, "mptrace wrote to stderr: %s" % strip
+    assert traced.stderr == plain.stderr
+
+
+def test_pickling_errors_propagate_unchanged(context, start_method):
+    if start_method == "fork":
+        pytest.skip("fork does not pickle the target")
+
+    def local_target():
+        pass
+
+    def start_local():
+        process = context.Process(target=local_target)
+        try:
+            process.start()
+        except Exception as exc:
+            return exc
+        finally:
+            if process._popen is not None:
+                process.join()
+
+    untraced = start_local()
+    from tests.conftest import Traced
+
+    t = Traced()
+    mptrace.install(tracer_provider=t.provider)
+    try:
+        traced = start_local()
+        spans = t.spans()
+    finally:
+        mptrace.uninstall()
+    assert untraced is not None and type(traced) is type(untraced)
+    assert str(traced) == str(untraced)
+    launch = one(spans, "mp.process")
+    assert is_error(launch)
+    assert [e.attributes["exception.type"] for e in launch.events] == [type(untraced).__name__]
+
+
+def test_internal_failure_is_logged_and_the_call_goes_on(traced, context, caplog):
+    class BrokenTracer:
+        def start_span(self, *args, **kwargs):
+            raise RuntimeError("mptrace bug")
+
+    state.tracer = BrokenTracer()
+    with caplog.at_level(logging.WARNING, logger="mptrace"):
+        p = context.Process(target=targets.exit_with, args=(5,))
+        p.start()
+        p.join(30)
+    assert p.exitcode == 5
+    assert "opening mp.process failed" in caplog.text
+    assert traced.spans() == []  # the child was left alone, as if untraced
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the fork-with-threads warning exists from 3.12")
+def test_traced_fork_adds_no_deprecation_warning():
+    control = run_module("tests.programs.fork_quietly", "--thread", python_args=("-W", "always::DeprecationWarning"))
+    assert control.returncode == 0, control.stderr
+    assert "DeprecationWarning" in control.stderr, "the control should warn: the check would be blind"
+    quiet = run_module("tests.programs.fork_quietly", python_args=("-W", "always::DeprecationWarning"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "DeprecationWarning" not in quiet.stderr, quiet.stderr
+    assert quiet.stdout.strip() == "18 spans"  # 3 x (2 processes x 3 spans)
+
+
+def test_children_not_joined_are_ended_at_parent_exit(start_method, tmp_path):
+    output = tmp_path / "spans.json"
+    result = run_module("tests.programs.exit_without_join", start_method, str(output))
+    assert result.returncode == 0, result.stderr
+    spans = json.loads(output.read_text())
+    by_name = {}
+    for span in spans:
+        by_name.setdefault((span["name"], span["attributes"].get("mp.process.name")), span)
+    assert_no_orphans_json(spans)
+    worker = by_name[("mp.process", "worker")]
+    assert worker["attributes"]["mp.exitcode"] == 0 and worker["status"] == "UNSET"
+    assert ("mp.process.run", "worker") in by_name
+    daemon = by_name[("mp.process", "daemon")]
+    assert daemon["attributes"]["mp.exit.signal"] == "SIGTERM"  # multiprocessing terminates daemons at exit
+    daemon_run = by_name[("mp.process.run", "daemon")]
+    assert daemon_run["attributes"]["mp.span.synthesized"] is True
+
+
+def assert_no_orphans_json(spans):
+    ids = {s["span_id"] for s in spans}
+    orphans = [s["name"] for s in spans if s["parent"] is not None and s["parent"] not in ids]
+    assert orphans == [], orphans

@@ -1,0 +1,110 @@
+"""However a child ends, its spans reach the root, closed and parented."""
+
+import pytest
+
+from tests import targets
+from tests.spans import assert_no_orphans, assert_one_trace, is_error, one, parent_of, pid_of
+
+
+def run_child(traced, context, target, args=(), after_start=None):
+    with traced.tracer.start_as_current_span("caller"):
+        process = context.Process(target=target, args=args, name="child-under-test")
+        process.start()
+        if after_start:
+            after_start(process)
+        process.join(30)
+    assert process.exitcode is not None, "child did not finish"
+    return process
+
+
+def check_tree(traced, process, start_method, work_parent="mp.process.run"):
+    """The spans every ending shares: caller -> mp.process -> mp.process.run -> user-work."""
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    assert_one_trace(spans)
+    launch = one(spans, "mp.process")
+    run = one(spans, "mp.process.run")
+    work = one(spans, "user-work")
+    assert parent_of(spans, launch).name == "caller"
+    assert parent_of(spans, run) is launch
+    assert parent_of(spans, work).name == work_parent
+    assert launch.attributes["mp.start_method"] == start_method
+    assert run.attributes["mp.start_method"] == start_method
+    assert launch.attributes["mp.process.name"] == "child-under-test"
+    assert run.attributes["mp.process.name"] == "child-under-test"
+    assert launch.attributes["mp.child.pid"] == process.pid
+    assert launch.attributes["mp.args.pickled"] is (start_method != "fork")
+    assert run.attributes["mp.state.inherited"] is (start_method == "fork")
+    assert launch.attributes["mp.exitcode"] == process.exitcode
+    assert launch.attributes["process.exit.code"] == process.exitcode
+    assert pid_of(run) == process.pid and pid_of(work) == process.pid
+    assert launch.kind.name == "CLIENT" and run.kind.name == "SERVER"
+    return spans, launch, run
+
+
+def test_normal_return(traced, context, start_method):
+    process = run_child(traced, context, targets.succeed)
+    spans, launch, run = check_tree(traced, process, start_method)
+    assert process.exitcode == 0
+    assert not is_error(launch) and not is_error(run)
+    assert "mp.exit.signal" not in launch.attributes
+    assert launch.attributes["code.function.name"] == "tests.targets.succeed"
+
+
+def test_exception_in_run(traced, context, start_method):
+    process = run_child(traced, context, targets.raise_error)
+    spans, launch, run = check_tree(traced, process, start_method)
+    assert process.exitcode == 1
+    assert is_error(launch) and is_error(run)
+    assert "ValueError: boom in child" in run.status.description
+    [event] = [e for e in run.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "ValueError"
+    assert event.attributes["exception.message"] == "boom in child"
+    assert "raise_error" in event.attributes["exception.stacktrace"]
+    assert run.attributes["error.type"] == "ValueError"
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_sys_exit(traced, context, start_method, code):
+    process = run_child(traced, context, targets.exit_with, (code,))
+    spans, launch, run = check_tree(traced, process, start_method)
+    assert process.exitcode == code
+    assert is_error(launch) is (code != 0)
+    assert is_error(run) is (code != 0)
+    assert run.attributes["mp.exitcode"] == code
+    assert not any(e.name == "exception" for e in run.events), "sys.exit is not an exception event"
+
+
+def test_os_exit_inside_target(traced, context, start_method):
+    process = run_child(traced, context, targets.os_exit_with, (7,))
+    spans, launch, run = check_tree(traced, process, start_method, work_parent="outer-never-ended")
+    assert process.exitcode == 7
+    # The child never ended its run span or the span around os._exit: the
+    # collector ended both on its behalf, so user-work keeps its parents.
+    assert run.attributes["mp.span.synthesized"] is True
+    assert run.attributes["mp.exitcode"] == 7
+    assert is_error(run) and "code 7" in run.status.description
+    outer = one(spans, "outer-never-ended")
+    assert outer.attributes["mp.span.synthesized"] is True and is_error(outer)
+    assert parent_of(spans, outer) is run
+
+
+@pytest.mark.parametrize("how, signal_name, exitcode", [("terminate", "SIGTERM", -15), ("kill", "SIGKILL", -9)])
+def test_killed_by_signal(traced, context, start_method, how, signal_name, exitcode):
+    ready = context.Event()
+
+    def stop_when_ready(process):
+        assert ready.wait(30), "child never got ready"
+        getattr(process, how)()
+
+    process = run_child(traced, context, targets.signal_ready_then_sleep, (ready,), stop_when_ready)
+    spans, launch, run = check_tree(traced, process, start_method)
+    assert process.exitcode == exitcode
+    assert launch.attributes["mp.exit.signal"] == signal_name
+    assert launch.attributes["error.type"] == signal_name
+    assert is_error(launch)
+    assert run.attributes["mp.exit.signal"] == signal_name
+    assert run.attributes["mp.span.synthesized"] is True
+    assert is_error(run) and signal_name in run.status.description
+    # The span the child ended just before it was killed survived the kill.
+    assert one(spans, "user-work").end_time is not None

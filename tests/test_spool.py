@@ -1,0 +1,118 @@
+"""The spool channel: private, cleaned up, and robust against bad records."""
+
+import logging
+import os
+import pickle
+import zlib
+
+import pytest
+
+from mptrace import _spool
+from mptrace._state import state
+from tests import targets
+from tests.spans import assert_no_orphans
+
+CRC_OK_BUT_NOT_A_SPAN = b'{"t":"end","n":"evil","tid":"zz","sid":"00"}'
+
+
+class Marker:
+    """Unpickling this would create a file: proof that nothing was unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (targets.write_line, (self.path, "unpickled!"))
+
+
+def write_bad_files(directory, marker_path):
+    payload = pickle.dumps(Marker(marker_path))
+    bad_lines = [
+        b"garbage without any structure",
+        b"%08x %s" % (zlib.crc32(b"{}") ^ 1, b"{}"),  # wrong checksum
+        _spool.frame(CRC_OK_BUT_NOT_A_SPAN)[:-1],  # valid checksum, invalid span
+        _spool.frame(payload)[:-1],  # a pickle, framed: must not be unpickled
+        _spool.frame(b"[1, 2, 3]")[:-1],  # JSON, but not an object
+    ]
+    content = b"\n".join(bad_lines) + b"\n"
+    with open(os.path.join(directory, "ffffffffffffffff" + _spool.SUFFIX), "wb") as f:
+        f.write(content)
+    return content.count(b"\n")  # the pickle holds newlines: each line is a record
+
+
+def test_corrupt_records_are_skipped_and_counted(traced, context, tmp_path, caplog):
+    marker = str(tmp_path / "marker")
+    bad = write_bad_files(state.tree["dir"], marker)
+    p = context.Process(target=targets.succeed)
+    p.start()
+    p.join(30)
+    spans = traced.spans()
+    assert sorted(s.name for s in spans) == ["mp.process", "mp.process.run", "user-work"]
+    assert_no_orphans(spans)
+    import mptrace
+
+    assert mptrace.stats()["corrupt_records"] == bad
+    assert not os.path.exists(marker), "a spool record was unpickled"
+    assert "skipped a corrupt record" in caplog.text
+
+
+def test_truncated_record_is_counted_when_the_writer_is_gone(traced, caplog):
+    path = os.path.join(state.tree["dir"], "eeeeeeeeeeeeeeee" + _spool.SUFFIX)
+    with open(path, "wb") as f:
+        f.write(_spool.encode({"t": "proc", "pid": 1, "res": {}}))
+        f.write(_spool.encode({"t": "end", "n": "half"})[:20])  # killed mid-write
+    import mptrace
+
+    mptrace.flush()
+    assert mptrace.stats()["corrupt_records"] == 0, "an incomplete line may still be completed"
+    with caplog.at_level(logging.WARNING, logger="mptrace"):
+        mptrace.uninstall()
+        mptrace.install(tracer_provider=traced.provider)  # the fixture uninstalls again
+    assert "truncated last record" in caplog.text
+
+
+def test_spool_is_private_while_children_run(traced, context):
+    ready = context.Event()
+    p = context.Process(target=targets.signal_ready_then_sleep, args=(ready,))
+    p.start()
+    try:
+        assert ready.wait(30)
+        directory = state.tree["dir"]
+        assert os.stat(directory).st_mode & 0o777 == 0o700
+        files = os.listdir(directory)
+        assert files, "the child has no spool file"
+        for name in files:
+            assert os.stat(os.path.join(directory, name)).st_mode & 0o777 == 0o600
+    finally:
+        p.kill()
+        p.join(30)
+
+
+def test_child_runs_on_when_the_spool_is_gone(traced, context):
+    import shutil
+
+    shutil.rmtree(state.tree["dir"])
+    p = context.Process(target=targets.exit_with, args=(4,))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 4
+    spans = traced.spans()
+    assert [s.name for s in spans] == ["mp.process"]  # the parent's own span still ends
+    assert spans[0].attributes["mp.exitcode"] == 4
+
+
+@pytest.mark.parametrize("record", [
+    {"t": "end", "n": "x", "tid": "0" * 32, "sid": "1" * 16, "st": 1, "et": 2},  # zero trace id
+    {"t": "end", "n": "x", "tid": "1" * 32, "sid": "1" * 16, "st": "1", "et": 2},  # string time
+    {"t": "end", "n": "x", "tid": "1" * 32, "sid": "1" * 16, "st": 1, "et": 2, "a": {"k": {"nested": 1}}},
+    {"t": "mystery"},
+])
+def test_records_of_the_wrong_shape_are_rejected(traced, record):
+    path = os.path.join(state.tree["dir"], "dddddddddddddddd" + _spool.SUFFIX)
+    with open(path, "wb") as f:
+        f.write(_spool.encode(record))
+    import mptrace
+
+    mptrace.flush()
+    assert mptrace.stats()["corrupt_records"] == 1
+    assert traced.spans() == []
