@@ -135,6 +135,7 @@ class ChildRun:
         self.otel_wired = False
         self.run_span = None
         self.prebuilt_context = None
+        self.context_attached = False  # fork: the parent attached it for us
         self.end_template = None  # fork: the run span's END for exit code 0
         self.failure = None  # the exception that ended run(), if one did
 

@@ -30,6 +30,9 @@ _SPAN_ID = re.compile(r"\A[0-9a-f]{16}\Z")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _ATTRIBUTE_SCALARS = (str, bool, int, float)
 _READ_CHUNK = 1 << 20
+# When children exit in quick succession, their spans are collected together
+# at most this often (flush() and exit always collect everything).
+COLLECT_INTERVAL = 0.1
 
 
 class CorruptRecord(ValueError):
@@ -52,6 +55,7 @@ class Collector:
         self._files = {}
         self._exited = {}  # spool file name -> (exitcode, signal name, time)
         self._lock = threading.RLock()
+        self._last_collect = 0.0
         self.counts = {"spans": 0, "synthesized": 0, "corrupt_records": 0, "files": 0}
 
     # -- public --------------------------------------------------------------
@@ -59,6 +63,7 @@ class Collector:
     def collect(self):
         """Read whatever every spool file gained since the last call."""
         with self._lock:
+            self._last_collect = time.monotonic()
             try:
                 names = sorted(n for n in os.listdir(self.directory) if n.endswith(_spool.SUFFIX))
             except OSError:
@@ -68,11 +73,15 @@ class Collector:
             for name in [n for n in self._exited if n in self._files]:
                 self._finish(name)
 
+    def collect_if_due(self):
+        if self._exited and time.monotonic() - self._last_collect >= COLLECT_INTERVAL:
+            self.collect()
+
     def process_exited(self, run_span_id, exitcode, signal_name=None):
         """The child whose run span is ``run_span_id`` (int) has exited."""
         with self._lock:
             self._exited[_spool.file_name(run_span_id)] = (exitcode, signal_name, time.time_ns())
-            self.collect()
+            self.collect_if_due()
 
     def close(self, reason):
         """Final collection: end every span left open, remove the directory."""

@@ -180,7 +180,8 @@ def wire(run, inherited_provider):
             _redirect(current, SpoolSpanProcessor(run.writer))
     else:
         _log.debug("global tracer provider %r is not the SDK's; its spans stay where it sends them", current)
-    span = run.run_span
-    context = run.prebuilt_context or run_context(span.trace_id, span.span_id, span.sampled)
-    otel_context.attach(context)
+    if not run.context_attached:
+        span = run.run_span
+        otel_context.attach(run.prebuilt_context or run_context(span.trace_id, span.span_id, span.sampled))
+        run.context_attached = True
     run.otel_wired = True

@@ -73,6 +73,9 @@ def _begin_launch(process):
         "ppid": os.getpid(),
         "name": process.name,
     }
+    _ensure_exit_finalizer()
+    if state.is_root():
+        state.root.collector.collect_if_due()
     return Launch(process, span, carrier)
 
 
@@ -135,11 +138,11 @@ def _launch_failed(launch, exc):
 
 
 def _launched(launch):
-    process = launch.process
-    launch.popen = process._popen
-    launch.span.set_attribute(semconv.CHILD_PID, process.pid)
+    # As little as possible after the fork: every page the parent writes while
+    # the child shares it costs a copy-on-write fault. The pid goes on the span
+    # when it ends.
+    launch.popen = launch.process._popen
     state.children[id(launch.popen)] = launch
-    _ensure_exit_finalizer()
 
 
 # -- Popen.__init__ and the preparation data ----------------------------------
@@ -147,20 +150,43 @@ def _launched(launch):
 
 def popen_init_wrapper(wrapped, popen, args, kwargs):
     launch = launching.__dict__.get("launch")
-    if launch is not None and args and args[0] is launch.process:
-        _log.safely("recording the start method", _record_method, launch, popen)
-    return wrapped(*args, **kwargs)
+    if launch is None or not args or args[0] is not launch.process:
+        return wrapped(*args, **kwargs)
+    token = _log.safely("recording the start method", _record_method, launch, popen)
+    try:
+        return wrapped(*args, **kwargs)  # a fork child never returns from here
+    finally:
+        if token is not None:
+            _log.safely("restoring the context after fork", _detach, token)
+
+
+def _detach(token):
+    from opentelemetry import context
+
+    context.detach(token)
 
 
 def _record_method(launch, popen):
+    """Learn the start method; for fork, prepare the child. Returns a context
+    token to detach after the fork, or None."""
     method = popen.method
     launch.carrier["method"] = method
-    launch.span.set_attribute(semconv.START_METHOD, method)
-    launch.span.set_attribute(semconv.ARGS_PICKLED, method != "fork")
-    if method == "fork":
-        from mptrace._child import prepare_fork_child
+    launch.span.set_attributes({semconv.START_METHOD: method, semconv.ARGS_PICKLED: method != "fork"})
+    if method != "fork":
+        return None
+    from mptrace._child import prepare_fork_child
 
-        launch.child_run = prepare_fork_child(launch.carrier)
+    run = launch.child_run = prepare_fork_child(launch.carrier)
+    if run.prebuilt_context is None:
+        return None
+    # Make the child's run span current for the instant of the fork: the fork
+    # child inherits this thread's context, and so starts with its run span
+    # current without doing anything (nothing else runs here meanwhile).
+    from opentelemetry import context
+
+    token = context.attach(run.prebuilt_context)
+    run.context_attached = True
+    return token
 
 
 def preparation_data_wrapper(wrapped, instance, args, kwargs):
@@ -188,6 +214,7 @@ def poll_wrapper(wrapped, popen, args, kwargs):
 def _child_exited(launch, returncode):
     signal_name = _signal_name(returncode)
     span = launch.span
+    span.set_attribute(semconv.CHILD_PID, launch.popen.pid)
     span.set_attribute(semconv.EXITCODE, returncode)
     span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, returncode)
     if signal_name:
@@ -250,6 +277,7 @@ def end_unobserved(reason):
     while state.children:
         _, launch = state.children.popitem()
         span = launch.span
+        span.set_attribute(semconv.CHILD_PID, launch.popen.pid)
         span.set_attribute(semconv.END_REASON, reason)
         span.end()
 

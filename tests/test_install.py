@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import mptrace
 from mptrace._install import PATCH_POINTS, SDK_PATCH_POINTS
 from mptrace._state import state
+from tests.conftest import TEST_RESOURCE
 from tests import targets
 
 
@@ -28,7 +29,7 @@ def snapshot():
 
 def test_uninstall_restores_every_original_object():
     before = snapshot()
-    mptrace.install(tracer_provider=TracerProvider())
+    mptrace.install(tracer_provider=TracerProvider(resource=TEST_RESOURCE))
     during = snapshot()
     assert all(during[key] is not before[key] for key in before), "some patch point was not patched"
     mptrace.uninstall()
@@ -40,7 +41,7 @@ def test_uninstall_restores_every_original_object():
 def test_install_twice_is_a_no_op(traced):
     patches = list(state.patches)
     spool_dir = state.tree["dir"]
-    mptrace.install(tracer_provider=TracerProvider())  # even with another provider
+    mptrace.install(tracer_provider=TracerProvider(resource=TEST_RESOURCE))  # even with another provider
     assert list(state.patches) == patches
     assert state.tree["dir"] == spool_dir
     assert state.root.provider is traced.provider
@@ -48,7 +49,7 @@ def test_install_twice_is_a_no_op(traced):
 
 def test_uninstall_twice_and_without_install_are_no_ops():
     mptrace.uninstall()
-    mptrace.install(tracer_provider=TracerProvider())
+    mptrace.install(tracer_provider=TracerProvider(resource=TEST_RESOURCE))
     mptrace.uninstall()
     mptrace.uninstall()
     assert state.role is None
@@ -104,7 +105,7 @@ def install_again_in_child():
 ])
 def test_bad_options_name_the_option(options, error, words):
     with pytest.raises(error) as raised:
-        mptrace.install(tracer_provider=TracerProvider(), **options)
+        mptrace.install(tracer_provider=TracerProvider(resource=TEST_RESOURCE), **options)
     for word in words:
         assert word in str(raised.value)
     assert state.role is None and not list(state.patches)
@@ -123,7 +124,7 @@ def test_flush_rejects_bad_timeouts(timeout):
 
 
 def test_spool_dir_option(tmp_path, context):
-    mptrace.install(tracer_provider=TracerProvider(), spool_dir=tmp_path)
+    mptrace.install(tracer_provider=TracerProvider(resource=TEST_RESOURCE), spool_dir=tmp_path)
     try:
         assert os.path.dirname(state.tree["dir"]) == str(tmp_path)
         assert os.stat(state.tree["dir"]).st_mode & 0o777 == 0o700

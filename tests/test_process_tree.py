@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tests import targets
-from tests.conftest import START_METHODS
+from tests.conftest import START_METHODS, TEST_RESOURCE
 from tests.spans import assert_no_orphans, assert_one_trace, named, one, parent_of, pid_of
 
 
@@ -88,7 +88,7 @@ def test_unsampled_trace_records_nothing_in_children(context):
     import mptrace
 
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider = TracerProvider(sampler=ALWAYS_OFF, resource=TEST_RESOURCE)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     mptrace.install(tracer_provider=provider)
     try:
