@@ -24,8 +24,9 @@ import time
 from mptrace import _litespan, _log, _spool, semconv
 from mptrace._state import current_launch, state
 
-# The carrier that arrived in this spawn/forkserver child's preparation data.
-_activated_carrier = None
+# (pid, carrier): the carrier that arrived in this spawn/forkserver child's
+# preparation data. The pid keeps a fork grandchild from taking it for its own.
+_activated = None
 
 
 class Stowaway:
@@ -40,9 +41,9 @@ class Stowaway:
 
 def _activate(carrier):
     """Runs while the child unpickles its preparation data. Never raises."""
-    global _activated_carrier
+    global _activated
     try:
-        _activated_carrier = carrier
+        _activated = (os.getpid(), carrier)
         import multiprocessing.process as mp_process
 
         base = mp_process.BaseProcess
@@ -83,10 +84,14 @@ def _start_trampoline(self, *args, **kwargs):
 
 def _take_run(process):
     """The ChildRun for this process, or None if it is not traced."""
+    global _activated
     launch = current_launch()
     if launch is not None and launch.process is process:  # fork: the parent's launch
         return launch.child_run or ChildRun(launch.carrier)
-    return ChildRun(_activated_carrier) if _activated_carrier else None
+    activated, _activated = _activated, None
+    if activated is not None and activated[0] == os.getpid():
+        return ChildRun(activated[1])
+    return None
 
 
 def prepare_fork_child(carrier):

@@ -67,20 +67,17 @@ def span_record(span, record_type):
 
 
 class SpoolSpanProcessor(SpanProcessor):
-    """Writes each sampled span to a spool when it starts and when it ends.
+    """Writes each sampled span to this process's own spool file, at start and end.
 
-    With no writer, it writes to this process's own spool (the child role's).
+    The file is looked up per span, not bound at creation: a fork child of this
+    process, which inherits the processor, writes to its own file.
     """
 
-    def __init__(self, writer=None):
-        self._writer = writer
-
-    def _target(self, span):
-        if not span.get_span_context().trace_flags.sampled:
+    @staticmethod
+    def _target(span):
+        if not span.get_span_context().trace_flags.sampled or not _in_child():
             return None
-        if self._writer is not None:
-            return self._writer
-        return state.child.writer if state.role == "child" and state.active() else None
+        return state.child.writer
 
     def on_start(self, span, parent_context=None):
         writer = self._target(span)
@@ -158,13 +155,23 @@ class ChildTracerProvider(TracerProvider):
         self._tracers_lock = threading.Lock()
 
 
+def _routed_by_patches():
+    """Whether the SDK's multi-processors here already send spans to the spool
+    (the root's patches, inherited by a fork child or loaded by a spawn child
+    that starts processes itself)."""
+    from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
+
+    return state.patches.is_patched(SynchronousMultiSpanProcessor, "on_end")
+
+
 def wire(run, inherited_provider):
     """Route this child's OpenTelemetry spans to its spool; nest them under run.
 
-    ``inherited_provider``: in a fork child, the root's provider, whose span
-    processors (like every SDK provider's here) already send spans to the
-    spool; it becomes the global provider if the application set none, so no
-    new provider (and no new at-fork handler) is created in fork children.
+    ``inherited_provider``: in a fork child of the root, the root's provider;
+    it becomes the global provider if the application set none, so no new
+    provider (and no new at-fork handler) is created in fork children.
+    Processors added here write to whichever process is running them
+    (``_to_own_spool``), so this process's own fork children stay correct.
     """
     current = trace.get_tracer_provider()
     if isinstance(current, trace.ProxyTracerProvider):
@@ -172,12 +179,11 @@ def wire(run, inherited_provider):
             trace.set_tracer_provider(inherited_provider)
         else:
             provider = ChildTracerProvider(resource=Resource(run.resource), shutdown_on_exit=False)
-            provider.add_span_processor(SpoolSpanProcessor(run.writer))
+            provider.add_span_processor(_to_own_spool)
             trace.set_tracer_provider(provider)
-        current = trace.get_tracer_provider()
     elif isinstance(current, TracerProvider):
-        if inherited_provider is None:
-            _redirect(current, SpoolSpanProcessor(run.writer))
+        if not _routed_by_patches():
+            _redirect(current, _to_own_spool)
     else:
         _log.debug("global tracer provider %r is not the SDK's; its spans stay where it sends them", current)
     if not run.context_attached:

@@ -2,17 +2,10 @@ import multiprocessing
 import os
 
 import pytest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import mptrace
 from mptrace._state import state
-
-# An explicit resource: TracerProvider() alone runs resource detectors on a thread
-# pool, and a fork right after that can see the exiting thread (3.12+ warns).
-TEST_RESOURCE = Resource({"service.name": "mptrace-tests"})
+from tests.programs import in_memory_pipeline
 
 START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
 
@@ -32,9 +25,7 @@ class Traced:
     """mptrace installed on an in-memory pipeline, for one test."""
 
     def __init__(self):
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider(resource=TEST_RESOURCE)
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.provider, self.exporter = in_memory_pipeline()
         self.tracer = self.provider.get_tracer("tests")
 
     def spans(self):

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import mptrace
 from mptrace._install import PATCH_POINTS, SDK_PATCH_POINTS
 from mptrace._state import state
-from tests.conftest import TEST_RESOURCE
+from tests.programs import TEST_RESOURCE
 from tests import targets
 
 

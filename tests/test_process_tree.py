@@ -5,7 +5,8 @@ import os
 import pytest
 
 from tests import targets
-from tests.conftest import START_METHODS, TEST_RESOURCE
+from tests.conftest import START_METHODS
+from tests.programs import TEST_RESOURCE
 from tests.spans import assert_no_orphans, assert_one_trace, named, one, parent_of, pid_of
 
 

@@ -9,18 +9,11 @@ import multiprocessing
 import sys
 import time
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import mptrace
+from tests.programs import in_memory_pipeline
 
-# An explicit resource: TracerProvider() alone runs resource detectors on a thread
-# pool, and a fork right after that can see the exiting thread (3.12+ warns).
-TEST_RESOURCE = Resource({"service.name": "mptrace-tests"})
-
-exporter = InMemorySpanExporter()
+provider, exporter = in_memory_pipeline()
 
 
 def dump():
@@ -39,8 +32,6 @@ def nap(seconds, ready=None):
 
 if __name__ == "__main__":
     atexit.register(dump)  # registered before install(): runs after mptrace's exit work
-    provider = TracerProvider(resource=TEST_RESOURCE)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     mptrace.install(tracer_provider=provider)
     context = multiprocessing.get_context(sys.argv[1])
     context.Process(target=nap, args=(0.3,), name="worker").start()

@@ -7,22 +7,13 @@ import json
 import multiprocessing
 import sys
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import mptrace
+from tests.programs import in_memory_pipeline
 from tests import targets
 
-# An explicit resource: TracerProvider() alone runs resource detectors on a thread
-# pool, and a fork right after that can see the exiting thread (3.12+ warns).
-TEST_RESOURCE = Resource({"service.name": "mptrace-tests"})
-
 if __name__ == "__main__":
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=TEST_RESOURCE)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = in_memory_pipeline()
     mptrace.install(tracer_provider=provider)
     child = multiprocessing.get_context(sys.argv[1]).Process(target=targets.start_grandchild, args=(sys.argv[2],))
     child.start()
