@@ -43,14 +43,15 @@ def start_wrapper(wrapped, process, args, kwargs):
     launch = _log.safely("opening mp.process", _begin_launch, process) if state.active() else None
     if launch is None:
         return wrapped(*args, **kwargs)
+    outer = launching.__dict__.get("launch")
     launching.launch = launch
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
-        launching.launch = None
+        launching.launch = outer
         _log.safely("recording a failed start()", _launch_failed, launch, exc)
         raise
-    launching.launch = None
+    launching.launch = outer
     _log.safely("recording a started child", _launched, launch)
     return result
 
