@@ -120,8 +120,11 @@ class ChildTracer:
     def __init__(self, child):
         self._child = child
 
-    def start_span(self, name, kind=_litespan.KIND_INTERNAL, attributes=None):
-        trace_id, parent_id, sampled = self._child.current_parent()
+    def start_span(self, name, kind=_litespan.KIND_INTERNAL, attributes=None, parent=None):
+        if parent is not None:
+            trace_id, parent_id, sampled = parent.trace_id, parent.span_id, parent.sampled
+        else:
+            trace_id, parent_id, sampled = self._child.current_parent()
         return _litespan.LiteSpan(self._child.writer, name, trace_id, parent_id, kind, attributes, sampled)
 
 
@@ -152,6 +155,8 @@ class ChildRun:
             semconv.STATE_INHERITED: method == "fork",
             semconv.PARENT_PID: self.carrier["ppid"],
         }
+        if method == "fork":
+            attributes[semconv.ARGS_CHANGED] = []  # nothing was pickled, so nothing changed
         self.run_span = _litespan.LiteSpan(
             self.writer, semconv.SPAN_PROCESS_RUN, self.carrier["tid"], self.carrier["psid"],
             kind=_litespan.KIND_SERVER, attributes=attributes, sampled=self.carrier["sampled"],
@@ -231,6 +236,10 @@ def _begin_run(process):
     if run.run_span is None:
         run.build_run_span()
     run.run_span.begin()
+    if "fp" in run.carrier:
+        _log.safely("comparing the arguments that arrived", _compare_arguments, run, process)
+    elif run.carrier["method"] != "fork":
+        run.run_span.set_attribute(semconv.ARGS_CHANGED, [])  # only plain values: nothing can change
     _watch_for_failure(run)
     if "opentelemetry.trace" in sys.modules:
         _otel_child = sys.modules.get("mptrace._otel_child")
@@ -240,6 +249,24 @@ def _begin_run(process):
     else:
         _after_import("opentelemetry.trace", lambda: _wire_late(run))
     return run
+
+
+def _compare_arguments(run, process):
+    """mp.args.changed: what pickling changed between the parent's start() and here."""
+    from mptrace import _fingerprint
+
+    items = _fingerprint.process_items(process._target, process._args, process._kwargs)
+    classes = set()
+    arrived = _fingerprint.fingerprint(items, run.carrier.get("capture"), classes)
+    changes = _fingerprint.changed_arguments(run.carrier["fp"], arrived)
+    span = run.run_span
+    span.set_attribute(semconv.ARGS_CHANGED, sorted(changes))
+    for argument in sorted(changes):
+        span.add_event(semconv.EVENT_ARG_CHANGED, {
+            semconv.ARG: argument, semconv.ARG_DIFFERENCES: "; ".join(changes[argument][:5])})
+    hooks = _fingerprint.setstate_hooks(classes)
+    if hooks:
+        span.set_attribute(semconv.UNPICKLE_HOOKS, hooks)
 
 
 def _wire_late(run):

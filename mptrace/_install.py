@@ -7,7 +7,7 @@ import sys
 import tempfile
 import threading
 
-from mptrace import __version__, _child, _config, _log, _parent, _provider, semconv
+from mptrace import __version__, _child, _config, _log, _parent, _pickling, _provider, semconv
 from mptrace._state import reset, state
 
 # (module, class or None for a module function, attribute, wrapper)
@@ -18,6 +18,7 @@ PATCH_POINTS = (
     ("multiprocessing.popen_fork", "Popen", "poll", _parent.poll_wrapper),
     ("multiprocessing.popen_forkserver", "Popen", "poll", _parent.poll_wrapper),
     ("multiprocessing.spawn", None, "get_preparation_data", _parent.preparation_data_wrapper),
+    ("multiprocessing.reduction", None, "dump", _pickling.dump_wrapper),
 )
 
 # In the root these pass every span through unchanged; in fork children they

@@ -161,6 +161,37 @@ def popen_init_wrapper(wrapped, popen, args, kwargs):
             _log.safely("restoring the context after fork", _detach, token)
 
 
+# Values that pickling returns unchanged (a target is pickled by name).
+_UNCHANGEABLE = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _fingerprint_arguments(launch):
+    """What the parent passes, before pickling: the child compares what arrives.
+
+    Arguments that are all plain numbers, strings and bytes cannot change, so
+    then nothing is sent and the child skips the comparison (and its import).
+    """
+    process = launch.process
+    args, kwargs = process._args, process._kwargs
+    if all(type(v) in _UNCHANGEABLE for v in tuple(args) + tuple(dict.values(kwargs))):
+        return
+    from mptrace import _fingerprint
+
+    launch.carrier["fp"] = _fingerprint.fingerprint(_fingerprint.process_items(process._target, args, kwargs))
+
+
+MAX_THREAD_NAMES = 16
+
+
+def _record_threads(span):
+    """The other threads alive at fork: their locks are copied, held or not."""
+    current = threading.current_thread()
+    others = [t.name for t in threading.enumerate() if t is not current]
+    span.set_attribute(semconv.FORK_THREADS, len(others))
+    if others:
+        span.set_attribute(semconv.FORK_THREAD_NAMES, sorted(others)[:MAX_THREAD_NAMES])
+
+
 def _detach(token):
     from opentelemetry import context
 
@@ -174,7 +205,9 @@ def _record_method(launch, popen):
     launch.carrier["method"] = method
     launch.span.set_attributes({semconv.START_METHOD: method, semconv.ARGS_PICKLED: method != "fork"})
     if method != "fork":
+        _fingerprint_arguments(launch)
         return None
+    _record_threads(launch.span)
     from mptrace._child import prepare_fork_child
 
     run = launch.child_run = prepare_fork_child(launch.carrier)

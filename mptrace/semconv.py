@@ -26,10 +26,22 @@ PARENT_PID = "mp.parent.pid"  # the pid of the process that called start()
 SPAN_SYNTHESIZED = "mp.span.synthesized"  # ended by the collector for a dead process
 END_REASON = "mp.process.end_reason"  # why mp.process ended without an observed exit
 
-# Attributes on mp.pickle.
+# Attributes on mp.pickle (PICKLE_HOOKS also on mp.process, for the process object).
 PICKLE_CHANNEL = "mp.pickle.channel"
 PICKLE_BYTES = "mp.pickle.bytes"
 PICKLE_HOOKS = "mp.pickle.hooks"
+PICKLE_PATH = "mp.pickle.path"  # where the object that failed to pickle sits: args[1].handler
+PICKLE_HINT = "mp.pickle.hint"  # what to do about it
+UNPICKLE_HOOKS = "mp.unpickle.hooks"  # on mp.process.run: __setstate__ hooks that rebuilt the arguments
+
+# On mp.process.run: one event per argument that pickling changed.
+EVENT_ARG_CHANGED = "mp.arg.changed"
+ARG = "mp.arg"  # event attribute: which argument (args[0], kwargs['x'], target)
+ARG_DIFFERENCES = "mp.arg.differences"  # event attribute: what differs, bounded
+
+# On mp.process under fork: the other threads alive in the parent at fork time.
+FORK_THREADS = "mp.fork.threads"
+FORK_THREAD_NAMES = "mp.fork.thread_names"
 
 # OpenTelemetry semantic conventions that cover the same facts.
 OTEL_PROCESS_EXIT_CODE = "process.exit.code"

@@ -44,3 +44,9 @@ def is_error(span):
 def describe(spans):
     return "\n  " + "\n  ".join(
         "%s (pid %s, %s) %s" % (s.name, pid_of(s), s.status.status_code.name, dict(s.attributes)) for s in spans)
+
+
+def process_span_names(spans):
+    """Sorted span names, leaving out mp.pickle (spawn and forkserver add those)."""
+    return sorted(s.name if hasattr(s, "name") else s for s in spans
+                  if (s.name if hasattr(s, "name") else s) != "mp.pickle")

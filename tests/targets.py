@@ -57,3 +57,79 @@ def start_grandchild(method):
 def write_line(path, text):
     with open(path, "a") as f:
         f.write(text + "\n")
+
+
+def accept(*args, **kwargs):
+    """A target that only receives its arguments."""
+
+
+class Dropping:
+    """__getstate__ drops state: only pickling (spawn, forkserver) runs it."""
+
+    def __init__(self):
+        self.a, self.b, self.c = 1, 2, 3
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["c"] = 0
+        return state
+
+
+class Reducing:
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return Reducing, (self.value,)
+
+
+class ReducingEx:
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce_ex__(self, protocol):
+        return ReducingEx, (self.value * 2,)  # arrives changed
+
+
+class Restoring:
+    def __init__(self):
+        self.ready = True
+
+    def __setstate__(self, state):
+        state["ready"] = False  # the child's copy is not ready
+        self.__dict__.update(state)
+
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+def reduce_point(point):
+    return Point, (point.x, point.y)
+
+
+import copyreg  # noqa: E402
+
+copyreg.pickle(Point, reduce_point)
+
+
+class Hostile:
+    """Every dunder a naive fingerprint might call raises."""
+
+    def __init__(self):
+        self.value = 5
+
+    def __repr__(self):
+        raise RuntimeError("__repr__ must not be called")
+
+    def __eq__(self, other):
+        raise RuntimeError("__eq__ must not be called")
+
+    __hash__ = object.__hash__
+
+
+class Holder:
+    def __init__(self, resource):
+        self.name = "holder"
+        self.resource = resource

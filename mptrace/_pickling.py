@@ -1,0 +1,159 @@
+"""mp.pickle for the process object a spawn or forkserver child receives.
+
+``reduction.dump(obj, file)`` is how the spawn and forkserver Popens send the
+preparation data and the process object (target, args, kwargs) to the child.
+While a traced ``start()`` is in progress in this thread, mptrace performs that
+same dump with a ``ForkingPickler`` subclass whose ``reducer_override`` notes,
+for every object pickled, whether its class has a custom pickling hook, and
+then returns ``NotImplemented``, so pickling proceeds exactly as it would
+have: the bytes are identical. Each dump is an ``mp.pickle`` span under
+``mp.process`` with its size and the hooks that ran.
+
+When pickling fails, the user's exception propagates unchanged; the span
+records it, with the path to the offending object when a structural walk can
+find it (``args[1].handler``), and a hint.
+"""
+
+import copyreg
+import sys
+
+from multiprocessing import reduction
+
+from mptrace import _fingerprint, _log, semconv
+from mptrace._state import launching, state
+
+_HOOK_NAMES = ("__reduce_ex__", "__reduce__", "__getstate__", "__getnewargs_ex__", "__getnewargs__")
+MAX_HOOKS = 32
+_stdlib_cache = {}
+
+
+def hooks_of(cls, dispatch_table):
+    """The custom pickling hooks ``cls`` has, as ``module.Qualname.__hook__``."""
+    if _is_stdlib(cls):
+        return ()
+    hooks = []
+    reducer = dispatch_table.get(cls) or copyreg.dispatch_table.get(cls)
+    if reducer is not None:
+        hooks.append("%s (copyreg reducer for %s)" % (_fingerprint.type_name(reducer), _fingerprint.type_name(cls)))
+    for name in _HOOK_NAMES:
+        owner = _defining_class(cls, name)
+        if owner is not None and owner is not object and not _is_stdlib(owner):
+            hooks.append("%s.%s" % (_fingerprint.type_name(owner), name))
+    return hooks
+
+
+def _defining_class(cls, name):
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return klass
+    return None
+
+
+def _is_stdlib(cls):
+    """Hooks of the standard library's classes, and mptrace's own, are not the user's."""
+    module = getattr(cls, "__module__", None) or ""
+    return module.split(".")[0] == "mptrace" or is_stdlib_module(module)
+
+
+def is_stdlib_module(name):
+    """Whether module ``name`` belongs to the standard library (hooks there are not the user's)."""
+    top = name.split(".")[0]
+    cached = _stdlib_cache.get(top)
+    if cached is None:
+        cached = _stdlib_cache[top] = _classify_stdlib(top)
+    return cached
+
+
+def _classify_stdlib(top):
+    if top in ("__main__", "__mp_main__"):
+        return False
+    names = getattr(sys, "stdlib_module_names", None)  # 3.10+
+    if names is not None:
+        return top in names or top == "builtins"
+    import sysconfig
+
+    module = sys.modules.get(top)
+    path = getattr(module, "__file__", None)
+    if module is not None and path is None:
+        return True  # built into the interpreter
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return bool(path) and path.startswith(stdlib) and "site-packages" not in path
+
+
+class HookSpyingPickler(reduction.ForkingPickler):
+    """A ForkingPickler that notes custom hooks and pickles exactly the same."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hooks = []
+        self._seen_types = set()
+
+    def reducer_override(self, obj):
+        cls = type(obj)
+        if cls not in self._seen_types and len(self.hooks) < MAX_HOOKS:
+            self._seen_types.add(cls)
+            for hook in hooks_of(cls, self.dispatch_table):
+                if hook not in self.hooks:
+                    self.hooks.append(hook)
+        return NotImplemented
+
+
+def dump_wrapper(wrapped, instance, args, kwargs):
+    launch = launching.__dict__.get("launch")
+    if launch is None or not state.active():
+        return wrapped(*args, **kwargs)
+    obj, file = args[0], args[1]
+    protocol = args[2] if len(args) > 2 else kwargs.get("protocol")
+    channel = "process" if obj is launch.process else "preparation"
+    span = _log.safely("opening mp.pickle", _open_span, launch, channel)
+    if span is None:
+        return wrapped(*args, **kwargs)
+    offset = _log.safely("measuring a pickle", file.tell)
+    pickler = HookSpyingPickler(file, protocol)
+    try:
+        pickler.dump(obj)
+    except BaseException as exc:
+        _log.safely("recording a failed pickle", _pickle_failed, span, launch, exc)
+        raise
+    _log.safely("closing mp.pickle", _close_span, span, channel, file, offset, pickler.hooks, launch)
+
+
+def _open_span(launch, channel):
+    span = state.tracer.start_span(semconv.SPAN_PICKLE, **_child_of(launch.span))
+    span.set_attribute(semconv.PICKLE_CHANNEL, channel)
+    return span
+
+
+def _child_of(span):
+    """start_span keyword arguments that make the new span a child of ``span``."""
+    if state.is_root():
+        from opentelemetry import trace
+
+        return {"context": trace.set_span_in_context(span)}
+    return {"parent": span}  # a LiteSpan, in a child that starts processes
+
+
+def _close_span(span, channel, file, offset, hooks, launch):
+    if offset is not None:
+        span.set_attribute(semconv.PICKLE_BYTES, file.tell() - offset)
+    span.set_attribute(semconv.PICKLE_HOOKS, list(hooks))
+    if channel == "process":
+        launch.span.set_attribute(semconv.PICKLE_HOOKS, list(hooks))
+    span.end()
+
+
+def _pickle_failed(span, launch, exc):
+    from mptrace._parent import _set_error
+
+    process = launch.process
+    found = _fingerprint.find_unpicklable(_fingerprint.process_items(
+        getattr(process, "_target", None), getattr(process, "_args", ()), getattr(process, "_kwargs", {})))
+    if found is not None:
+        path, hint = found
+        span.set_attribute(semconv.PICKLE_PATH, path)
+        span.set_attribute(semconv.PICKLE_HINT, hint)
+    span.record_exception(exc, escaped=True)
+    span.set_attribute(semconv.OTEL_ERROR_TYPE, _fingerprint.type_name(type(exc)))
+    where = " at %s" % found[0] if found is not None else ""
+    _set_error(span, "pickling the process failed%s: %s: %s" % (where, type(exc).__name__, exc))
+    span.end()
