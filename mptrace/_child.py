@@ -157,6 +157,7 @@ class ChildRun:
         }
         if method == "fork":
             attributes[semconv.ARGS_CHANGED] = []  # nothing was pickled, so nothing changed
+            attributes[semconv.STATE_DIVERGED] = []  # a copy of the parent's memory
         self.run_span = _litespan.LiteSpan(
             self.writer, semconv.SPAN_PROCESS_RUN, self.carrier["tid"], self.carrier["psid"],
             kind=_litespan.KIND_SERVER, attributes=attributes, sampled=self.carrier["sampled"],
@@ -240,6 +241,8 @@ def _begin_run(process):
         _log.safely("comparing the arguments that arrived", _compare_arguments, run, process)
     elif run.carrier["method"] != "fork":
         run.run_span.set_attribute(semconv.ARGS_CHANGED, [])  # only plain values: nothing can change
+    if run.carrier["method"] != "fork":
+        _log.safely("comparing module state", _compare_module_state, run)
     _watch_for_failure(run)
     if "opentelemetry.trace" in sys.modules:
         _otel_child = sys.modules.get("mptrace._otel_child")
@@ -267,6 +270,21 @@ def _compare_arguments(run, process):
     hooks = _fingerprint.setstate_hooks(classes)
     if hooks:
         span.set_attribute(semconv.UNPICKLE_HOOKS, hooks)
+
+
+def _compare_module_state(run):
+    """mp.state.diverged: watched globals this child sees differently from the parent."""
+    parent_state = run.carrier.get("state")
+    found = []
+    if parent_state:
+        from mptrace import _modstate
+
+        found = _modstate.diverged(parent_state)
+    span = run.run_span
+    span.set_attribute(semconv.STATE_DIVERGED, [name for name, _, _ in found])
+    for name, parent, child in found:
+        span.add_event(semconv.EVENT_STATE_DIVERGED,
+                       {semconv.STATE_NAME: name, semconv.STATE_PARENT: parent, semconv.STATE_CHILD: child})
 
 
 def _wire_late(run):
@@ -333,59 +351,8 @@ def _iso_now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-# -- running code once a module is imported, without wrapt --------------------
-
-
-class _AfterImport:
-    """A ``sys.meta_path`` finder that calls ``callback`` once ``name`` is executed."""
-
-    def __init__(self, name, callback):
-        self.name = name
-        self.callback = callback
-        self._finding = False
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name or self._finding:
-            return None
-        import importlib.util
-
-        self._finding = True
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self._finding = False
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _CallbackLoader(spec.loader, self)
-        return spec
-
-    def fire(self, module):
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
-        _log.safely("wiring OpenTelemetry in a child", self.callback)
-
-
-class _CallbackLoader:
-    def __init__(self, loader, finder):
-        self._loader = loader
-        self._finder = finder
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        self._loader.exec_module(module)
-        module.__loader__ = self._loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._loader
-        self._finder.fire(module)
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-
 def _after_import(name, callback):
-    if not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport(name, callback))
+    from mptrace import _importhook
+
+    if not any(isinstance(f, _importhook.AfterImportFinder) and f.once and f.wanted(name) for f in sys.meta_path):
+        _importhook.install(_importhook.AfterImportFinder(name.__eq__, lambda module: callback(), once=True))

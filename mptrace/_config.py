@@ -7,8 +7,10 @@ import os
 from collections import namedtuple
 
 ENV_SPOOL_DIR = "MPTRACE_SPOOL_DIR"
+ENV_WATCH_MODULES = "MPTRACE_WATCH_MODULES"  # comma-separated module prefixes to watch as well
+ENV_IGNORE_MODULES = "MPTRACE_IGNORE_MODULES"  # comma-separated module prefixes never to watch
 
-Options = namedtuple("Options", "spool_dir")
+Options = namedtuple("Options", "spool_dir watch_modules ignore_modules capture_values")
 
 
 def default_spool_parent():
@@ -24,7 +26,7 @@ def default_spool_parent():
             return candidate
     return None  # tempfile's default
 
-_DEFAULTS = {"spool_dir": None}
+_DEFAULTS = {"spool_dir": None, "watch_modules": (), "ignore_modules": (), "capture_values": False}
 
 
 def parse(options):
@@ -35,7 +37,13 @@ def parse(options):
             "install() got unknown option %r (choose from: %s)" % (unknown[0], ", ".join(sorted(_DEFAULTS))))
     values = dict(_DEFAULTS)
     values["spool_dir"] = os.environ.get(ENV_SPOOL_DIR) or None
+    values["watch_modules"] = _prefixes_from_environment(ENV_WATCH_MODULES)
+    values["ignore_modules"] = _prefixes_from_environment(ENV_IGNORE_MODULES)
     values.update(options)
+    for option in ("watch_modules", "ignore_modules"):
+        values[option] = _prefixes(option, values[option])
+    if not isinstance(values["capture_values"], bool):
+        raise TypeError("install() option 'capture_values' must be True or False, got %r" % (values["capture_values"],))
     spool_dir = values["spool_dir"]
     if spool_dir is not None:
         if not isinstance(spool_dir, (str, os.PathLike)):
@@ -46,3 +54,22 @@ def parse(options):
     else:
         values["spool_dir"] = default_spool_parent()
     return Options(**values)
+
+
+def _prefixes_from_environment(variable):
+    text = os.environ.get(variable, "")
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _prefixes(option, value):
+    """A tuple of module-name prefixes; a bad one is named in the error."""
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        prefixes = tuple(value)
+    except TypeError:
+        raise TypeError("install() option %r must be a list of module names, got %r" % (option, value)) from None
+    for prefix in prefixes:
+        if not isinstance(prefix, str) or not prefix or not all(part.isidentifier() for part in prefix.split(".")):
+            raise ValueError("install() option %r has an invalid module name %r" % (option, prefix))
+    return prefixes

@@ -55,14 +55,14 @@ def describe(value, capture_values=False):
     return type_name(type(value))
 
 
-def fingerprint(items, capture_values=False, classes=None):
+def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH):
     """``{path: description}`` for ``items``, an iterable of (path, value).
 
     ``classes``, if given, is a set that receives the type of every object walked.
     """
     entries = {}
     for path, value in items:
-        _walk(path, value, 0, entries, set(), capture_values, classes)
+        _walk(path, value, max_depth, entries, set(), capture_values, classes)
     return entries
 
 
@@ -112,17 +112,17 @@ def _top_level(path):
     return path
 
 
-def _walk(path, value, depth, entries, seen, capture_values, classes):
+def _walk(path, value, depth_left, entries, seen, capture_values, classes):
     if len(entries) >= MAX_ENTRIES:
         return
     entries[path] = describe(value, capture_values)
-    if depth >= MAX_DEPTH or id(value) in seen or value is None or isinstance(value, _NUMBERS + _TEXT + _CODE):
+    if depth_left <= 0 or id(value) in seen or value is None or isinstance(value, _NUMBERS + _TEXT + _CODE):
         return
     seen.add(id(value))
     if classes is not None:
         classes.add(type(value))
     for child_path, child in _children(path, value):
-        _walk(child_path, child, depth + 1, entries, seen, capture_values, classes)
+        _walk(child_path, child, depth_left - 1, entries, seen, capture_values, classes)
 
 
 def _children(path, value):

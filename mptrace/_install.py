@@ -34,11 +34,14 @@ _lock = threading.RLock()
 
 
 class Root:
-    """What only the root process has: the provider and the collector."""
+    """What only the root process has: the provider, the collector, the module watch."""
 
-    def __init__(self, provider, collector):
+    def __init__(self, provider, collector, options):
         self.provider = provider
         self.collector = collector
+        self.options = options
+        self.watch = None
+        self.import_finder = None
 
 
 def install(tracer_provider=None, **options):
@@ -66,7 +69,17 @@ def _become_root(provider, options):
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}
     state.child = None
-    state.root = Root(provider, Collector(directory, emit))
+    state.root = Root(provider, Collector(directory, emit), options)
+    _watch_modules(state.root)
+
+
+def _watch_modules(root):
+    """Record each application module's state right after it is imported."""
+    from mptrace import _importhook, _modstate
+
+    root.watch = _modstate.ModuleWatch(root.options.watch_modules, root.options.ignore_modules)
+    root.import_finder = _importhook.install(
+        _importhook.AfterImportFinder(root.watch.wanted_name, root.watch.record_baseline))
 
 
 def _span_processor_of(provider):
@@ -109,6 +122,9 @@ def uninstall():
         if state.is_root():
             _log.safely("collecting spans at uninstall", _shut_down_root, "mptrace.uninstall() was called")
             atexit.unregister(_at_exit)
+            from mptrace import _importhook
+
+            _importhook.remove(state.root.import_finder)
         state.patches.undo_all()
         reset()
 

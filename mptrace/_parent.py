@@ -26,7 +26,7 @@ from mptrace._state import launching, state
 class Launch:
     """One child between start() and its exit, as its parent tracks it."""
 
-    __slots__ = ("process", "span", "carrier", "popen", "child_run")
+    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state")
 
     def __init__(self, process, span, carrier):
         self.process = process
@@ -34,6 +34,7 @@ class Launch:
         self.carrier = carrier
         self.popen = None
         self.child_run = None  # fork only: the child's state, built before the fork
+        self.module_state = None  # watched module state at start(), for spawn/forkserver children
 
 
 # -- start() -----------------------------------------------------------------
@@ -75,9 +76,20 @@ def _begin_launch(process):
         "name": process.name,
     }
     _ensure_exit_finalizer()
+    launch = Launch(process, span, carrier)
     if state.is_root():
         state.root.collector.collect_if_due()
-    return Launch(process, span, carrier)
+        _log.safely("recording module state", _record_module_state, launch)
+    return launch
+
+
+def _record_module_state(launch):
+    """mp.state.not_portable: globals changed since import, which a spawned child will not see."""
+    module_state, not_portable, no_baseline = state.root.watch.state_at_start()
+    launch.span.set_attribute(semconv.STATE_NOT_PORTABLE, not_portable)
+    if no_baseline:
+        launch.span.set_attribute(semconv.STATE_NO_BASELINE, no_baseline)
+    launch.module_state = module_state
 
 
 def _client_kind():
@@ -177,7 +189,9 @@ def _fingerprint_arguments(launch):
         return
     from mptrace import _fingerprint
 
-    launch.carrier["fp"] = _fingerprint.fingerprint(_fingerprint.process_items(process._target, args, kwargs))
+    capture = state.root.options.capture_values if state.is_root() else bool(launch.carrier.get("capture"))
+    launch.carrier["capture"] = capture
+    launch.carrier["fp"] = _fingerprint.fingerprint(_fingerprint.process_items(process._target, args, kwargs), capture)
 
 
 MAX_THREAD_NAMES = 16
@@ -206,6 +220,8 @@ def _record_method(launch, popen):
     launch.span.set_attributes({semconv.START_METHOD: method, semconv.ARGS_PICKLED: method != "fork"})
     if method != "fork":
         _fingerprint_arguments(launch)
+        if launch.module_state:
+            launch.carrier["state"] = launch.module_state
         return None
     _record_threads(launch.span)
     from mptrace._child import prepare_fork_child

@@ -1,0 +1,81 @@
+"""Run code right after a module has executed, without wrapt.
+
+A ``sys.meta_path`` finder that finds the module's spec through the finders
+after it (so the import system searches once, as usual), and wraps the loader
+so that ``callback(module)`` runs once the module's code has run. Spawn
+children use it too, so it needs only the standard library.
+"""
+
+import sys
+
+from mptrace import _log
+
+
+class AfterImportFinder:
+    """Calls ``callback(module)`` after each module for which ``wanted(name)`` is true."""
+
+    def __init__(self, wanted, callback, once=False):
+        self.wanted = wanted
+        self.callback = callback
+        self.once = once
+        self._finding = set()
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in self._finding or not self.wanted(fullname):
+            return None
+        self._finding.add(fullname)
+        try:
+            spec = self._spec_from_the_others(fullname, path, target)
+        except Exception:
+            return None  # let the import system report it as usual
+        finally:
+            self._finding.discard(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _CallbackLoader(spec.loader, self)
+        return spec
+
+    def _spec_from_the_others(self, fullname, path, target):
+        for finder in list(sys.meta_path):
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+    def fire(self, module):
+        if self.once:
+            remove(self)
+        _log.safely("running an after-import hook", self.callback, module)
+
+
+class _CallbackLoader:
+    def __init__(self, loader, finder):
+        self._loader = loader
+        self._finder = finder
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        module.__loader__ = self._loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self._loader
+        self._finder.fire(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+def install(finder):
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def remove(finder):
+    try:
+        sys.meta_path.remove(finder)
+    except ValueError:
+        pass

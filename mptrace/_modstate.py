@@ -1,0 +1,183 @@
+"""Module state: what a child inherits under fork and re-imports under spawn.
+
+A fork child sees every module global as the parent left it; a spawn or
+forkserver child imports each module afresh and sees its import-time value.
+mptrace watches the application's own modules (not the standard library, not
+site-packages; ``__main__`` included), configurable by prefix:
+
+* right after a watched module is imported, its module-level state (every
+  global but functions, classes, modules and dunders) is fingerprinted: the
+  import baseline;
+* at ``start()``, the state is fingerprinted again; names whose value changed
+  since import go to ``mp.state.not_portable`` (a spawn or forkserver child
+  will not see the change), under every start method;
+* a spawn or forkserver child compares its own state, when ``run()`` begins,
+  with the parent's at ``start()``: differing names go to
+  ``mp.state.diverged``, with both descriptions as span events.
+
+Modules imported before ``install()`` have no baseline; they are listed in
+``mp.state.no_baseline`` instead of guessed at. The comparison side uses only
+the standard library (spawn children run it).
+"""
+
+import os
+import sys
+import types
+
+from mptrace import _fingerprint
+
+STATE_DEPTH = 2  # module.name and one level below it
+MAX_MODULES = 64
+MAX_NAMES = 64  # per module
+_NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType)
+
+
+def state_of(module):
+    """``{name: fingerprint}`` of a module's state (not functions, classes, modules)."""
+    try:
+        namespace = object.__getattribute__(module, "__dict__")
+    except Exception:
+        return {}
+    state = {}
+    for name, value in sorted(dict.items(namespace), key=lambda item: str(item[0])):
+        if not isinstance(name, str) or name.startswith("__") or isinstance(value, _NOT_STATE) or _is_handle(value):
+            continue
+        if len(state) >= MAX_NAMES:
+            break
+        state[name] = _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH)
+    return state
+
+
+def _is_handle(value):
+    """Processes, queues, pools, executors: handles to other processes, not state."""
+    module = getattr(type(value), "__module__", None) or ""
+    return module.startswith(("multiprocessing", "concurrent.futures"))
+
+
+def differing_names(before, after):
+    """Names whose fingerprint differs (or that only one side has)."""
+    return sorted(n for n in set(before) | set(after) if before.get(n) != after.get(n))
+
+
+def diverged(parent_state):
+    """In a child: ``[(module.name, parent description, child description)]``.
+
+    Modules the child has not imported (yet) are left out: importing them here
+    to look would run their code.
+    """
+    found = []
+    for module_name, names in sorted(parent_state.items()):
+        module = sys.modules.get("__mp_main__" if module_name == "__main__" else module_name)
+        if module is None:
+            continue
+        mine = state_of(module)
+        for name in differing_names(names, mine):
+            found.append(("%s.%s" % (module_name, name), _summary(names.get(name), name),
+                          _summary(mine.get(name), name)))
+    return found
+
+
+def _summary(fingerprint, name):
+    """``3``, or ``dict(len=2), ['a']=1, ['b']=2``: the value and a few parts of it."""
+    if fingerprint is None:
+        return "<missing>"
+    parts = [fingerprint.get(name, "?")]
+    parts.extend("%s=%s" % (path[len(name):], value) for path, value in sorted(fingerprint.items()) if path != name)
+    return ", ".join(parts[:5])
+
+
+# -- the parent side -----------------------------------------------------------
+
+
+class ModuleWatch:
+    """Which modules are the application's, and their import-time state."""
+
+    def __init__(self, include=(), exclude=()):
+        self.include = tuple(include)
+        self.exclude = tuple(exclude) + ("mptrace",)
+        self.baselines = {}
+        self._decisions = {}  # module name -> watched? (modules do not move)
+        self._watched = []  # names of watched modules, in sys.modules order
+        self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
+        self._library_paths = _library_paths()
+
+    def wanted_name(self, name):
+        """A cheap first look, by name only: is this module possibly watched?"""
+        if _has_prefix(name, self.exclude):
+            return False
+        if _has_prefix(name, self.include) or name == "__main__":
+            return True
+        top = name.split(".")[0]
+        return top not in getattr(sys, "stdlib_module_names", ()) and top not in sys.builtin_module_names
+
+    def watches(self, name, module):
+        decision = self._decisions.get(name)
+        if decision is None:
+            decision = self._decisions[name] = self._decide(name, module)
+        return decision
+
+    def _decide(self, name, module):
+        if not self.wanted_name(name):
+            return False
+        if _has_prefix(name, self.include) or name == "__main__":
+            return True
+        path = getattr(module, "__file__", None)
+        if not path:
+            return False  # built-in or namespace package
+        path = os.path.realpath(path)
+        return not any(path.startswith(library) for library in self._library_paths)
+
+    def record_baseline(self, module):
+        name = getattr(module, "__name__", None)
+        if name and name not in self.baselines and self.watches(name, module):
+            self.baselines[name] = state_of(module)
+
+    def watched_modules(self):
+        """The watched modules now loaded; sys.modules is rescanned only when it grew."""
+        if len(sys.modules) != self._modules_seen:
+            self._modules_seen = len(sys.modules)
+            self._watched = [name for name, module in list(sys.modules.items())
+                             if module is not None and name != "__mp_main__" and self.watches(name, module)]
+        return [(name, sys.modules.get(name)) for name in self._watched[:MAX_MODULES]]
+
+    def state_at_start(self):
+        """(state {module: {name: fp}}, not_portable [module.name], no_baseline [module])."""
+        state, not_portable, no_baseline = {}, [], []
+        for name, module in self.watched_modules():
+            if module is None:
+                continue
+            current = state_of(module)
+            if not current:
+                continue
+            state[name] = current
+            baseline = self.baselines.get(name)
+            if baseline is None:
+                if name != "__main__":
+                    no_baseline.append(name)
+                continue
+            not_portable.extend("%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current)
+        return state, sorted(not_portable), sorted(no_baseline)
+
+
+def _has_prefix(name, prefixes):
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _library_paths():
+    """Where the standard library and installed packages live."""
+    import site
+    import sysconfig
+
+    paths = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            paths.add(os.path.realpath(path))
+    try:
+        paths.update(os.path.realpath(p) for p in site.getsitepackages())
+    except AttributeError:  # virtualenv's old site module
+        pass
+    user_site = getattr(site, "USER_SITE", None)
+    if user_site:
+        paths.add(os.path.realpath(user_site))
+    return tuple(sorted(paths))

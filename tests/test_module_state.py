@@ -1,0 +1,103 @@
+"""Which module state each child inherited, and which it re-imported."""
+
+import json
+import os
+import subprocess
+import sys
+
+import mptrace
+from tests import targets
+from tests.programs import in_memory_pipeline
+from tests.spans import one
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_state_program(start_method, tmp_path):
+    output = tmp_path / "spans.json"
+    result = subprocess.run([sys.executable, "-m", "tests.programs.run_traced", str(output),
+                             "tests/programs/state_program.py", start_method], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    spans = json.loads(output.read_text())
+    return {s["name"]: s for s in spans if s["name"] != "mp.pickle"}
+
+
+def test_state_changed_after_import(start_method, tmp_path):
+    spans = run_state_program(start_method, tmp_path)
+    launch, run = spans["mp.process"]["attributes"], spans["mp.process.run"]
+    # Under every start method: what a spawned child would not see.
+    assert launch["mp.state.not_portable"] == [
+        "state_module.config", "state_module.counter", "state_module.settings"]
+    diverged = run["attributes"]["mp.state.diverged"]
+    if start_method == "fork":
+        assert run["attributes"]["mp.state.inherited"] is True
+        assert diverged == []
+        return
+    assert diverged == ["__main__.configured_in_main", "state_module.config", "state_module.counter",
+                        "state_module.settings"]
+    events = {e["attributes"]["mp.state.name"]: e["attributes"] for e in run["events"]
+              if e["name"] == "mp.state.diverged"}
+    assert (events["state_module.counter"]["mp.state.parent"], events["state_module.counter"]["mp.state.child"]) \
+        == ("7", "0")
+    assert events["state_module.config"]["mp.state.parent"] == "state_module.Config, .retries=3"
+    assert events["state_module.config"]["mp.state.child"] == "state_module.Config, .retries=1"
+    assert events["state_module.settings"]["mp.state.parent"] == "dict(len=1), ['mode']=str(len=5)"
+    assert events["__main__.configured_in_main"]["mp.state.child"] == "<missing>"
+
+
+def test_module_imported_before_install_has_no_baseline(context, start_method):
+    from tests.programs import state_module  # imported here, before install()
+
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider)
+    state_module.counter += 1
+    try:
+        process = context.Process(target=state_module.report)
+        process.start()
+        process.join(30)
+        mptrace.flush()
+        spans = exporter.get_finished_spans()
+    finally:
+        state_module.counter -= 1
+        mptrace.uninstall()
+    launch, run = one(spans, "mp.process"), one(spans, "mp.process.run")
+    assert "tests.programs.state_module" in launch.attributes["mp.state.no_baseline"]
+    assert not any(n.startswith("tests.programs.state_module") for n in launch.attributes["mp.state.not_portable"])
+    if start_method != "fork":  # no baseline, but the child still shows what it saw differently
+        assert "tests.programs.state_module.counter" in run.attributes["mp.state.diverged"]
+
+
+def test_ignored_modules_are_not_watched(context):
+    from tests.programs import state_module
+
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider, ignore_modules=["tests.programs.state_module"])
+    try:
+        process = context.Process(target=state_module.report)
+        process.start()
+        process.join(30)
+        mptrace.flush()
+        launch = one(exporter.get_finished_spans(), "mp.process")
+    finally:
+        mptrace.uninstall()
+    assert "tests.programs.state_module" not in launch.attributes.get("mp.state.no_baseline", ())
+
+
+def test_bad_module_options_name_the_value():
+    import pytest
+
+    with pytest.raises(ValueError, match="'watch_modules' has an invalid module name 'not a module'"):
+        mptrace.install(tracer_provider=in_memory_pipeline()[0], watch_modules=["not a module"])
+    with pytest.raises(TypeError, match="'capture_values'"):
+        mptrace.install(tracer_provider=in_memory_pipeline()[0], capture_values="yes")
+
+
+def test_uninstall_removes_the_import_hook():
+    from mptrace._importhook import AfterImportFinder
+
+    mptrace.install(tracer_provider=in_memory_pipeline()[0])
+    assert any(isinstance(f, AfterImportFinder) for f in sys.meta_path)
+    mptrace.uninstall()
+    assert not any(isinstance(f, AfterImportFinder) for f in sys.meta_path)
+    assert targets  # keeps the import used
