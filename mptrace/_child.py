@@ -27,6 +27,8 @@ from mptrace._state import current_launch, state
 # (pid, carrier): the carrier that arrived in this spawn/forkserver child's
 # preparation data. The pid keeps a fork grandchild from taking it for its own.
 _activated = None
+# The start-up import timings of this spawn/forkserver child (an ImportClock).
+_clock = None
 
 
 class Stowaway:
@@ -44,6 +46,7 @@ def _activate(carrier):
     global _activated
     try:
         _activated = (os.getpid(), carrier)
+        _time_start_up()
         import multiprocessing.process as mp_process
 
         base = mp_process.BaseProcess
@@ -59,6 +62,26 @@ def _activate(carrier):
     except Exception:
         _log.internal_error("activating mptrace in a spawned child")
     return None
+
+
+def _time_start_up():
+    """Time the main module's re-import (spawn.prepare) and what unpickling imports."""
+    global _clock
+    import multiprocessing.spawn as mp_spawn
+
+    from mptrace._childimports import ImportClock
+
+    _clock = ImportClock()
+    if not state.patches.is_patched(mp_spawn, "prepare"):
+        original = vars(mp_spawn)["prepare"]
+
+        def prepare(data):
+            try:
+                return _clock.measure("main", original, data)
+            finally:
+                _clock.open_phase("unpickle")  # until _bootstrap begins
+
+        state.patches.replace(mp_spawn, "prepare", prepare)
 
 
 def _start_trampoline(self, *args, **kwargs):
@@ -236,7 +259,10 @@ def _begin_run(process):
     inherited_provider = _become_child(run)
     if run.run_span is None:
         run.build_run_span()
-    run.run_span.begin()
+    clock = _clock if run.carrier["method"] != "fork" else None
+    run.run_span.begin(clock.activated if clock is not None else None)
+    if clock is not None:
+        _log.safely("recording start-up imports", _record_imports, run, clock)
     if "fp" in run.carrier:
         _log.safely("comparing the arguments that arrived", _compare_arguments, run, process)
     elif run.carrier["method"] != "fork":
@@ -252,6 +278,22 @@ def _begin_run(process):
     else:
         _after_import("opentelemetry.trace", lambda: _wire_late(run))
     return run
+
+
+def _record_imports(run, clock):
+    """mp.import spans: the start-up import work, from activation to here."""
+    clock.close_open_phase()
+    clock.stop()
+    main_module = (run.carrier.get("main") or "")
+    for phase, start, end, count, slowest in clock.phases:
+        attributes = {semconv.IMPORT_PHASE: phase, semconv.IMPORT_COUNT: count, semconv.IMPORT_SLOWEST: slowest}
+        if phase == "main":
+            main = sys.modules.get("__mp_main__")
+            attributes[semconv.IMPORT_MODULE] = getattr(main, "__file__", None) or main_module or "__main__"
+        span = _litespan.LiteSpan(run.writer, semconv.SPAN_IMPORT, run.run_span.trace_id, run.run_span.span_id,
+                                  attributes=attributes, sampled=run.run_span.sampled, begin=False)
+        span.begin(start)
+        span.end(end)
 
 
 def _compare_arguments(run, process):

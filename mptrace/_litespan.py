@@ -81,13 +81,13 @@ class LiteSpan:
         if begin:
             self.begin()
 
-    def begin(self):
+    def begin(self, start_time=None):
         """Record the start (separate so a parent can build the span before fork)."""
         if self.prebuilt_start is not None:  # start_time is the parent's, just before fork
             if self.sampled:
                 self._writer.write_body(self.prebuilt_start)
             return
-        self.start_time = time.time_ns()
+        self.start_time = start_time or time.time_ns()
         if self.sampled:
             self._writer.write(self._record(_spool.START))
 

@@ -9,6 +9,7 @@ nowhere else.
 SPAN_PROCESS = "mp.process"  # parent side: one child as the parent sees it
 SPAN_PROCESS_RUN = "mp.process.run"  # child side: bootstrap to the end of run()
 SPAN_PICKLE = "mp.pickle"  # one serialisation that matters
+SPAN_IMPORT = "mp.import"  # spawn/forkserver child: import work before run()
 
 # Attributes on mp.process and mp.process.run.
 START_METHOD = "mp.start_method"
@@ -43,6 +44,12 @@ UNPICKLE_HOOKS = "mp.unpickle.hooks"  # on mp.process.run: __setstate__ hooks th
 EVENT_ARG_CHANGED = "mp.arg.changed"
 ARG = "mp.arg"  # event attribute: which argument (args[0], kwargs['x'], target)
 ARG_DIFFERENCES = "mp.arg.differences"  # event attribute: what differs, bounded
+
+# On mp.import.
+IMPORT_PHASE = "mp.import.phase"  # "main": re-running the main module; "unpickle": the process object's imports
+IMPORT_MODULE = "mp.import.module"  # phase main: the main module's path or name
+IMPORT_COUNT = "mp.import.count"  # modules imported in the phase
+IMPORT_SLOWEST = "mp.import.slowest"  # the slowest modules of the phase: "name 12.3 ms"
 
 # On mp.process under fork: the other threads alive in the parent at fork time.
 FORK_THREADS = "mp.fork.threads"

@@ -46,7 +46,10 @@ def describe(spans):
         "%s (pid %s, %s) %s" % (s.name, pid_of(s), s.status.status_code.name, dict(s.attributes)) for s in spans)
 
 
+DETAIL_SPANS = ("mp.pickle", "mp.import")  # spawn and forkserver children add these
+
+
 def process_span_names(spans):
-    """Sorted span names, leaving out mp.pickle (spawn and forkserver add those)."""
-    return sorted(s.name if hasattr(s, "name") else s for s in spans
-                  if (s.name if hasattr(s, "name") else s) != "mp.pickle")
+    """Sorted span names, leaving out the detail spans that depend on the start method."""
+    names = (s.name if hasattr(s, "name") else s for s in spans)
+    return sorted(n for n in names if n not in DETAIL_SPANS)
