@@ -259,17 +259,29 @@ def _begin_run(process):
     inherited_provider = _become_child(run)
     if run.run_span is None:
         run.build_run_span()
-    clock = _clock if run.carrier["method"] != "fork" else None
-    run.run_span.begin(clock.activated if clock is not None else None)
-    if clock is not None:
-        _log.safely("recording start-up imports", _record_imports, run, clock)
+    fresh_interpreter = run.carrier["method"] != "fork"
+    # A spawn/forkserver child's run span starts at activation, before its imports.
+    run.run_span.begin(_clock.activated if fresh_interpreter and _clock is not None else None)
+    if fresh_interpreter:
+        _record_what_arrived(run, process)
+    _watch_for_failure(run)
+    _wire_opentelemetry(run, inherited_provider)
+    return run
+
+
+def _record_what_arrived(run, process):
+    """In a spawn/forkserver child: imports, changed arguments, diverged state."""
+    if _clock is not None:
+        _log.safely("recording start-up imports", _record_imports, run, _clock)
     if "fp" in run.carrier:
         _log.safely("comparing the arguments that arrived", _compare_arguments, run, process)
-    elif run.carrier["method"] != "fork":
+    else:
         run.run_span.set_attribute(semconv.ARGS_CHANGED, [])  # only plain values: nothing can change
-    if run.carrier["method"] != "fork":
-        _log.safely("comparing module state", _compare_module_state, run)
-    _watch_for_failure(run)
+    _log.safely("comparing module state", _compare_module_state, run)
+
+
+def _wire_opentelemetry(run, inherited_provider):
+    """Now if the child has OpenTelemetry loaded, else as soon as it imports it."""
     if "opentelemetry.trace" in sys.modules:
         _otel_child = sys.modules.get("mptrace._otel_child")
         if _otel_child is None:
@@ -277,19 +289,17 @@ def _begin_run(process):
         _otel_child.wire(run, inherited_provider)
     else:
         _after_import("opentelemetry.trace", lambda: _wire_late(run))
-    return run
 
 
 def _record_imports(run, clock):
     """mp.import spans: the start-up import work, from activation to here."""
     clock.close_open_phase()
     clock.stop()
-    main_module = (run.carrier.get("main") or "")
     for phase, start, end, count, slowest in clock.phases:
         attributes = {semconv.IMPORT_PHASE: phase, semconv.IMPORT_COUNT: count, semconv.IMPORT_SLOWEST: slowest}
         if phase == "main":
             main = sys.modules.get("__mp_main__")
-            attributes[semconv.IMPORT_MODULE] = getattr(main, "__file__", None) or main_module or "__main__"
+            attributes[semconv.IMPORT_MODULE] = getattr(main, "__file__", None) or "__main__"
         span = _litespan.LiteSpan(run.writer, semconv.SPAN_IMPORT, run.run_span.trace_id, run.run_span.span_id,
                                   attributes=attributes, sampled=run.run_span.sampled, begin=False)
         span.begin(start)

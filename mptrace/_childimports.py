@@ -27,6 +27,7 @@ class ImportClock:
         self.phases = []  # (phase, start, end, modules imported, slowest)
         self._durations = {}  # module -> ns, for the phase in progress
         self._starts = {}
+        self._open = None  # (phase, start, modules before) of the phase left open
         self._finder = _importhook.install(_importhook.AfterImportFinder(self._starting, self._finished))
 
     def _starting(self, name):
@@ -53,8 +54,10 @@ class ImportClock:
         self._open = (phase, time.time_ns(), len(sys.modules))
 
     def close_open_phase(self):
-        phase, start, before = self._open
-        self._close_phase(phase, start, len(sys.modules) - before)
+        if self._open is not None:
+            phase, start, before = self._open
+            self._open = None
+            self._close_phase(phase, start, len(sys.modules) - before)
 
     def stop(self):
         _importhook.remove(self._finder)
