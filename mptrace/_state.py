@@ -58,6 +58,5 @@ def current_launch():
 
 def reset():
     """Forget everything (the caller has already undone the patches)."""
-    global state
     state.__init__()
     launching.launch = None

@@ -1,13 +1,8 @@
 """What spawn and forkserver children import before run(): two bounded spans."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocesses import run_traced
 
 MAIN = '''
 import multiprocessing, sys
@@ -32,11 +27,7 @@ def run_program(tmp_path, method, module_count):
     script = tmp_path / "main.py"
     script.write_text(MAIN.format(generated=str(generated),
                                   imports="\n".join("import gen_%03d" % i for i in range(module_count))))
-    output = tmp_path / "spans.json"
-    result = subprocess.run([sys.executable, "-m", "tests.programs.run_traced", str(output), str(script), method],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    return json.loads(output.read_text())
+    return run_traced(tmp_path, script, method)[1]
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])

@@ -10,8 +10,7 @@ import pytest
 
 from tests import lazy_otel
 from tests.spans import one, parent_of, process_span_names
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocesses import ROOT
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])

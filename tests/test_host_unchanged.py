@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import subprocess
 import sys
 
@@ -11,9 +10,8 @@ import pytest
 import mptrace
 from mptrace._state import state
 from tests import targets
-from tests.spans import assert_no_orphans, is_error, one
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.spans import is_error, one
+from tests.subprocesses import ROOT
 
 
 def run_module(module, *args, python_args=()):

@@ -15,6 +15,7 @@ from mptrace._state import state
 from tests.programs import TEST_RESOURCE
 from tests import targets
 from tests.spans import process_span_names
+from tests.subprocesses import ROOT
 
 
 def patched_attributes():
@@ -137,7 +138,7 @@ def run_python(code, env=None, args=()):
     environment = dict(os.environ, **(env or {}))
     return subprocess.run(
         [sys.executable, *args, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
-        env=environment, cwd=os.path.dirname(os.path.dirname(__file__)))
+        env=environment, cwd=ROOT)
 
 
 def test_importing_mptrace_patches_and_loads_nothing():

@@ -1,25 +1,16 @@
 """Which module state each child inherited, and which it re-imported."""
 
-import json
-import os
-import subprocess
 import sys
 
 import mptrace
 from tests import targets
 from tests.programs import in_memory_pipeline
 from tests.spans import one
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocesses import run_traced
 
 
 def run_state_program(start_method, tmp_path):
-    output = tmp_path / "spans.json"
-    result = subprocess.run([sys.executable, "-m", "tests.programs.run_traced", str(output),
-                             "tests/programs/state_program.py", start_method], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    spans = json.loads(output.read_text())
+    _, spans = run_traced(tmp_path, "tests/programs/state_program.py", start_method)
     return {s["name"]: s for s in spans if s["name"] != "mp.pickle"}
 
 

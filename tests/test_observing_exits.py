@@ -10,8 +10,7 @@ import pytest
 import mptrace
 from tests import targets
 from tests.spans import assert_no_orphans, is_error, named, one
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocesses import ROOT
 
 
 def until(condition, timeout=30):

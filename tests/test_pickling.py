@@ -2,17 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 import threading
 
 import pytest
 
-import mptrace
 from tests import targets
 from tests.spans import is_error, named, one
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocesses import run_traced
 
 
 def start_and_join(context, *args, **kwargs):
@@ -33,12 +29,7 @@ def run_span(spans):
 
 
 def test_founding_program(start_method, tmp_path):
-    output = tmp_path / "spans.json"
-    result = subprocess.run([sys.executable, "-m", "tests.programs.run_traced", str(output),
-                             "examples/founding/main.py", start_method], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    spans = json.loads(output.read_text())
+    result, spans = run_traced(tmp_path, "examples/founding/main.py", start_method)
     by_name = {s["name"]: s for s in spans}
     launch, run = by_name["mp.process"]["attributes"], by_name["mp.process.run"]
     if start_method == "fork":

@@ -7,6 +7,7 @@ import pytest
 from tests import targets
 from tests.conftest import START_METHODS
 from tests.programs import TEST_RESOURCE
+from tests.subprocesses import ROOT
 from tests.spans import assert_no_orphans, assert_one_trace, named, one, parent_of, pid_of, process_span_names
 
 
@@ -111,7 +112,7 @@ def test_fork_child_starting_a_forkserver_grandchild():
     import sys
 
     result = subprocess.run([sys.executable, "-m", "tests.programs.tree", "fork", "forkserver"], capture_output=True,
-                            text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     tree = json.loads(result.stdout)
     assert tree["exitcode"] == 0

@@ -1,0 +1,18 @@
+"""Running whole programs in a fresh interpreter, as the tests need to."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_traced(output_dir, script, *args):
+    """Run ``script`` as __main__ under mptrace; return (completed process, spans as dicts)."""
+    output = os.path.join(str(output_dir), "spans.json")
+    result = subprocess.run([sys.executable, "-m", "tests.programs.run_traced", output, str(script), *args],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    with open(output) as f:
+        return result, json.load(f)
