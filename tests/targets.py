@@ -133,3 +133,32 @@ class Holder:
     def __init__(self, resource):
         self.name = "holder"
         self.resource = resource
+
+
+class WithNewArgs:
+    """Rebuilt through __new__ with the arguments __getnewargs_ex__ gives."""
+
+    def __new__(cls, size=0):
+        instance = super().__new__(cls)
+        instance.size = size
+        return instance
+
+    def __getnewargs_ex__(self):
+        return (), {"size": self.size}
+
+
+class Original:
+    def __init__(self):
+        self.kind = "original"
+
+
+class Replacement:
+    def __init__(self):
+        self.kind = "replacement"
+
+
+class BecomesAnother(Original):
+    """__reduce__ rebuilds it as a different class: the child gets a Replacement."""
+
+    def __reduce__(self):
+        return Replacement, ()

@@ -64,6 +64,7 @@ def pickled_context(context, start_method):
     (targets.Point(1, 2), ["tests.targets.reduce_point (copyreg reducer for tests.targets.Point)"], []),
     (targets.Dropping(), ["tests.targets.Dropping.__getstate__"], ["args[0]"]),
     ([1, {"k": (2, 3)}], [], []),
+    (targets.WithNewArgs(3), ["tests.targets.WithNewArgs.__getnewargs_ex__"], []),
 ])
 def test_pickling_hooks_and_changed_arguments(traced, pickled_context, argument, hooks, changed):
     start_and_join(pickled_context, argument)
@@ -150,3 +151,15 @@ def test_threads_alive_at_fork_are_named(traced):
     launch = one(traced.spans(), "mp.process")
     assert launch.attributes["mp.fork.threads"] == 1
     assert launch.attributes["mp.fork.thread_names"] == ("busy-worker",)
+
+
+def test_reduce_to_a_different_class_shows_the_type_change(traced, pickled_context):
+    start_and_join(pickled_context, targets.BecomesAnother())
+    spans = traced.spans()
+    assert process_pickle(spans).attributes["mp.pickle.hooks"] == ("tests.targets.BecomesAnother.__reduce__",)
+    run = run_span(spans)
+    assert list(run.attributes["mp.args.changed"]) == ["args[0]"]
+    [event] = [e for e in run.events if e.name == "mp.arg.changed"]
+    differences = event.attributes["mp.arg.differences"]
+    assert "args[0]: was tests.targets.BecomesAnother, arrived tests.targets.Replacement" in differences
+    assert "args[0].kind: was str(len=8), arrived str(len=11)" in differences
