@@ -59,6 +59,9 @@ def _activate(carrier):
             state.patches.replace(base, "_bootstrap", _bootstrap)
         if not state.patches.is_patched(base, "start"):
             state.patches.replace(base, "start", _start_trampoline)
+        from mptrace import _channels
+
+        _channels.instrument(state.patches, import_now=False)
     except Exception:
         _log.internal_error("activating mptrace in a spawned child")
     return None
@@ -143,12 +146,15 @@ class ChildTracer:
     def __init__(self, child):
         self._child = child
 
-    def start_span(self, name, kind=_litespan.KIND_INTERNAL, attributes=None, parent=None):
+    def start_span(self, name, kind=_litespan.KIND_INTERNAL, attributes=None, parent=None, start_time=None):
         if parent is not None:
             trace_id, parent_id, sampled = parent.trace_id, parent.span_id, parent.sampled
         else:
             trace_id, parent_id, sampled = self._child.current_parent()
-        return _litespan.LiteSpan(self._child.writer, name, trace_id, parent_id, kind, attributes, sampled)
+        span = _litespan.LiteSpan(self._child.writer, name, trace_id, parent_id, kind, attributes, sampled,
+                                  begin=False)
+        span.begin(start_time)
+        return span
 
 
 class ChildRun:
@@ -201,7 +207,9 @@ class ChildRun:
         span = self.run_span
         if span is None or span.end_time is not None:
             return
-        if exitcode == 0 and exception is None and self.end_template is not None:
+        totals = _channel_totals()
+        span.set_attributes(totals)
+        if exitcode == 0 and exception is None and self.end_template is not None and not totals:
             span.end_from_template(self.end_template, _CLEAN_EXIT)
             return
         span.set_attribute(semconv.EXITCODE, exitcode)
@@ -217,6 +225,12 @@ class ChildRun:
 
 
 _CLEAN_EXIT = {semconv.EXITCODE: 0, semconv.OTEL_PROCESS_EXIT_CODE: 0}
+
+
+def _channel_totals():
+    """What this process pickled on queues and connections outside any span of its own."""
+    channels = sys.modules.get("mptrace._channels")
+    return channels.tally_attributes(channels.process_tally) if channels is not None else {}
 
 
 def _become_child(run):
@@ -257,6 +271,7 @@ def _begin_run(process):
     if run is None:
         return None
     inherited_provider = _become_child(run)
+    _count_channels_here(run)
     if run.run_span is None:
         run.build_run_span()
     fresh_interpreter = run.carrier["method"] != "fork"
@@ -280,6 +295,13 @@ def _record_what_arrived(run, process):
     _log.safely("comparing module state", _compare_module_state, run)
 
 
+def _count_channels_here(run):
+    """Pickles on queues and connections count in this process from now on."""
+    from mptrace import _channels
+
+    _channels.reset(*run.tree.get("pk", (_channels.DEFAULT_SPAN_BYTES, _channels.DEFAULT_SPAN_SECONDS)))
+
+
 def _wire_opentelemetry(run, inherited_provider):
     """Now if the child has OpenTelemetry loaded, else as soon as it imports it."""
     if "opentelemetry.trace" in sys.modules:
@@ -288,7 +310,9 @@ def _wire_opentelemetry(run, inherited_provider):
             from mptrace import _otel_child
         _otel_child.wire(run, inherited_provider)
     else:
-        _after_import("opentelemetry.trace", lambda: _wire_late(run))
+        from mptrace import _importhook
+
+        _importhook.call_after_import("opentelemetry.trace", lambda module: _wire_late(run))
 
 
 def _record_imports(run, clock):
@@ -402,9 +426,3 @@ def _new_uuid4():
 def _iso_now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-
-def _after_import(name, callback):
-    from mptrace import _importhook
-
-    if not any(isinstance(f, _importhook.AfterImportFinder) and f.once and f.wanted(name) for f in sys.meta_path):
-        _importhook.install(_importhook.AfterImportFinder(name.__eq__, lambda module: callback(), once=True))

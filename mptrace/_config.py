@@ -9,8 +9,11 @@ from collections import namedtuple
 ENV_SPOOL_DIR = "MPTRACE_SPOOL_DIR"
 ENV_WATCH_MODULES = "MPTRACE_WATCH_MODULES"  # comma-separated module prefixes to watch as well
 ENV_IGNORE_MODULES = "MPTRACE_IGNORE_MODULES"  # comma-separated module prefixes never to watch
+ENV_PICKLE_SPAN_BYTES = "MPTRACE_PICKLE_SPAN_BYTES"  # a queue/connection pickle this big gets its own span
+ENV_PICKLE_SPAN_SECONDS = "MPTRACE_PICKLE_SPAN_SECONDS"  # ... and one that takes this long
 
-Options = namedtuple("Options", "spool_dir watch_modules ignore_modules capture_values")
+Options = namedtuple(
+    "Options", "spool_dir watch_modules ignore_modules capture_values pickle_span_bytes pickle_span_seconds")
 
 
 def default_spool_parent():
@@ -26,7 +29,14 @@ def default_spool_parent():
             return candidate
     return None  # tempfile's default
 
-_DEFAULTS = {"spool_dir": None, "watch_modules": (), "ignore_modules": (), "capture_values": False}
+_DEFAULTS = {
+    "spool_dir": None,
+    "watch_modules": (),
+    "ignore_modules": (),
+    "capture_values": False,
+    "pickle_span_bytes": 1 << 20,
+    "pickle_span_seconds": 0.001,
+}
 
 
 def parse(options):
@@ -39,7 +49,10 @@ def parse(options):
     values["spool_dir"] = os.environ.get(ENV_SPOOL_DIR) or None
     values["watch_modules"] = _prefixes_from_environment(ENV_WATCH_MODULES)
     values["ignore_modules"] = _prefixes_from_environment(ENV_IGNORE_MODULES)
+    values.update(_thresholds_from_environment())
     values.update(options)
+    values["pickle_span_bytes"] = _non_negative("pickle_span_bytes", values["pickle_span_bytes"], int)
+    values["pickle_span_seconds"] = _non_negative("pickle_span_seconds", values["pickle_span_seconds"], (int, float))
     for option in ("watch_modules", "ignore_modules"):
         values[option] = _prefixes(option, values[option])
     if not isinstance(values["capture_values"], bool):
@@ -54,6 +67,28 @@ def parse(options):
     else:
         values["spool_dir"] = default_spool_parent()
     return Options(**values)
+
+
+def _thresholds_from_environment():
+    found = {}
+    for variable, option, convert in ((ENV_PICKLE_SPAN_BYTES, "pickle_span_bytes", int),
+                                      (ENV_PICKLE_SPAN_SECONDS, "pickle_span_seconds", float)):
+        text = os.environ.get(variable, "").strip()
+        if text:
+            try:
+                found[option] = convert(text)
+            except ValueError:
+                raise ValueError("environment variable %s must be a non-negative number, got %r"
+                                 % (variable, text)) from None
+    return found
+
+
+def _non_negative(option, value, types):
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise TypeError("install() option %r must be a non-negative number, got %r" % (option, value))
+    if value < 0:
+        raise ValueError("install() option %r must be a non-negative number, got %r" % (option, value))
+    return value
 
 
 def _prefixes_from_environment(variable):

@@ -16,6 +16,7 @@ unless values are captured on purpose (they may hold secrets).
 Standard library only: spawn children import this on their start-up path.
 """
 
+import sys
 import types
 
 MAX_DEPTH = 4
@@ -72,7 +73,7 @@ def setstate_hooks(classes):
     for cls in classes:
         for klass in cls.__mro__:
             if "__setstate__" in vars(klass):
-                if klass is not object and getattr(klass, "__module__", "builtins") != "builtins":
+                if klass is not object and not is_library_class(klass):
                     hooks.add("%s.__setstate__" % type_name(klass))
                 break
     return sorted(hooks)
@@ -188,11 +189,13 @@ def unpicklable_reason(value):
     if isinstance(value, types.FunctionType):
         qualname = getattr(value, "__qualname__", "")
         if "<lambda>" in qualname:
-            return "a lambda cannot be pickled: a spawn/forkserver child imports functions by qualified name; " \
-                   "use a function defined at module level"
+            return "a lambda cannot be pickled: pickle refers to a function by its qualified name, which the " \
+                   "receiving process imports; use a function defined at module level"
         if "<locals>" in qualname:
-            return "a function defined inside another function cannot be pickled: a spawn/forkserver child " \
-                   "imports functions by qualified name; move %s to module level" % qualname.split(".<locals>")[0]
+            outer, _, name = qualname.rpartition(".<locals>.")
+            return "a function defined inside another function cannot be pickled: pickle refers to a function " \
+                   "by its qualified name, which the receiving process imports; define %s at module level, not " \
+                   "inside %s" % (name, outer)
         return None
     if isinstance(value, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
         return "a generator or coroutine cannot be pickled; pass the data it would produce instead"
@@ -230,3 +233,39 @@ def _find(path, value, depth, seen):
         if found is not None:
             return found
     return None
+
+
+# -- whose code a class is ---------------------------------------------------
+
+_stdlib_cache = {}
+
+
+def is_library_class(cls):
+    """Hooks of the standard library's classes, and mptrace's own, are not the user's."""
+    module = getattr(cls, "__module__", None) or ""
+    return module.split(".")[0] == "mptrace" or is_stdlib_module(module)
+
+
+def is_stdlib_module(name):
+    """Whether module ``name`` belongs to the standard library."""
+    top = name.split(".")[0]
+    cached = _stdlib_cache.get(top)
+    if cached is None:
+        cached = _stdlib_cache[top] = _classify_stdlib(top)
+    return cached
+
+
+def _classify_stdlib(top):
+    if top in ("__main__", "__mp_main__"):
+        return False
+    names = getattr(sys, "stdlib_module_names", None)  # 3.10+
+    if names is not None:
+        return top in names or top == "builtins"
+    import sysconfig
+
+    module = sys.modules.get(top)
+    path = getattr(module, "__file__", None)
+    if module is not None and path is None:
+        return True  # built into the interpreter
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return bool(path) and path.startswith(stdlib) and "site-packages" not in path

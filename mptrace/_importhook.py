@@ -69,6 +69,16 @@ class _CallbackLoader:
         return getattr(self._loader, name)
 
 
+def call_after_import(name, callback):
+    """``callback(module)`` once, right after module ``name`` is imported.
+
+    One pending callback per module name: a second request for the same name
+    is dropped while the first still waits.
+    """
+    if not any(isinstance(f, AfterImportFinder) and f.once and f.wanted(name) for f in sys.meta_path):
+        install(AfterImportFinder(name.__eq__, callback, once=True))
+
+
 def install(finder):
     sys.meta_path.insert(0, finder)
     return finder

@@ -7,7 +7,7 @@ import sys
 import tempfile
 import threading
 
-from mptrace import __version__, _child, _config, _log, _parent, _pickling, _provider, semconv
+from mptrace import __version__, _channels, _child, _config, _log, _parent, _pickling, _provider, semconv
 from mptrace._state import reset, state
 
 # (module, class or None for a module function, attribute, wrapper)
@@ -65,11 +65,17 @@ def _become_root(provider, options):
     directory = tempfile.mkdtemp(prefix="mptrace-", dir=options.spool_dir)
     state.role = "root"
     state.owner_pid = os.getpid()
-    state.tree = {"dir": directory, "res": dict(provider.resource.attributes)}
+    state.tree = {
+        "dir": directory,
+        "res": dict(provider.resource.attributes),
+        "pk": [options.pickle_span_bytes, options.pickle_span_seconds],
+    }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}
     state.child = None
     state.root = Root(provider, Collector(directory, emit), options)
+    _channels.reset(options.pickle_span_bytes, options.pickle_span_seconds)
+    _channels.use_opentelemetry()
     _watch_modules(state.root)
 
 
@@ -99,8 +105,11 @@ def _apply_patches():
         owner = getattr(module, owner_name) if owner_name else module
         if not state.patches.is_patched(owner, attribute):
             state.patches.wrap(owner, attribute, wrapper)
+    _channels.instrument(state.patches, import_now=True)
     if "opentelemetry.sdk.trace" in sys.modules:  # never import the SDK just for this
         from mptrace import _otel_child
+
+        _channels.instrument_span_end(state.patches)
 
         for module_name, owner_name, attribute, wrapper_name in SDK_PATCH_POINTS:
             owner = getattr(sys.modules[module_name], owner_name)
@@ -126,6 +135,7 @@ def uninstall():
 
             _importhook.remove(state.root.import_finder)
         state.patches.undo_all()
+        _channels.reset()
         reset()
 
 
@@ -142,7 +152,9 @@ def flush(timeout=5.0):
 def stats():
     if not state.is_root():
         return {}
-    return dict(state.root.collector.counts)
+    counts = dict(state.root.collector.counts)
+    counts.update(_channels.tally_attributes(_channels.process_tally))  # pickles no span enclosed
+    return counts
 
 
 def _shut_down_root(reason):

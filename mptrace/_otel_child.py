@@ -186,8 +186,14 @@ def wire(run, inherited_provider):
             _redirect(current, _to_own_spool)
     else:
         _log.debug("global tracer provider %r is not the SDK's; its spans stay where it sends them", current)
+    span = run.run_span
+    if run.prebuilt_context is None:
+        run.prebuilt_context = run_context(span.trace_id, span.span_id, span.sampled)
     if not run.context_attached:
-        span = run.run_span
-        otel_context.attach(run.prebuilt_context or run_context(span.trace_id, span.span_id, span.sampled))
+        otel_context.attach(run.prebuilt_context)
         run.context_attached = True
     run.otel_wired = True
+    from mptrace import _channels
+
+    _channels.use_opentelemetry(run.prebuilt_context)
+    _channels.instrument_span_end(state.patches)

@@ -15,7 +15,6 @@ find it (``args[1].handler``), and a hint.
 """
 
 import copyreg
-import sys
 
 from multiprocessing import reduction
 
@@ -24,12 +23,11 @@ from mptrace._state import launching, state
 
 _HOOK_NAMES = ("__reduce_ex__", "__reduce__", "__getstate__", "__getnewargs_ex__", "__getnewargs__")
 MAX_HOOKS = 32
-_stdlib_cache = {}
 
 
 def hooks_of(cls, dispatch_table):
     """The custom pickling hooks ``cls`` has, as ``module.Qualname.__hook__``."""
-    if _is_stdlib(cls):
+    if _fingerprint.is_library_class(cls):
         return ()
     hooks = []
     reducer = dispatch_table.get(cls) or copyreg.dispatch_table.get(cls)
@@ -37,7 +35,7 @@ def hooks_of(cls, dispatch_table):
         hooks.append("%s (copyreg reducer for %s)" % (_fingerprint.type_name(reducer), _fingerprint.type_name(cls)))
     for name in _HOOK_NAMES:
         owner = _defining_class(cls, name)
-        if owner is not None and owner is not object and not _is_stdlib(owner):
+        if owner is not None and owner is not object and not _fingerprint.is_library_class(owner):
             hooks.append("%s.%s" % (_fingerprint.type_name(owner), name))
     return hooks
 
@@ -47,37 +45,6 @@ def _defining_class(cls, name):
         if name in vars(klass):
             return klass
     return None
-
-
-def _is_stdlib(cls):
-    """Hooks of the standard library's classes, and mptrace's own, are not the user's."""
-    module = getattr(cls, "__module__", None) or ""
-    return module.split(".")[0] == "mptrace" or is_stdlib_module(module)
-
-
-def is_stdlib_module(name):
-    """Whether module ``name`` belongs to the standard library (hooks there are not the user's)."""
-    top = name.split(".")[0]
-    cached = _stdlib_cache.get(top)
-    if cached is None:
-        cached = _stdlib_cache[top] = _classify_stdlib(top)
-    return cached
-
-
-def _classify_stdlib(top):
-    if top in ("__main__", "__mp_main__"):
-        return False
-    names = getattr(sys, "stdlib_module_names", None)  # 3.10+
-    if names is not None:
-        return top in names or top == "builtins"
-    import sysconfig
-
-    module = sys.modules.get(top)
-    path = getattr(module, "__file__", None)
-    if module is not None and path is None:
-        return True  # built into the interpreter
-    stdlib = sysconfig.get_paths()["stdlib"]
-    return bool(path) and path.startswith(stdlib) and "site-packages" not in path
 
 
 class HookSpyingPickler(reduction.ForkingPickler):
@@ -143,8 +110,6 @@ def _close_span(span, channel, file, offset, hooks, launch):
 
 
 def _pickle_failed(span, launch, exc):
-    from mptrace._parent import _set_error
-
     process = launch.process
     found = _fingerprint.find_unpicklable(_fingerprint.process_items(
         getattr(process, "_target", None), getattr(process, "_args", ()), getattr(process, "_kwargs", {})))
@@ -152,8 +117,22 @@ def _pickle_failed(span, launch, exc):
         path, hint = found
         span.set_attribute(semconv.PICKLE_PATH, path)
         span.set_attribute(semconv.PICKLE_HINT, hint)
+    where = " at %s" % found[0] if found is not None else ""
+    end_with_error(span, exc, "pickling the process failed%s" % where)
+
+
+def end_with_error(span, exc, what):
+    """End ``span`` as ERROR: ``what`` failed with the user's exception ``exc``."""
+    from mptrace._parent import _set_error
+
     span.record_exception(exc, escaped=True)
     span.set_attribute(semconv.OTEL_ERROR_TYPE, _fingerprint.type_name(type(exc)))
-    where = " at %s" % found[0] if found is not None else ""
-    _set_error(span, "pickling the process failed%s: %s: %s" % (where, type(exc).__name__, exc))
+    _set_error(span, "%s: %s: %s" % (what, type(exc).__name__, _safe_str(exc)))
     span.end()
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except Exception:  # a user __str__ that raises
+        return "<unprintable>"

@@ -10,6 +10,7 @@ SPAN_PROCESS = "mp.process"  # parent side: one child as the parent sees it
 SPAN_PROCESS_RUN = "mp.process.run"  # child side: bootstrap to the end of run()
 SPAN_PICKLE = "mp.pickle"  # one serialisation that matters
 SPAN_IMPORT = "mp.import"  # spawn/forkserver child: import work before run()
+SPAN_UNPICKLE = "mp.unpickle"  # one notable or failed unpickle on a channel (queue, connection)
 
 # Attributes on mp.process and mp.process.run.
 START_METHOD = "mp.start_method"
@@ -38,7 +39,13 @@ PICKLE_BYTES = "mp.pickle.bytes"
 PICKLE_HOOKS = "mp.pickle.hooks"
 PICKLE_PATH = "mp.pickle.path"  # where the object that failed to pickle sits: args[1].handler
 PICKLE_HINT = "mp.pickle.hint"  # what to do about it
+PICKLE_TYPE = "mp.pickle.type"  # channels: the message's type, module.Qualname
+PICKLE_CLASSES = "mp.pickle.classes"  # failed unpickle: the classes the pickle names, in order, bounded
 UNPICKLE_HOOKS = "mp.unpickle.hooks"  # on mp.process.run: __setstate__ hooks that rebuilt the arguments
+
+# On the span that enclosed channel traffic (the current span, else mp.process.run):
+# mp.pickle.<channel>.count / .bytes / .seconds and mp.unpickle.<channel>.* for
+# every (un)pickle on the queue and connection channels; see _channels.
 
 # On mp.process.run: one event per argument that pickling changed.
 EVENT_ARG_CHANGED = "mp.arg.changed"

@@ -46,7 +46,7 @@ def describe(spans):
         "%s (pid %s, %s) %s" % (s.name, pid_of(s), s.status.status_code.name, dict(s.attributes)) for s in spans)
 
 
-DETAIL_SPANS = ("mp.pickle", "mp.import")  # spawn and forkserver children add these
+DETAIL_SPANS = ("mp.pickle", "mp.unpickle", "mp.import")  # depend on the start method and on sizes
 
 
 def process_span_names(spans):

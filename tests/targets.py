@@ -162,3 +162,40 @@ class BecomesAnother(Original):
 
     def __reduce__(self):
         return Replacement, ()
+
+
+# -- channels: queues, pipes, simple queues ----------------------------------
+
+
+def echo(inbox, outbox):
+    """Send back every message until None."""
+    for message in iter(inbox.get, None):
+        outbox.put(message)
+
+
+def echo_in_span(inbox, outbox):
+    """echo, inside a span of the child's own (OpenTelemetry imported here)."""
+    with trace.get_tracer("tests").start_as_current_span("child-work"):
+        echo(inbox, outbox)
+        outbox.close()
+        outbox.join_thread()  # pickled inside the span
+
+
+def send_over(connection, messages):
+    for message in messages:
+        connection.send(message)
+    connection.close()
+
+
+class NeedsTwo(Exception):
+    """An exception that pickles but cannot be rebuilt: unpickling calls NeedsTwo(a)."""
+
+    def __init__(self, a, b):
+        super().__init__(a)
+        self.b = b
+
+
+def put_unrebuildable(queue):
+    queue.put(NeedsTwo("a", "b"))
+    queue.close()
+    queue.join_thread()
