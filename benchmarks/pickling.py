@@ -22,7 +22,6 @@ import statistics
 import time
 from multiprocessing import connection
 
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 

@@ -79,9 +79,13 @@ def _time_start_up():
         original = vars(mp_spawn)["prepare"]
 
         def prepare(data):
+            main_before = sys.modules.get("__mp_main__")
             try:
                 return _clock.measure("main", original, data)
             finally:
+                # prepare() re-runs the main module as a new __mp_main__ unless
+                # it is loaded already (a fork server that preloaded it).
+                _clock.main_reran = sys.modules.get("__mp_main__") is not main_before
                 _clock.open_phase("unpickle")  # until _bootstrap begins
 
         state.patches.replace(mp_spawn, "prepare", prepare)
@@ -175,6 +179,10 @@ class ChildRun:
         self.context_attached = False  # fork: the parent attached it for us
         self.end_template = None  # fork: the run span's END for exit code 0
         self.failure = None  # the exception that ended run(), if one did
+        # Module state for this child's own children: a fork child inherits its
+        # parent's watch, import baselines included; others start one without.
+        self.inherited_watch = None
+        self.watch = None
 
     def build_run_span(self):
         method = self.carrier["method"]
@@ -192,6 +200,14 @@ class ChildRun:
             kind=_litespan.KIND_SERVER, attributes=attributes, sampled=self.carrier["sampled"],
             span_id=self.carrier["rsid"], parent_remote=True, begin=False,
         )
+
+    def module_watch(self):
+        if self.watch is None:
+            from mptrace._modstate import ModuleWatch
+
+            include, exclude = self.tree.get("watch", ((), ()))
+            self.watch = self.inherited_watch or ModuleWatch(include, exclude)
+        return self.watch
 
     def current_parent(self):
         """(trace_id, span_id, sampled) of the span new spans here nest under."""
@@ -239,6 +255,10 @@ def _become_child(run):
     Returns the provider a fork child inherited from a traced root, if any.
     """
     inherited_provider = state.root.provider if state.root is not None else None
+    if state.root is not None:
+        run.inherited_watch = state.root.watch
+    elif state.child is not None and state.child is not run:
+        run.inherited_watch = state.child.watch
     state.role = "child"
     state.owner_pid = os.getpid()
     state.tree = run.tree
@@ -319,11 +339,15 @@ def _record_imports(run, clock):
     """mp.import spans: the start-up import work, from activation to here."""
     clock.close_open_phase()
     clock.stop()
+    if run.carrier["method"] == "forkserver":
+        run.run_span.set_attributes({semconv.FORKSERVER_PRELOAD: run.carrier.get("fsp", []),
+                                     semconv.IMPORT_INHERITED: clock.inherited})
     for phase, start, end, count, slowest in clock.phases:
         attributes = {semconv.IMPORT_PHASE: phase, semconv.IMPORT_COUNT: count, semconv.IMPORT_SLOWEST: slowest}
         if phase == "main":
             main = sys.modules.get("__mp_main__")
             attributes[semconv.IMPORT_MODULE] = getattr(main, "__file__", None) or "__main__"
+            attributes[semconv.IMPORT_MAIN_RERAN] = clock.main_reran
         span = _litespan.LiteSpan(run.writer, semconv.SPAN_IMPORT, run.run_span.trace_id, run.run_span.span_id,
                                   attributes=attributes, sampled=run.run_span.sampled, begin=False)
         span.begin(start)

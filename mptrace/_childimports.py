@@ -24,6 +24,10 @@ class ImportClock:
 
     def __init__(self):
         self.activated = time.time_ns()
+        # A forkserver child is forked from the server: it starts with what the
+        # server imported (its preload list).
+        self.inherited = len(sys.modules)
+        self.main_reran = False  # set by the prepare() hook
         self.phases = []  # (phase, start, end, modules imported, slowest)
         self._durations = {}  # module -> ns, for the phase in progress
         self._starts = {}

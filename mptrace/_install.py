@@ -69,6 +69,7 @@ def _become_root(provider, options):
         "dir": directory,
         "res": dict(provider.resource.attributes),
         "pk": [options.pickle_span_bytes, options.pickle_span_seconds],
+        "watch": [list(options.watch_modules), list(options.ignore_modules)],
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}

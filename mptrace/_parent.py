@@ -79,13 +79,23 @@ def _begin_launch(process):
     launch = Launch(process, span, carrier)
     if state.is_root():
         state.root.collector.collect_if_due()
-        _log.safely("recording module state", _record_module_state, launch)
+    _log.safely("recording module state", _record_module_state, launch)
     return launch
+
+
+def _module_watch():
+    """The ModuleWatch of this process: the root's, or a child's own (for grandchildren)."""
+    if state.is_root():
+        return state.root.watch
+    return state.child.module_watch() if state.child is not None else None
 
 
 def _record_module_state(launch):
     """mp.state.not_portable: globals changed since import, which a spawned child will not see."""
-    module_state, not_portable, no_baseline = state.root.watch.state_at_start()
+    watch = _module_watch()
+    if watch is None:
+        return
+    module_state, not_portable, no_baseline = watch.state_at_start()
     launch.span.set_attribute(semconv.STATE_NOT_PORTABLE, not_portable)
     if no_baseline:
         launch.span.set_attribute(semconv.STATE_NO_BASELINE, no_baseline)
@@ -218,6 +228,8 @@ def _record_method(launch, popen):
     method = popen.method
     launch.carrier["method"] = method
     launch.span.set_attributes({semconv.START_METHOD: method, semconv.ARGS_PICKLED: method != "fork"})
+    if method == "forkserver":
+        launch.carrier["fsp"] = _forkserver_preload()
     if method != "fork":
         _fingerprint_arguments(launch)
         if launch.module_state:
@@ -237,6 +249,15 @@ def _record_method(launch, popen):
     token = context.attach(run.prebuilt_context)
     run.context_attached = True
     return token
+
+
+def _forkserver_preload():
+    """The modules the fork server imports once, before it forks any child."""
+    import multiprocessing.forkserver as mp_forkserver
+
+    server = getattr(mp_forkserver, "_forkserver", None)
+    preload = getattr(server, "_preload_modules", None) or []
+    return [name for name in preload if isinstance(name, str)]
 
 
 def preparation_data_wrapper(wrapped, instance, args, kwargs):

@@ -57,6 +57,10 @@ IMPORT_PHASE = "mp.import.phase"  # "main": re-running the main module; "unpickl
 IMPORT_MODULE = "mp.import.module"  # phase main: the main module's path or name
 IMPORT_COUNT = "mp.import.count"  # modules imported in the phase
 IMPORT_SLOWEST = "mp.import.slowest"  # the slowest modules of the phase: "name 12.3 ms"
+IMPORT_MAIN_RERAN = "mp.import.main_reran"  # phase main: the main module's top-level code ran again here
+# On mp.process.run of a forkserver child: what it inherited from the fork server.
+FORKSERVER_PRELOAD = "mp.forkserver.preload"  # the modules the server was asked to preload
+IMPORT_INHERITED = "mp.import.inherited"  # modules already loaded when the child began
 
 # On mp.process under fork: the other threads alive in the parent at fork time.
 FORK_THREADS = "mp.fork.threads"

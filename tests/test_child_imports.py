@@ -5,12 +5,15 @@ import pytest
 from tests.subprocesses import run_traced
 
 MAIN = '''
-import multiprocessing, sys
+import multiprocessing, os, sys
 sys.path.insert(0, {generated!r})
 {imports}
+with open({ran!r}, "a") as ran:  # which processes ran this module's top level
+    ran.write("%d\\n" % os.getpid())
 
 def work():
-    pass
+    with open({ran!r}, "a") as ran:
+        ran.write("child %d\\n" % os.getpid())
 
 if __name__ == "__main__":
     p = multiprocessing.get_context(sys.argv[1]).Process(target=work)
@@ -25,27 +28,41 @@ def run_program(tmp_path, method, module_count):
     for i in range(module_count):
         (generated / ("gen_%03d.py" % i)).write_text("VALUE = %d\n" % i)
     script = tmp_path / "main.py"
-    script.write_text(MAIN.format(generated=str(generated),
+    ran = tmp_path / "ran.txt"
+    script.write_text(MAIN.format(generated=str(generated), ran=str(ran),
                                   imports="\n".join("import gen_%03d" % i for i in range(module_count))))
-    return run_traced(tmp_path, script, method)[1]
+    spans = run_traced(tmp_path, script, method)[1]
+    lines = ran.read_text().split()
+    return spans, lines
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_main_reimport_and_unpickling_are_two_bounded_spans(tmp_path, method):
-    spans = run_program(tmp_path, method, 200)
+    spans, ran = run_program(tmp_path, method, 200)
     run = [s for s in spans if s["name"] == "mp.process.run"][0]
     imports = {s["attributes"]["mp.import.phase"]: s for s in spans if s["name"] == "mp.import"}
     assert sorted(imports) == ["main", "unpickle"]
     assert all(s["parent"] == run["span_id"] for s in imports.values())
     main = imports["main"]["attributes"]
-    if main["mp.import.count"] == 0 and method == "forkserver":
-        pytest.skip("this Python imports the main module once, in the fork server")
     assert main["mp.import.module"].endswith("main.py")
-    assert main["mp.import.count"] >= 200
-    assert len(main["mp.import.slowest"]) == 8
+    assert len(main["mp.import.slowest"]) == 8 or not main["mp.import.main_reran"]
     assert all(entry.endswith(" ms") for entry in main["mp.import.slowest"])
+    # Whether the child ran the main module again: a fork server that preloads
+    # it (multiprocessing's default, broken before 3.12.8/3.13.1) runs it once.
+    child_pid = int(ran[ran.index("child") + 1])
+    reran = str(child_pid) in ran[:ran.index("child")]
+    assert main["mp.import.main_reran"] is reran
+    if reran:
+        assert main["mp.import.count"] >= 200
+    else:
+        assert main["mp.import.count"] < 200 and run["attributes"]["mp.import.inherited"] >= 200
+    if method == "spawn":
+        assert reran
+    else:
+        assert run["attributes"]["mp.forkserver.preload"] == ["__main__"]
+        assert run["attributes"]["mp.import.inherited"] > 0
 
 
 def test_fork_children_import_nothing(tmp_path):
-    spans = run_program(tmp_path, "fork", 3)
+    spans, _ = run_program(tmp_path, "fork", 3)
     assert not [s for s in spans if s["name"] == "mp.import"]

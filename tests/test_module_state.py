@@ -2,6 +2,8 @@
 
 import sys
 
+import pytest
+
 import mptrace
 from tests import targets
 from tests.programs import in_memory_pipeline
@@ -92,3 +94,30 @@ def test_uninstall_removes_the_import_hook():
     mptrace.uninstall()
     assert not any(isinstance(f, AfterImportFinder) for f in sys.meta_path)
     assert targets  # keeps the import used
+
+
+@pytest.mark.parametrize("outer, inner", [("fork", "spawn"), ("spawn", "spawn"), ("forkserver", "fork")])
+def test_grandchildren_compare_with_the_child_that_started_them(tmp_path, outer, inner):
+    _, spans = run_traced(tmp_path, "tests/programs/state_grandchild.py", outer, inner)
+    runs = {s["parent"]: s for s in spans if s["name"] == "mp.process.run"}
+    launches = [s for s in spans if s["name"] == "mp.process"]
+    [inner_launch] = [s for s in launches if s["parent"] in {r["span_id"] for r in runs.values()}]
+    grandchild_run = runs[inner_launch["span_id"]]
+    launch, run = inner_launch["attributes"], grandchild_run["attributes"]
+    if outer == "fork":  # the child inherited the root's import baselines
+        assert launch["mp.state.not_portable"] == ["state_module.counter"]
+        assert "state_module" not in launch.get("mp.state.no_baseline", [])
+    else:  # the child imported the module itself, before anyone watched
+        assert launch["mp.state.not_portable"] == []
+        assert "state_module" in launch["mp.state.no_baseline"]
+    if inner == "fork":
+        assert run["mp.state.inherited"] is True and run["mp.state.diverged"] == []
+    else:
+        # A fork child also has the names its parent set in the main block.
+        from_main = ["__main__.inner", "__main__.outer"] if outer == "fork" else []
+        assert run["mp.state.diverged"] == from_main + ["state_module.counter"]
+        [event] = [e["attributes"] for e in grandchild_run["events"] if e["name"] == "mp.state.diverged"
+                   and e["attributes"]["mp.state.name"] == "state_module.counter"]
+        assert (event["mp.state.parent"], event["mp.state.child"]) == ("11", "0")
+        imports = [s for s in spans if s["name"] == "mp.import" and s["parent"] == grandchild_run["span_id"]]
+        assert sorted(s["attributes"]["mp.import.phase"] for s in imports) == ["main", "unpickle"]
