@@ -109,6 +109,10 @@ def use_opentelemetry(run_context=None):
     from opentelemetry import context as otel_context
     from opentelemetry import trace
 
+    if run_context is not None:
+        _run_context_span = trace.get_current_span(run_context)
+    if capture_context is otel_context.get_current:
+        return  # already (a fork child inherits its parent's setting)
     try:  # the context variable itself: one C call instead of four API calls
         from opentelemetry.context import _RUNTIME_CONTEXT
         from opentelemetry.trace.propagation import _SPAN_KEY
@@ -118,8 +122,6 @@ def use_opentelemetry(run_context=None):
         SPAN_KEY, current_context = _SPAN_KEY, variable.get
     except Exception:  # another runtime context: through the API
         SPAN_KEY, current_context = "span", lambda: {"span": trace.get_current_span()}
-    if run_context is not None:
-        _run_context_span = trace.get_current_span(run_context)
     capture_context = otel_context.get_current
     _make_current_in_feeder = otel_context.attach
 
@@ -136,6 +138,19 @@ def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SEC
     capture_context = _no_context
     _make_current_in_feeder = _no_attach
     _run_context_span = None
+
+
+def forget_inherited_tallies():
+    """In a fork child: the parent's totals are the parent's to report.
+
+    Writes only when there is something to forget: every page a fork child
+    writes costs it a copy-on-write fault.
+    """
+    if process_tally:
+        process_tally.clear()
+    if len(span_tallies) > 1:
+        span_tallies.clear()
+        span_tallies[None] = process_tally
 
 
 def tally_attributes(tally):

@@ -319,7 +319,10 @@ def _count_channels_here(run):
     """Pickles on queues and connections count in this process from now on."""
     from mptrace import _channels
 
-    _channels.reset(*run.tree.get("pk", (_channels.DEFAULT_SPAN_BYTES, _channels.DEFAULT_SPAN_SECONDS)))
+    if run.carrier["method"] == "fork":  # the parent's settings, inherited with its memory
+        _channels.forget_inherited_tallies()
+    else:
+        _channels.reset(*run.tree.get("pk", (_channels.DEFAULT_SPAN_BYTES, _channels.DEFAULT_SPAN_SECONDS)))
 
 
 def _wire_opentelemetry(run, inherited_provider):
