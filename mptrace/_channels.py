@@ -237,9 +237,14 @@ def channel_pickler(base, channel):
     return type(base.__name__, (base,), namespace)
 
 
+def _can_record():
+    """Whether this process is traced and has a tracer for mptrace's spans."""
+    return state.active() and state.tracer is not None
+
+
 def _notable(name, channel, size, elapsed, obj):
     """A span of its own for a big or slow (un)pickle."""
-    if state.active() and state.tracer is not None:
+    if _can_record():
         _log.safely("recording a notable pickle", _notable_span, name, channel, size, elapsed, obj)
 
 
@@ -268,7 +273,7 @@ def _span(name, channel, size, elapsed, message_type):
 def _dump_failed(channel, obj, exc, elapsed):
     from mptrace import _fingerprint, _pickling
 
-    if not state.active() or state.tracer is None:
+    if not _can_record():
         return
     span = _span(semconv.SPAN_PICKLE, channel, None, elapsed, _type_name(obj))
     found = _fingerprint.find_unpicklable([("message", obj)])
@@ -282,7 +287,7 @@ def _dump_failed(channel, obj, exc, elapsed):
 def _load_failed(channel, data, exc, elapsed):
     from mptrace import _pickling
 
-    if not state.active() or state.tracer is None:
+    if not _can_record():
         return
     span = _span(semconv.SPAN_UNPICKLE, channel, len(data), elapsed, None)
     classes = classes_in_pickle(data)
@@ -413,7 +418,6 @@ def instrument(patches, import_now):
     a spawn child waits for its own code to import them instead.
     """
     import importlib
-    import sys
 
     from mptrace import _importhook
 

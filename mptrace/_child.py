@@ -233,7 +233,7 @@ class ChildRun:
         if exception is not None:
             span.record_exception(exception, escaped=True)
             span.set_attribute(semconv.OTEL_ERROR_TYPE, _qualified_type_name(exception))
-            span.set_status(_litespan.STATUS_ERROR, "%s: %s" % (type(exception).__name__, _safe_str(exception)))
+            span.set_status(_litespan.STATUS_ERROR, "%s: %s" % (type(exception).__name__, _litespan.safe_str(exception)))
         elif exitcode != 0:
             span.set_attribute(semconv.OTEL_ERROR_TYPE, str(exitcode))
             span.set_status(_litespan.STATUS_ERROR, "exit code %d" % exitcode)
@@ -432,13 +432,6 @@ def _qualified_type_name(exception):
     cls = type(exception)
     module = getattr(cls, "__module__", None)
     return cls.__qualname__ if module in (None, "builtins") else "%s.%s" % (module, cls.__qualname__)
-
-
-def _safe_str(exception):
-    try:
-        return str(exception)
-    except Exception:
-        return "<unprintable>"
 
 
 def _new_uuid4():

@@ -34,6 +34,14 @@ def status_code_of(status):
     return int(getattr(status, "value", status))
 
 
+def safe_str(exception):
+    """``str(exception)``, or a placeholder when a user ``__str__`` raises."""
+    try:
+        return str(exception)
+    except Exception:
+        return "<unprintable>"
+
+
 def exception_event_attributes(exception, escaped=False):
     """The attributes of an OpenTelemetry ``exception`` event."""
     import traceback

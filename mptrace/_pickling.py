@@ -18,7 +18,7 @@ import copyreg
 
 from multiprocessing import reduction
 
-from mptrace import _fingerprint, _log, semconv
+from mptrace import _fingerprint, _litespan, _log, semconv
 from mptrace._state import launching, state
 
 _HOOK_NAMES = ("__reduce_ex__", "__reduce__", "__getstate__", "__getnewargs_ex__", "__getnewargs__")
@@ -127,12 +127,5 @@ def end_with_error(span, exc, what):
 
     span.record_exception(exc, escaped=True)
     span.set_attribute(semconv.OTEL_ERROR_TYPE, _fingerprint.type_name(type(exc)))
-    _set_error(span, "%s: %s: %s" % (what, type(exc).__name__, _safe_str(exc)))
+    _set_error(span, "%s: %s: %s" % (what, type(exc).__name__, _litespan.safe_str(exc)))
     span.end()
-
-
-def _safe_str(exc):
-    try:
-        return str(exc)
-    except Exception:  # a user __str__ that raises
-        return "<unprintable>"

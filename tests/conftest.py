@@ -33,12 +33,17 @@ class Traced:
         return list(self.exporter.get_finished_spans())
 
 
-@pytest.fixture
-def traced():
+def traced_with(**options):
+    """Yield a Traced installed with ``options``; uninstall and check nothing is left."""
     t = Traced()
-    mptrace.install(tracer_provider=t.provider)
+    mptrace.install(tracer_provider=t.provider, **options)
     spool_dir = state.tree["dir"]
     yield t
     mptrace.uninstall()
     assert not os.path.exists(spool_dir), "uninstall() left the spool directory behind"
     assert not any(True for _ in state.patches), "uninstall() left patches behind"
+
+
+@pytest.fixture
+def traced():
+    yield from traced_with()

@@ -9,6 +9,7 @@ import pytest
 import mptrace
 from mptrace._state import state
 from tests import targets
+from tests.conftest import traced_with
 from tests.programs import in_memory_pipeline
 from tests.spans import assert_no_orphans, assert_one_trace, is_error, named, one, parent_of
 
@@ -21,23 +22,10 @@ def pickled_size(*messages):
     return sum(len(reduction.ForkingPickler.dumps(m)) for m in messages)
 
 
-class ChannelTraced:
-    def __init__(self):
-        self.provider, self.exporter = in_memory_pipeline()
-        self.tracer = self.provider.get_tracer("tests")
-
-    def spans(self):
-        assert mptrace.flush()
-        return list(self.exporter.get_finished_spans())
-
-
 @pytest.fixture
 def traced():
     """Installed with a 64 KiB threshold for a span of its own."""
-    t = ChannelTraced()
-    mptrace.install(tracer_provider=t.provider, pickle_span_bytes=SPAN_BYTES, pickle_span_seconds=10.0)
-    yield t
-    mptrace.uninstall()
+    yield from traced_with(pickle_span_bytes=SPAN_BYTES, pickle_span_seconds=10.0)
 
 
 def echo_through(context, traced, messages, target=targets.echo):
