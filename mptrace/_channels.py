@@ -30,12 +30,15 @@ import collections
 import itertools
 import sys
 import time
+from io import BytesIO
+from threading import get_ident
 
-from mptrace import _log, semconv
+from mptrace import _log, _trailer, semconv
 from mptrace._state import state
 
 perf_counter = time.perf_counter
 
+STOP = _trailer.STOP  # the last byte of every pickle
 DEFAULT_SPAN_BYTES = 1 << 20
 DEFAULT_SPAN_SECONDS = 0.001
 MAX_TYPES = 8  # classes named on a failed unpickle
@@ -133,6 +136,7 @@ def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SEC
     process_tally.clear()
     span_tallies.clear()
     span_tallies[None] = process_tally
+    thread_roles.clear()
     span_bytes, span_seconds = bytes_threshold, seconds_threshold
     SPAN_KEY, current_context = "no OpenTelemetry here", itertools.repeat({}).__next__
     capture_context = _no_context
@@ -148,6 +152,8 @@ def forget_inherited_tallies():
     """
     if process_tally:
         process_tally.clear()
+    if thread_roles:  # the parent's threads' roles: this child has one thread, of its own
+        thread_roles.clear()
     if len(span_tallies) > 1:
         span_tallies.clear()
         span_tallies[None] = process_tally
@@ -188,31 +194,42 @@ def channel_pickler(base, channel):
     """A ``base`` subclass whose dumps/loads count on ``channel``; see the module docstring.
 
     The hot path is written out flat: every function call costs about 0.1 us.
+    A thread with a role (``thread_roles``) hands its messages to the role,
+    which calls back with ``_role_checked=True`` for those it does not handle.
     """
     pickle_key, unpickle_key = "pickle." + channel, "unpickle." + channel
-    base_dumps, base_loads = base.dumps, base.loads
+    base_loads = base.loads
 
-    def dumps(cls, obj, protocol=None):
+    def dumps(cls, obj, protocol=None, _role_checked=False):
+        if thread_roles and not _role_checked:
+            role = thread_roles.get(get_ident())
+            if role is not None:
+                return role.dumps(cls, obj, protocol)
         began = perf_counter()
         try:
-            buffer = base_dumps(obj, protocol)
+            stream = BytesIO()  # what ForkingPickler.dumps does, keeping the stream for a trailer
+            base(stream, protocol).dump(obj)
         except BaseException as exc:
             _log.safely("recording a failed pickle", _dump_failed, channel, obj, exc, perf_counter() - began)
             raise
         elapsed = perf_counter() - began
         try:
-            size = len(buffer)
+            size = stream.tell()
             if size >= span_bytes or elapsed >= span_seconds:
-                _notable(semconv.SPAN_PICKLE, channel, size, elapsed, obj)
+                _notable_dumps(channel, size, elapsed, obj, stream)
             entry = span_tallies[current_context().get(SPAN_KEY)][pickle_key]
             entry[0] += 1
             entry[1] += size
             entry[2] += elapsed
         except Exception:
             _log.internal_error("counting a pickle")
-        return buffer
+        return stream.getbuffer()
 
-    def loads(data, *args, **kwargs):
+    def loads(data, *args, _role_checked=False, **kwargs):
+        if thread_roles and not _role_checked:
+            role = thread_roles.get(get_ident())
+            if role is not None:
+                return role.loads(loads, data, args, kwargs)
         began = perf_counter()
         try:
             obj = base_loads(data, *args, **kwargs)
@@ -222,8 +239,8 @@ def channel_pickler(base, channel):
         elapsed = perf_counter() - began
         try:
             size = len(data)
-            if size >= span_bytes or elapsed >= span_seconds:
-                _notable(semconv.SPAN_UNPICKLE, channel, size, elapsed, obj)
+            if size >= span_bytes or elapsed >= span_seconds or data[-1] != STOP:
+                size = _notable_loads(channel, size, elapsed, obj, data)
             entry = span_tallies[current_context().get(SPAN_KEY)][unpickle_key]
             entry[0] += 1
             entry[1] += size
@@ -237,19 +254,82 @@ def channel_pickler(base, channel):
     return type(base.__name__, (base,), namespace)
 
 
+# -- thread roles ------------------------------------------------------------
+#
+# Some threads' messages mean more than "a message": a Pool's task-handler
+# thread sends tasks, its result-handler thread receives results, a worker's
+# main thread receives tasks and sends results. Such a thread registers a role
+# (keyed by thread id) that pickles those messages itself; the check costs
+# nothing while no thread has a role.
+
+thread_roles = {}
+
+
+class ThreadRole:
+    """The default role: every message is an ordinary one."""
+
+    def dumps(self, pickler, obj, protocol):
+        return pickler.dumps(obj, protocol, _role_checked=True)
+
+    def loads(self, loads, data, args, kwargs):
+        return loads(data, *args, _role_checked=True, **kwargs)
+
+
+def assume_role(role):
+    """Give the calling thread ``role`` until ``drop_role()``."""
+    thread_roles[get_ident()] = role
+
+
+def drop_role():
+    thread_roles.pop(get_ident(), None)
+
+
 def _can_record():
     """Whether this process is traced and has a tracer for mptrace's spans."""
     return state.active() and state.tracer is not None
 
 
-def _notable(name, channel, size, elapsed, obj):
-    """A span of its own for a big or slow (un)pickle."""
+def _notable_dumps(channel, size, elapsed, obj, stream):
+    """A big or slow pickle: an mp.pickle span, and a trailer the receiver links to it with."""
     if _can_record():
-        _log.safely("recording a notable pickle", _notable_span, name, channel, size, elapsed, obj)
+        span = _log.safely("recording a notable pickle", _notable_span, semconv.SPAN_PICKLE, channel, size,
+                           elapsed, obj, None)
+        context = _span_ids(span) if span is not None else None
+        if context is not None and context[2]:
+            stream.write(_trailer.encode(_trailer.LINK, context[0], context[1], _trailer.SAMPLED))
 
 
-def _notable_span(name, channel, size, elapsed, obj):
-    _span(name, channel, size, elapsed, _type_name(obj)).end()
+def _notable_loads(channel, size, elapsed, obj, data):
+    """A big or slow unpickle, or one whose sender made a span: an mp.unpickle span.
+
+    Returns the size of the pickle itself (without a trailer).
+    """
+    trailer = _trailer.read(data)
+    link = None
+    if trailer is not None:
+        size -= _trailer.SIZE
+        if trailer[0] == _trailer.LINK:
+            link = trailer[1:3]
+        elif size < span_bytes and elapsed < span_seconds:
+            return size  # a task's context, for a worker's role: nothing notable here
+    if _can_record():
+        _log.safely("recording a notable unpickle", _notable_span, semconv.SPAN_UNPICKLE, channel, size,
+                    elapsed, obj, link)
+    return size
+
+
+def _notable_span(name, channel, size, elapsed, obj, link):
+    span = _span(name, channel, size, elapsed, _type_name(obj), link)
+    span.end()
+    return span
+
+
+def _span_ids(span):
+    """(trace_id, span_id, sampled) of an SDK span or a LiteSpan."""
+    if hasattr(span, "span_id"):
+        return span.trace_id, span.span_id, span.sampled
+    context = span.get_span_context()
+    return context.trace_id, context.span_id, bool(context.trace_flags.sampled) and context.is_valid
 
 
 def _type_name(obj):
@@ -258,16 +338,29 @@ def _type_name(obj):
     return type_name(type(obj))
 
 
-def _span(name, channel, size, elapsed, message_type):
+def _span(name, channel, size, elapsed, message_type, link=None):
     """An mp.pickle/mp.unpickle span that began ``elapsed`` seconds ago, under
-    the current span (in a feeder thread: the one current at put())."""
+    the current span (in a feeder thread: the one current at put()).
+
+    ``link``: (trace_id, span_id) of the producer's span, for a consumer's span.
+    """
     attributes = {semconv.PICKLE_CHANNEL: channel}
     if message_type is not None:
         attributes[semconv.PICKLE_TYPE] = message_type
     if size is not None:
         attributes[semconv.PICKLE_BYTES] = size
     start = time.time_ns() - int(elapsed * 1e9)
-    return state.tracer.start_span(name, attributes=attributes, start_time=start)
+    if link is None:
+        return state.tracer.start_span(name, attributes=attributes, start_time=start)
+    return state.tracer.start_span(name, attributes=attributes, start_time=start, links=_links(link))
+
+
+def _links(link):
+    if not state.is_root():
+        return [link]  # a child's LiteSpans take (trace_id, span_id)
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    return [Link(SpanContext(link[0], link[1], True, TraceFlags(TraceFlags.SAMPLED)))]
 
 
 def _dump_failed(channel, obj, exc, elapsed):
@@ -347,13 +440,15 @@ class ContextBuffer(collections.deque):
 
     ``Queue.put`` appends under the queue's lock and the feeder thread pops in
     the same order, so the contexts kept alongside stay paired with their objects.
+    ``role``: a role for the feeder thread (an executor's call queue has one).
     """
 
-    __slots__ = ("contexts",)
+    __slots__ = ("contexts", "role")
 
-    def __init__(self):
+    def __init__(self, role=None):
         super().__init__()
         self.contexts = collections.deque()
+        self.role = role
 
     def append(self, obj):
         try:
@@ -372,7 +467,18 @@ class ContextBuffer(collections.deque):
         except Exception:
             self.contexts.clear()  # out of step: never attribute to the wrong put
             self.contexts.extend([None] * len(self))
+        if self.role is not None:
+            self._play_role(obj)
         return obj
+
+    def _play_role(self, obj):
+        """The feeder thread has this queue's role until it takes the sentinel (and exits)."""
+        from multiprocessing.queues import _sentinel
+
+        if obj is _sentinel:
+            drop_role()
+        else:
+            thread_roles[get_ident()] = self.role
 
     def clear(self):
         collections.deque.clear(self)
@@ -400,7 +506,8 @@ def queue_reset_wrapper(wrapped, queue, args, kwargs):
 
 def _give_context_buffer(queue):
     if type(queue._buffer) is collections.deque and not queue._buffer:
-        queue._buffer = ContextBuffer()
+        executor = sys.modules.get("mptrace._executor")
+        queue._buffer = ContextBuffer(executor.sender_for(queue) if executor is not None else None)
 
 
 # -- patching ----------------------------------------------------------------

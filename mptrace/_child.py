@@ -59,9 +59,11 @@ def _activate(carrier):
             state.patches.replace(base, "_bootstrap", _bootstrap)
         if not state.patches.is_patched(base, "start"):
             state.patches.replace(base, "start", _start_trampoline)
-        from mptrace import _channels
+        from mptrace import _channels, _importhook
 
         _channels.instrument(state.patches, import_now=False)
+        for module_name, class_name in POOL_CLASSES:
+            _importhook.call_after_import(module_name, lambda module, name=class_name: _pool_trampoline(module, name))
     except Exception:
         _log.internal_error("activating mptrace in a spawned child")
     return None
@@ -112,6 +114,36 @@ def _start_trampoline(self, *args, **kwargs):
     return base.start(self, *args, **kwargs)
 
 
+# Classes whose creation, in a spawn child, loads the parent-side instrumentation.
+POOL_CLASSES = (("multiprocessing.pool", "Pool"), ("concurrent.futures.process", "ProcessPoolExecutor"))
+
+
+def _pool_trampoline(module, class_name):
+    """Until this spawn child creates a pool, ``__init__`` is a trampoline (like ``start``).
+
+    A pool starts processes at once, so its creation is when the full
+    instrumentation is worth loading, and it must be loaded before the pool
+    sets up its queues and threads.
+    """
+    owner = getattr(module, class_name, None)
+    if owner is None or state.patches.is_patched(owner, "__init__"):
+        return
+
+    def __init__(self, *args, **kwargs):
+        try:
+            from mptrace import _install
+
+            _install.upgrade_child_to_parent()
+        except Exception:
+            _log.internal_error("instrumenting a child that creates a pool")
+        if vars(owner).get("__init__") is __init__:
+            state.patches.undo(owner, "__init__")
+        return owner.__init__(self, *args, **kwargs)
+
+    __init__.mptrace_trampoline = True
+    state.patches.replace(owner, "__init__", __init__)
+
+
 def _take_run(process):
     """The ChildRun for this process, or None if it is not traced."""
     global _activated
@@ -150,13 +182,17 @@ class ChildTracer:
     def __init__(self, child):
         self._child = child
 
-    def start_span(self, name, kind=_litespan.KIND_INTERNAL, attributes=None, parent=None, start_time=None):
+    def start_span(self, name, kind=_litespan.KIND_INTERNAL, attributes=None, parent=None, start_time=None,
+                   links=()):
+        """``parent``: anything with trace_id, span_id and sampled; ``links``: (trace_id, span_id) pairs."""
         if parent is not None:
             trace_id, parent_id, sampled = parent.trace_id, parent.span_id, parent.sampled
         else:
             trace_id, parent_id, sampled = self._child.current_parent()
         span = _litespan.LiteSpan(self._child.writer, name, trace_id, parent_id, kind, attributes, sampled,
                                   begin=False)
+        for linked_trace_id, linked_span_id in links:
+            span.add_link(linked_trace_id, linked_span_id)
         span.begin(start_time)
         return span
 
@@ -183,6 +219,8 @@ class ChildRun:
         # parent's watch, import baselines included; others start one without.
         self.inherited_watch = None
         self.watch = None
+        # Called with (exitcode, exception) as the child ends, before its run span.
+        self.closers = []
 
     def build_run_span(self):
         method = self.carrier["method"]
@@ -211,6 +249,10 @@ class ChildRun:
 
     def current_parent(self):
         """(trace_id, span_id, sampled) of the span new spans here nest under."""
+        spanparent = sys.modules.get("mptrace._spanparent")  # loaded once this child runs a pool
+        overridden = spanparent.override() if spanparent is not None else None
+        if overridden is not None:
+            return tuple(overridden)
         if self.otel_wired:
             trace = sys.modules.get("opentelemetry.trace")
             context = trace.get_current_span().get_span_context()
@@ -223,6 +265,11 @@ class ChildRun:
         span = self.run_span
         if span is None or span.end_time is not None:
             return
+        for close in self.closers:
+            _log.safely("ending what the child left open", close, exitcode, exception)
+        tasks = sys.modules.get("mptrace._tasks")
+        if tasks is not None:  # pools this child made and never closed
+            tasks.end_open_pools("exit")
         totals = _channel_totals()
         span.set_attributes(totals)
         if exitcode == 0 and exception is None and self.end_template is not None and not totals:
@@ -301,7 +348,15 @@ def _begin_run(process):
         _record_what_arrived(run, process)
     _watch_for_failure(run)
     _wire_opentelemetry(run, inherited_provider)
+    if getattr(getattr(process, "_target", None), "__module__", None) in _WORKER_MODULES:
+        from mptrace import _worker
+
+        _log.safely("tracing a pool worker's tasks", _worker.recognise, run, process)
     return run
+
+
+# Where Pool's and ProcessPoolExecutor's worker functions live (see _worker).
+_WORKER_MODULES = ("multiprocessing.pool", "concurrent.futures.process")
 
 
 def _record_what_arrived(run, process):
@@ -321,6 +376,10 @@ def _count_channels_here(run):
 
     if run.carrier["method"] == "fork":  # the parent's settings, inherited with its memory
         _channels.forget_inherited_tallies()
+        for name in ("mptrace._tasks", "mptrace._pool", "mptrace._executor"):  # the parent's pools
+            module = sys.modules.get(name)
+            if module is not None:
+                module.forget()
     else:
         _channels.reset(*run.tree.get("pk", (_channels.DEFAULT_SPAN_BYTES, _channels.DEFAULT_SPAN_SECONDS)))
 

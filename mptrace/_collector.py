@@ -53,7 +53,7 @@ class Collector:
         self.directory = directory
         self._emit = emit
         self._files = {}
-        self._exited = {}  # spool file name -> (exitcode, signal name, time)
+        self._exited = {}  # spool file name -> (exitcode, signal name, time, stopped by)
         self._lock = threading.RLock()
         self._last_collect = 0.0
         self.counts = {"spans": 0, "synthesized": 0, "corrupt_records": 0, "files": 0}
@@ -77,10 +77,13 @@ class Collector:
         if self._exited and time.monotonic() - self._last_collect >= COLLECT_INTERVAL:
             self.collect()
 
-    def process_exited(self, run_span_id, exitcode, signal_name=None):
-        """The child whose run span is ``run_span_id`` (int) has exited."""
+    def process_exited(self, run_span_id, exitcode, signal_name=None, stopped_by=None):
+        """The child whose run span is ``run_span_id`` (int) has exited.
+
+        ``stopped_by``: who ended it on purpose (its pool's terminate()), if anyone.
+        """
         with self._lock:
-            self._exited[_spool.file_name(run_span_id)] = (exitcode, signal_name, time.time_ns())
+            self._exited[_spool.file_name(run_span_id)] = (exitcode, signal_name, time.time_ns(), stopped_by)
             self.collect_if_due()
 
     def close(self, reason):
@@ -88,7 +91,7 @@ class Collector:
         with self._lock:
             self.collect()
             for name in list(self._files):
-                self._exited.setdefault(name, (None, None, time.time_ns()))
+                self._exited.setdefault(name, (None, None, time.time_ns(), None))
                 self._finish(name, reason)
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -145,8 +148,10 @@ class Collector:
             self._hand_over(span)
         elif kind == _spool.EXIT:
             run_span_id = _span_id(record.get("rsid"))
+            stopped_by = record.get("by")
             self._exited[_spool.file_name(run_span_id)] = (
-                _int_or_none(record.get("code")), record.get("sig"), _int(record.get("time")))
+                _int_or_none(record.get("code")), record.get("sig"), _int(record.get("time")),
+                stopped_by if isinstance(stopped_by, str) else None)
         else:
             raise CorruptRecord("unknown record type %r" % (kind,))
 
@@ -158,14 +163,14 @@ class Collector:
 
     def _finish(self, name, reason=None):
         spool_file = self._files.pop(name, None)
-        exitcode, signal_name, when = self._exited.pop(name, (None, None, time.time_ns()))
+        exitcode, signal_name, when, stopped_by = self._exited.pop(name, (None, None, time.time_ns(), None))
         if spool_file is None:
             return
         self._read_rest(spool_file)
         if spool_file.tail:
             self._corrupt(spool_file, "truncated last record")
         for record in spool_file.open_spans.values():
-            self._synthesize_end(record, spool_file.resource, exitcode, signal_name, when, reason)
+            self._synthesize_end(record, spool_file.resource, exitcode, signal_name, when, reason, stopped_by)
         try:
             os.unlink(spool_file.path)
         except OSError:
@@ -179,19 +184,23 @@ class Collector:
         finally:
             self._files.pop(name, None)
 
-    def _synthesize_end(self, record, resource, exitcode, signal_name, when, reason):
+    def _synthesize_end(self, record, resource, exitcode, signal_name, when, reason, stopped_by=None):
         record = dict(record, et=max(when, _int(record.get("st"))), ev=[], a=dict(record.get("a") or {}))
         attributes = record["a"]
         attributes[semconv.SPAN_SYNTHESIZED] = True
         if exitcode is not None:
             attributes[semconv.EXITCODE] = exitcode
             attributes[semconv.OTEL_PROCESS_EXIT_CODE] = exitcode
-            attributes[semconv.OTEL_ERROR_TYPE] = signal_name or str(exitcode)
         if signal_name:
             attributes[semconv.EXIT_SIGNAL] = signal_name
         if reason is not None:
             attributes[semconv.END_REASON] = reason
-        record["s"] = [int(StatusCode.ERROR.value), _why_unended(exitcode, signal_name, reason)]
+        if stopped_by is not None and record.get("n") == semconv.SPAN_PROCESS_RUN:
+            attributes[semconv.END_REASON] = stopped_by  # ended on purpose: not a failure
+        else:
+            if exitcode is not None:
+                attributes[semconv.OTEL_ERROR_TYPE] = signal_name or str(exitcode)
+            record["s"] = [int(StatusCode.ERROR.value), _why_unended(exitcode, signal_name, reason)]
         try:
             span = _readable_span(record, resource)
         except (CorruptRecord, KeyError, TypeError, ValueError, OverflowError):

@@ -12,8 +12,14 @@ ENV_IGNORE_MODULES = "MPTRACE_IGNORE_MODULES"  # comma-separated module prefixes
 ENV_PICKLE_SPAN_BYTES = "MPTRACE_PICKLE_SPAN_BYTES"  # a queue/connection pickle this big gets its own span
 ENV_PICKLE_SPAN_SECONDS = "MPTRACE_PICKLE_SPAN_SECONDS"  # ... and one that takes this long
 
+ENV_TASK_SPANS_PER_SECOND = "MPTRACE_TASK_SPANS_PER_SECOND"  # at most this many task spans a second ("none": no limit)
+ENV_TASK_SPANS = "MPTRACE_TASK_SPANS"  # "chunk" (default) or "item"
+
+TASK_SPAN_MODES = ("chunk", "item")
+
 Options = namedtuple(
-    "Options", "spool_dir watch_modules ignore_modules capture_values pickle_span_bytes pickle_span_seconds")
+    "Options", "spool_dir watch_modules ignore_modules capture_values pickle_span_bytes pickle_span_seconds "
+    "task_spans_per_second task_spans")
 
 
 def default_spool_parent():
@@ -36,6 +42,8 @@ _DEFAULTS = {
     "capture_values": False,
     "pickle_span_bytes": 1 << 20,
     "pickle_span_seconds": 0.001,
+    "task_spans_per_second": 1000,
+    "task_spans": "chunk",
 }
 
 
@@ -50,9 +58,14 @@ def parse(options):
     values["watch_modules"] = _prefixes_from_environment(ENV_WATCH_MODULES)
     values["ignore_modules"] = _prefixes_from_environment(ENV_IGNORE_MODULES)
     values.update(_thresholds_from_environment())
+    values.update(_task_settings_from_environment())
     values.update(options)
     values["pickle_span_bytes"] = _non_negative("pickle_span_bytes", values["pickle_span_bytes"], int)
     values["pickle_span_seconds"] = _non_negative("pickle_span_seconds", values["pickle_span_seconds"], (int, float))
+    values["task_spans_per_second"] = _rate("task_spans_per_second", values["task_spans_per_second"])
+    if values["task_spans"] not in TASK_SPAN_MODES:
+        raise ValueError("install() option 'task_spans' must be one of %s, got %r"
+                         % (", ".join(map(repr, TASK_SPAN_MODES)), values["task_spans"]))
     for option in ("watch_modules", "ignore_modules"):
         values[option] = _prefixes(option, values[option])
     if not isinstance(values["capture_values"], bool):
@@ -81,6 +94,36 @@ def _thresholds_from_environment():
                 raise ValueError("environment variable %s must be a non-negative number, got %r"
                                  % (variable, text)) from None
     return found
+
+
+def _task_settings_from_environment():
+    found = {}
+    rate = os.environ.get(ENV_TASK_SPANS_PER_SECOND, "").strip()
+    if rate:
+        if rate.lower() == "none":
+            found["task_spans_per_second"] = None
+        else:
+            try:
+                found["task_spans_per_second"] = float(rate)
+            except ValueError:
+                raise ValueError("environment variable %s must be a positive number or 'none', got %r"
+                                 % (ENV_TASK_SPANS_PER_SECOND, rate)) from None
+    mode = os.environ.get(ENV_TASK_SPANS, "").strip()
+    if mode:
+        if mode not in TASK_SPAN_MODES:
+            raise ValueError("environment variable %s must be one of %s, got %r"
+                             % (ENV_TASK_SPANS, ", ".join(TASK_SPAN_MODES), mode))
+        found["task_spans"] = mode
+    return found
+
+
+def _rate(option, value):
+    """A positive number of spans a second, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError("install() option %r must be a positive number or None, got %r" % (option, value))
+    return value
 
 
 def _non_negative(option, value, types):

@@ -7,7 +7,9 @@ import sys
 import tempfile
 import threading
 
-from mptrace import __version__, _channels, _child, _config, _log, _parent, _pickling, _provider, semconv
+from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
+from mptrace import _tasks
+from mptrace import semconv
 from mptrace._state import reset, state
 
 # (module, class or None for a module function, attribute, wrapper)
@@ -42,6 +44,7 @@ class Root:
         self.options = options
         self.watch = None
         self.import_finder = None
+        self.emit = _span_processor_of(provider).on_end  # hands a finished span to the provider
 
 
 def install(tracer_provider=None, **options):
@@ -70,6 +73,7 @@ def _become_root(provider, options):
         "res": dict(provider.resource.attributes),
         "pk": [options.pickle_span_bytes, options.pickle_span_seconds],
         "watch": [list(options.watch_modules), list(options.ignore_modules)],
+        "tasks": [options.task_spans_per_second, options.task_spans],
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}
@@ -77,6 +81,7 @@ def _become_root(provider, options):
     state.root = Root(provider, Collector(directory, emit), options)
     _channels.reset(options.pickle_span_bytes, options.pickle_span_seconds)
     _channels.use_opentelemetry()
+    _tasks.configure(state.tree["tasks"])
     _watch_modules(state.root)
 
 
@@ -96,7 +101,20 @@ def _span_processor_of(provider):
     return processor
 
 
-def _apply_patches():
+def _instrument_pools(import_now):
+    """Pool and ProcessPoolExecutor: now, or (in a child) once its code imports them."""
+    from mptrace import _importhook
+
+    for module_name, instrument in (("multiprocessing.pool", _pool.instrument),
+                                    ("concurrent.futures.process", _executor.instrument)):
+        if import_now or module_name in sys.modules:
+            importlib.import_module(module_name)
+            instrument(state.patches)
+        else:
+            _importhook.call_after_import(module_name, lambda module, instrument=instrument: instrument(state.patches))
+
+
+def _apply_patches(import_now=True):
     for module_name, owner_name, attribute, wrapper in PATCH_POINTS:
         try:
             module = importlib.import_module(module_name)
@@ -107,6 +125,7 @@ def _apply_patches():
         if not state.patches.is_patched(owner, attribute):
             state.patches.wrap(owner, attribute, wrapper)
     _channels.instrument(state.patches, import_now=True)
+    _instrument_pools(import_now)
     if "opentelemetry.sdk.trace" in sys.modules:  # never import the SDK just for this
         from mptrace import _otel_child
 
@@ -123,8 +142,18 @@ def upgrade_child_to_parent():
     with _lock:
         import multiprocessing.process as mp_process
 
-        state.patches.undo(mp_process.BaseProcess, "start")  # the trampoline
-        _apply_patches()
+        _undo_trampolines(mp_process.BaseProcess)
+        _tasks.configure(state.tree.get("tasks", (_tasks.DEFAULT_SPANS_PER_SECOND, "chunk")))
+        _apply_patches(import_now=False)
+
+
+def _undo_trampolines(process_class):
+    """The spawn child's plain stand-ins for start() and pool creation (see _child)."""
+    state.patches.undo(process_class, "start")
+    for module_name, class_name in _child.POOL_CLASSES:
+        owner = getattr(sys.modules.get(module_name), class_name, None)
+        if getattr(vars(owner).get("__init__") if owner is not None else None, "mptrace_trampoline", False):
+            state.patches.undo(owner, "__init__")
 
 
 def uninstall():
@@ -159,6 +188,7 @@ def stats():
 
 
 def _shut_down_root(reason):
+    _tasks.end_open_pools("exit")
     _parent.poll_children()
     _parent.end_unobserved(reason)
     state.root.collector.close(reason)

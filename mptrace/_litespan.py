@@ -16,7 +16,7 @@ import time
 
 from mptrace import __version__, _spool
 
-KIND_INTERNAL, KIND_SERVER, KIND_CLIENT = 0, 1, 2
+KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = 0, 1, 2, 3, 4
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 
 
@@ -66,7 +66,7 @@ class LiteSpan:
     __slots__ = (
         "_writer", "name", "trace_id", "span_id", "parent_id", "parent_remote", "kind",
         "attributes", "events", "status_code", "status_description", "start_time",
-        "end_time", "sampled", "prebuilt_start",
+        "end_time", "sampled", "prebuilt_start", "links",
     )
 
     def __init__(self, writer, name, trace_id, parent_id, kind=KIND_INTERNAL, attributes=None,
@@ -86,6 +86,7 @@ class LiteSpan:
         self.end_time = None
         self.sampled = sampled
         self.prebuilt_start = None  # the START record, encoded in a parent before fork
+        self.links = None
         if begin:
             self.begin()
 
@@ -136,6 +137,11 @@ class LiteSpan:
         if self.end_time is None:
             self.events.append([name, timestamp or time.time_ns(), dict(attributes or {})])
 
+    def add_link(self, trace_id, span_id, attributes=None):
+        """A link to another span (by ids: LiteSpans never hold SDK objects)."""
+        if self.end_time is None:
+            self.links = (self.links or []) + [["%032x" % trace_id, "%016x" % span_id, dict(attributes or {})]]
+
     def record_exception(self, exception, attributes=None, timestamp=None, escaped=False):
         event = exception_event_attributes(exception, escaped)
         event.update(attributes or {})
@@ -175,4 +181,6 @@ class LiteSpan:
             record["et"] = self.end_time
             record["ev"] = self.events
             record["s"] = [self.status_code, self.status_description]
+            if self.links:
+                record["ln"] = self.links
         return record

@@ -26,7 +26,7 @@ from mptrace._state import launching, state
 class Launch:
     """One child between start() and its exit, as its parent tracks it."""
 
-    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state")
+    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by")
 
     def __init__(self, process, span, carrier):
         self.process = process
@@ -35,6 +35,7 @@ class Launch:
         self.popen = None
         self.child_run = None  # fork only: the child's state, built before the fork
         self.module_state = None  # watched module state at start(), for spawn/forkserver children
+        self.stopped_by = None  # who terminates the child on purpose (its pool), if anyone
 
 
 # -- start() -----------------------------------------------------------------
@@ -290,23 +291,34 @@ def _child_exited(launch, returncode):
     span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, returncode)
     if signal_name:
         span.set_attribute(semconv.EXIT_SIGNAL, signal_name)
-    if returncode != 0:
+    stopped = launch.stopped_by is not None and signal_name == "SIGTERM"
+    if stopped:  # its pool's terminate(): how a pool ends, not a failure
+        span.set_attribute(semconv.END_REASON, launch.stopped_by)
+    elif returncode != 0:
         span.set_attribute(semconv.OTEL_ERROR_TYPE, signal_name or str(returncode))
         _set_error(span, "killed by %s" % signal_name if signal_name else "exit code %d" % returncode)
     span.end()
-    _report_exit(launch.carrier["rsid"], returncode, signal_name)
+    _report_exit(launch.carrier["rsid"], returncode, signal_name, launch.stopped_by if stopped else None)
 
 
-def _report_exit(run_span_id, returncode, signal_name):
+def _report_exit(run_span_id, returncode, signal_name, stopped_by=None):
+    """Tell whoever collects this child's spans that it exited (``stopped_by``: on purpose, by whom)."""
     if state.is_root():
-        state.root.collector.process_exited(run_span_id, returncode, signal_name)
+        state.root.collector.process_exited(run_span_id, returncode, signal_name, stopped_by)
     else:
         import time
 
         state.child.writer.write({
             "t": _spool.EXIT, "rsid": "%016x" % run_span_id, "code": returncode,
-            "sig": signal_name, "time": time.time_ns(),
+            "sig": signal_name, "time": time.time_ns(), "by": stopped_by,
         })
+
+
+def stopped_by_pool(process):
+    """``process`` is a worker its pool is about to terminate: that is not a failure."""
+    launch = state.children.get(id(getattr(process, "_popen", None)))
+    if launch is not None:
+        launch.stopped_by = "terminated by its pool"
 
 
 def _signal_name(returncode):

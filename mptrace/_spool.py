@@ -29,8 +29,12 @@ END = "end"  # a span ended, with everything it recorded
 EXIT = "exit"  # this process observed the exit of one of its own children
 
 
+# One encoder for every record: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
+
+
 def encode_body(record):
-    return json.dumps(record, separators=(",", ":"), default=repr).encode("utf-8")
+    return _ENCODER.encode(record).encode("utf-8")
 
 
 def frame(body):

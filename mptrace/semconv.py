@@ -11,6 +11,11 @@ SPAN_PROCESS_RUN = "mp.process.run"  # child side: bootstrap to the end of run()
 SPAN_PICKLE = "mp.pickle"  # one serialisation that matters
 SPAN_IMPORT = "mp.import"  # spawn/forkserver child: import work before run()
 SPAN_UNPICKLE = "mp.unpickle"  # one notable or failed unpickle on a channel (queue, connection)
+SPAN_POOL = "mp.pool"  # one Pool or ProcessPoolExecutor, from creation until it is terminated, joined or shut down
+SPAN_TASK = "mp.task"  # caller side: one submission (apply_async, map, submit, ...), until its last result arrives
+SPAN_TASK_RUN = "mp.task.run"  # worker side: one task message (a call, or a chunk of a map)
+SPAN_TASK_ITEM = "mp.task.item"  # worker side, on request: one item of a chunk
+SPAN_POOL_INITIALIZER = "mp.pool.initializer"  # worker side: the pool's initializer
 
 # Attributes on mp.process and mp.process.run.
 START_METHOD = "mp.start_method"
@@ -42,6 +47,29 @@ PICKLE_HINT = "mp.pickle.hint"  # what to do about it
 PICKLE_TYPE = "mp.pickle.type"  # channels: the message's type, module.Qualname
 PICKLE_CLASSES = "mp.pickle.classes"  # failed unpickle: the classes the pickle names, in order, bounded
 UNPICKLE_HOOKS = "mp.unpickle.hooks"  # on mp.process.run: __setstate__ hooks that rebuilt the arguments
+
+# On mp.pool.
+POOL_TYPE = "mp.pool.type"  # multiprocessing.pool.Pool, concurrent.futures.ProcessPoolExecutor
+POOL_PROCESSES = "mp.pool.processes"  # the number of workers asked for
+POOL_MAX_TASKS = "mp.pool.max_tasks_per_child"  # when set: workers are replaced after this many tasks
+POOL_WORKERS_STARTED = "mp.pool.workers_started"
+POOL_WORKERS_REPLACED = "mp.pool.workers_replaced"  # started to replace a worker that exited
+POOL_TASKS = "mp.pool.tasks"  # task messages sent to workers
+POOL_TASKS_TRACED = "mp.pool.tasks_traced"  # ... of which got an mp.task.run span
+POOL_END = "mp.pool.end"  # how it ended: join, terminate, shutdown, broken, exit
+# On mp.task (caller side) and mp.task.run / mp.task.item (worker side).
+TASK_API = "mp.task.api"  # Pool.apply_async, Pool.map, ProcessPoolExecutor.submit, ...
+TASK_CHUNKS = "mp.task.chunks"  # task messages the submission sent
+TASK_CHUNKS_TRACED = "mp.task.chunks_traced"  # ... of which got an mp.task.run span
+TASK_INDEX = "mp.task.index"  # mp.task.run: the chunk's index; mp.task.item: the item's index in the chunk
+TASK_ITEMS = "mp.task.items"  # mp.task.run: items in the chunk
+TASK_CANCELLED = "mp.task.cancelled"  # the submission was cancelled before it ran
+TASK_END_REASON = "mp.task.end_reason"  # why a task ended without a result
+PICKLE_TASK_HOOKS = "mp.pickle.task.hooks"  # mp.task: custom hooks that ran pickling the task
+PICKLE_RESULT_HOOKS = "mp.pickle.result.hooks"  # mp.task.run: custom hooks that ran pickling the result
+# Task and result pickling totals: mp.pickle.task.* on mp.task and mp.pool,
+# mp.unpickle.task.* and mp.pickle.result.* on mp.task.run, mp.unpickle.result.*
+# on mp.task and mp.pool (count, bytes, seconds).
 
 # On the span that enclosed channel traffic (the current span, else mp.process.run):
 # mp.pickle.<channel>.count / .bytes / .seconds and mp.unpickle.<channel>.* for

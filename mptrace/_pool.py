@@ -1,0 +1,282 @@
+"""multiprocessing.Pool: workers in the creator's trace, tasks from caller to worker.
+
+A Pool's three helper threads run with an empty context: the worker handler
+starts replacement workers, the task handler pickles tasks, the result
+handler unpickles results. mptrace finds a pool's ``PoolTrace`` from any of
+them by the pool's result queue (``outqueue``), which every one receives.
+
+Patches (wrapt unless noted):
+
+* ``Pool._setup_queues``: opens mp.pool (ThreadPool has its own, so thread
+  pools are not traced);
+* ``Pool._repopulate_pool_static``: starts workers under mp.pool, initial ones
+  and replacements alike, and counts them;
+* ``Pool._handle_tasks`` / ``_handle_results``: the helper threads get the
+  pool's context and a role that pickles tasks (with the trailer) and reads
+  results (ending ``mp.task`` before the caller can see the last result);
+* ``Pool._terminate_pool`` and ``Pool.join``: end mp.pool; tasks without a
+  result end as ERROR; workers that the pool itself terminates are marked so;
+* ``ApplyResult.__init__``, ``MapResult.__init__``, ``IMapIterator.__init__``
+  and ``IMapIterator._set_length`` (plain functions: once per submission):
+  open a Submission in the caller's thread and learn how many results it waits for.
+"""
+
+import sys
+
+from mptrace import _log, _spanparent, _tasks, semconv
+from mptrace._state import state
+
+POOL_TYPE = "multiprocessing.pool.Pool"
+
+pools = {}  # a pool's outqueue -> its PoolTrace, until the pool ends
+submissions = {}  # job id -> Submission, until its last result arrives
+_api_codes = {}  # code object of a Pool method -> "Pool.<method>"
+
+
+def _argument(args, kwargs, index, name):
+    return args[index] if len(args) > index else kwargs.get(name)
+
+
+def forget():
+    """A fork child: the pools it inherited are its parent's."""
+    pools.clear()
+    submissions.clear()
+
+
+# -- the pool and its workers ------------------------------------------------
+
+
+def setup_queues_wrapper(wrapped, pool, args, kwargs):
+    result = wrapped(*args, **kwargs)
+    if state.active():
+        _log.safely("opening mp.pool", _open_pool, pool)
+    return result
+
+
+def _open_pool(pool):
+    trace = _tasks.PoolTrace(POOL_TYPE)
+    method = _log.safely("reading a pool's start method", pool._ctx.get_start_method)
+    if method:
+        trace.span.set_attribute(semconv.START_METHOD, method)
+    pools[pool._outqueue] = trace
+
+
+def repopulate_wrapper(wrapped, instance, args, kwargs):
+    """``_repopulate_pool_static(ctx, Process, processes, pool, inqueue, outqueue, ...)``."""
+    trace = pools.get(_argument(args, kwargs, 5, "outqueue")) if pools else None
+    if trace is None:
+        return wrapped(*args, **kwargs)
+    workers = _argument(args, kwargs, 3, "pool")
+    before = len(workers)
+    try:
+        return _spanparent.run_in(trace.context, wrapped, *args, **kwargs)
+    finally:
+        _log.safely("counting workers", _count_workers, trace, len(workers) - before, args, kwargs)
+
+
+def _count_workers(trace, started, args, kwargs):
+    if trace.started == 0:
+        trace.span.set_attribute(semconv.POOL_PROCESSES, _argument(args, kwargs, 2, "processes"))
+        max_tasks = _argument(args, kwargs, 8, "maxtasksperchild")
+        if max_tasks is not None:
+            trace.span.set_attribute(semconv.POOL_MAX_TASKS, max_tasks)
+    trace.workers_started(started, replacing=trace.started > 0)
+
+
+def handle_tasks_wrapper(wrapped, instance, args, kwargs):
+    """``_handle_tasks(taskqueue, put, outqueue, pool, cache)``: the task handler thread."""
+    trace = pools.get(_argument(args, kwargs, 2, "outqueue")) if pools else None
+    if trace is None:
+        return wrapped(*args, **kwargs)
+    return _in_role(_tasks.TaskSender(_submission_of_task, describe_task), trace, wrapped, args, kwargs)
+
+
+def handle_results_wrapper(wrapped, instance, args, kwargs):
+    """``_handle_results(outqueue, get, cache)``: the result handler thread."""
+    trace = pools.get(_argument(args, kwargs, 0, "outqueue")) if pools else None
+    if trace is None:
+        return wrapped(*args, **kwargs)
+    return _in_role(_tasks.ResultReceiver(_outcome_of_result, trace), trace, wrapped, args, kwargs)
+
+
+def _in_role(role, trace, wrapped, args, kwargs):
+    from mptrace import _channels
+
+    _log.safely("giving a pool thread its role", _channels.assume_role, role)
+    try:
+        return _spanparent.run_in(trace.context, wrapped, *args, **kwargs)
+    finally:
+        _log.safely("taking a pool thread's role", _channels.drop_role)
+
+
+def terminate_pool_wrapper(wrapped, instance, args, kwargs):
+    """``_terminate_pool(taskqueue, inqueue, outqueue, pool, ...)``: terminate(), GC, or exit."""
+    trace = pools.get(_argument(args, kwargs, 2, "outqueue")) if pools else None
+    if trace is None:
+        return wrapped(*args, **kwargs)
+    _log.safely("noting workers the pool terminates", _mark_stopped_by_pool, _argument(args, kwargs, 3, "pool"))
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _log.safely("ending mp.pool", _end_pool, _argument(args, kwargs, 2, "outqueue"), _how_it_ended())
+
+
+def _how_it_ended():
+    from multiprocessing import util
+
+    return "exit" if getattr(util, "_exiting", False) else "terminate"
+
+
+def _mark_stopped_by_pool(workers):
+    from mptrace import _parent
+
+    for worker in list(workers or ()):
+        _parent.stopped_by_pool(worker)
+
+
+def join_wrapper(wrapped, pool, args, kwargs):
+    result = wrapped(*args, **kwargs)  # every worker has exited
+    if pools:
+        _log.safely("ending mp.pool", _end_pool, getattr(pool, "_outqueue", None), "join")
+    return result
+
+
+def _end_pool(outqueue, how):
+    trace = pools.pop(outqueue, None)
+    if trace is not None:
+        trace.end(how)
+
+
+# -- submissions -------------------------------------------------------------
+
+
+def result_init(original):
+    """``ApplyResult.__init__`` and ``IMapIterator.__init__``: a Submission in the caller's thread."""
+
+    def __init__(self, pool, *args, **kwargs):
+        original(self, pool, *args, **kwargs)
+        if pools and state.active():
+            _log.safely("opening mp.task", _open_submission, self, pool, sys._getframe(1))
+
+    return __init__
+
+
+def _open_submission(result, pool, frame):
+    trace = pools.get(getattr(pool, "_outqueue", None))
+    if trace is None or result._job in submissions:  # MapResult: ApplyResult.__init__ ran first
+        return
+    import multiprocessing.pool as mp_pool
+
+    expected = 1 if type(result) is mp_pool.ApplyResult else None  # a map's chunks are counted next
+    job = result._job
+    submissions[job] = _tasks.Submission(trace, _api_name(frame), expected, lambda: submissions.pop(job, None))
+
+
+def map_result_init(original):
+    """``MapResult.__init__``: how many chunk results the map waits for."""
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        submission = submissions.get(getattr(self, "_job", None)) if submissions else None
+        if submission is not None:
+            _log.safely("counting a map's chunks", submission.expect, self._number_left)
+
+    return __init__
+
+
+def set_length(original):
+    """``IMapIterator._set_length``: the task handler has sent every chunk of an imap."""
+
+    def _set_length(self, length):
+        submission = submissions.get(getattr(self, "_job", None)) if submissions else None
+        if submission is not None:
+            _log.safely("counting an imap's chunks", submission.expect, length)  # before the caller sees the end
+        return original(self, length)
+
+    return _set_length
+
+
+def _api_name(frame, depth=5):
+    """The Pool method the user called: the outermost Pool method among the callers."""
+    if not _api_codes:
+        _learn_api_codes()
+    name = None
+    while frame is not None and depth:
+        name = _api_codes.get(frame.f_code, name)
+        frame, depth = frame.f_back, depth - 1
+    return name or "Pool"
+
+
+def _learn_api_codes():
+    import multiprocessing.pool as mp_pool
+
+    for method in ("apply", "apply_async", "map", "map_async", "starmap", "starmap_async", "imap",
+                   "imap_unordered"):
+        code = getattr(vars(mp_pool.Pool).get(method), "__code__", None)
+        if code is not None:
+            _api_codes[code] = "Pool." + method
+
+
+# -- what the messages are ---------------------------------------------------
+
+
+def _submission_of_task(task):
+    """A task is (job, index, func, args, kwds)."""
+    if type(task) is tuple and len(task) == 5:
+        return submissions.get(task[0])
+    return None
+
+
+def _outcome_of_result(message):
+    """A result is (job, index, (success, value))."""
+    if type(message) is not tuple or len(message) != 3:
+        return None, None
+    submission = submissions.get(message[0])
+    outcome = message[2]
+    failed = type(outcome) is tuple and len(outcome) == 2 and not outcome[0]
+    return submission, (outcome[1] if failed else None)
+
+
+_CHUNK_RUNNERS = ("mapstar", "starmapstar")
+
+
+def describe_task(task):
+    """(the user's function, items in the chunk or None) of a task (job, index, func, args, kwds)."""
+    function, args = task[2], task[3]
+    if getattr(function, "__module__", None) == "multiprocessing.pool" and function.__name__ in _CHUNK_RUNNERS:
+        user_function, chunk = args[0]
+        return user_function, len(chunk)
+    return function, None
+
+
+# -- patching ----------------------------------------------------------------
+
+# (class, attribute, wrapt wrapper)
+WRAPPED = (
+    ("Pool", "_setup_queues", setup_queues_wrapper),
+    ("Pool", "_repopulate_pool_static", repopulate_wrapper),
+    ("Pool", "_handle_tasks", handle_tasks_wrapper),
+    ("Pool", "_handle_results", handle_results_wrapper),
+    ("Pool", "_terminate_pool", terminate_pool_wrapper),
+    ("Pool", "join", join_wrapper),
+)
+# (class, attribute, factory of a plain replacement from the original)
+REPLACED = (
+    ("ApplyResult", "__init__", result_init),
+    ("MapResult", "__init__", map_result_init),
+    ("IMapIterator", "__init__", result_init),
+    ("IMapIterator", "_set_length", set_length),
+)
+
+
+def instrument(patches):
+    import multiprocessing.pool as mp_pool
+
+    for class_name, attribute, wrapper in WRAPPED:
+        owner = getattr(mp_pool, class_name)
+        if not patches.is_patched(owner, attribute):
+            patches.wrap(owner, attribute, wrapper)
+    for class_name, attribute, factory in REPLACED:
+        owner = getattr(mp_pool, class_name)
+        if not patches.is_patched(owner, attribute):
+            patches.replace(owner, attribute, factory(vars(owner)[attribute]))

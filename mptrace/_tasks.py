@@ -1,0 +1,434 @@
+"""Work sent to Pool and executor workers, on the caller's side.
+
+``PoolTrace``: one pool or executor. Its ``mp.pool`` span begins where the
+pool is created, and every worker starts under it, whichever thread starts it
+(the pool's own helper threads have an empty context).
+
+``Submission``: one call that submits work (``apply_async``, ``map``,
+``submit``, ...). Its ``mp.task`` span begins in the caller's context and ends
+when the last result arrives, before the caller can see that result, so a
+``flush()`` right after ``get()`` finds it. Every task message it sends (one
+call, or one chunk of a map) carries a trailer (``_trailer``) naming the span
+the worker's ``mp.task.run`` nests under. Results and failures arrive on other
+threads than the caller's; ``_lock`` keeps their counting consistent.
+
+Task spans are rate-limited (``task_spans_per_second``, per process): a
+submission without a token gets no spans, but still sends its caller's context
+(so spans the task function makes still land in the caller's trace) and is
+still counted on ``mp.pool``.
+"""
+
+import io
+import threading
+import time
+from multiprocessing import reduction
+
+from mptrace import _channels, _litespan, _log, _spanparent, _trailer, semconv
+from mptrace._pickling import end_with_error, hooks_of
+from mptrace._state import state
+
+perf_counter = time.perf_counter
+
+DEFAULT_SPANS_PER_SECOND = 1000
+MAX_HOOKS = 32
+
+_lock = threading.Lock()
+
+
+# -- settings ----------------------------------------------------------------
+
+
+class RateLimit:
+    """A token bucket: ``rate`` tokens a second, at most ``rate`` saved up; None: no limit."""
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.tokens = float(rate or 0)
+        self.last = time.monotonic()
+
+    def take(self):
+        rate = self.rate
+        if rate is None:
+            return True
+        now = time.monotonic()
+        tokens = min(rate, self.tokens + (now - self.last) * rate)
+        self.last = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+
+limit = RateLimit(DEFAULT_SPANS_PER_SECOND)
+item_spans = False  # task_spans="item": a span per item of a chunk, in the worker
+
+
+def configure(settings):
+    """``settings``: [task_spans_per_second, task_spans] from the process tree's settings."""
+    global limit, item_spans
+    rate, spans = settings
+    limit = RateLimit(rate)
+    item_spans = spans == "item"
+
+
+# -- pickling ----------------------------------------------------------------
+
+_hooks_by_class = {}
+
+
+class TaskPickler(reduction.ForkingPickler):
+    """Pickles exactly as ForkingPickler does, and notes the custom hooks of what it meets.
+
+    ``reducer_override`` returns NotImplemented, so pickling goes on as usual.
+    CPython calls it only for objects that are not plain numbers, strings,
+    bytes, lists, tuples, dicts or sets, so plain data costs nothing extra.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hooks = []
+
+    def reducer_override(self, obj):
+        cls = type(obj)
+        hooks = _hooks_by_class.get(cls)
+        if hooks is None:
+            hooks = _hooks_by_class[cls] = tuple(hooks_of(cls, self.dispatch_table))
+        for hook in hooks:
+            if hook not in self.hooks and len(self.hooks) < MAX_HOOKS:
+                self.hooks.append(hook)
+        return NotImplemented
+
+
+def pickle_message(obj, protocol, note_hooks):
+    """(stream, seconds, hooks): ``obj`` pickled as ForkingPickler.dumps would."""
+    stream = io.BytesIO()
+    began = perf_counter()
+    if note_hooks:
+        pickler = TaskPickler(stream, protocol)
+        pickler.dump(obj)
+        return stream, perf_counter() - began, pickler.hooks
+    reduction.ForkingPickler(stream, protocol).dump(obj)
+    return stream, perf_counter() - began, ()
+
+
+def count(tally, key, size, seconds):
+    entry = tally[key]
+    entry[0] += 1
+    entry[1] += size
+    entry[2] += seconds
+
+
+def function_name(function):
+    qualname = getattr(function, "__qualname__", None)
+    if not isinstance(qualname, str):
+        return _litespan.safe_str(type(function).__qualname__)
+    module = getattr(function, "__module__", None)
+    if module == "__mp_main__":
+        module = "__main__"
+    return "%s.%s" % (module, qualname) if isinstance(module, str) else qualname
+
+
+def message_span(name, channel, under, size, seconds, message_type, hooks=None):
+    """An mp.pickle/mp.unpickle span for one task or result message, under ``under`` (a captured context)."""
+    with _spanparent.current(under):
+        span = _channels._span(name, channel, size, seconds, message_type)
+    if hooks is not None:
+        span.set_attribute(semconv.PICKLE_HOOKS, list(hooks))
+    return span
+
+
+# -- the pool ----------------------------------------------------------------
+
+open_pools = set()  # PoolTraces not ended yet
+
+
+def forget():
+    """A fork child: the pools it inherited are its parent's to end."""
+    open_pools.clear()
+
+
+def end_open_pools(how):
+    """This process is exiting: end the pools that are still open."""
+    for pool in list(open_pools):
+        _log.safely("ending mp.pool", pool.end, how)
+
+
+class PoolTrace:
+    """One pool or executor: the mp.pool span its workers start under, and its totals."""
+
+    def __init__(self, pool_type):
+        attributes = {semconv.POOL_TYPE: pool_type}
+        self.span = _spanparent.start_span(semconv.SPAN_POOL, _spanparent.capture(), attributes=attributes)
+        self.context = _spanparent.of_span(self.span)  # workers start, and helper threads work, in this
+        self.parent = _spanparent.ids(self.context)
+        self.tally = _channels.Tally()
+        self.started = 0
+        self.replaced = 0
+        self.tasks = 0
+        self.traced_tasks = 0
+        self.pending = set()  # Submissions still waiting for results
+        self.ended = False
+        open_pools.add(self)
+
+    def workers_started(self, count, replacing):
+        self.started += count
+        if replacing:
+            self.replaced += count
+
+    def end(self, how, reason=None):
+        """The pool is gone (``how``: join, terminate, shutdown, broken, exit); so are unfinished tasks."""
+        with _lock:
+            if self.ended:
+                return
+            self.ended = True
+            unfinished, self.pending = self.pending, set()
+            open_pools.discard(self)
+        for submission in unfinished:
+            _log.safely("ending an unfinished task", submission.abandon, reason or "the pool ended (%s) before "
+                        "the task finished" % how)
+        span = self.span
+        span.set_attributes({
+            semconv.POOL_END: how,
+            semconv.POOL_WORKERS_STARTED: self.started,
+            semconv.POOL_WORKERS_REPLACED: self.replaced,
+            semconv.POOL_TASKS: self.tasks,
+            semconv.POOL_TASKS_TRACED: self.traced_tasks,
+        })
+        span.set_attributes(_channels.tally_attributes(self.tally))
+        span.end()
+
+
+# -- one submission ----------------------------------------------------------
+
+
+class Submission:
+    """One call that submits work, from the caller's side."""
+
+    __slots__ = ("pool", "span", "parent", "expected", "done", "failure", "tally", "hooks", "chunks",
+                 "traced_chunks", "function", "ended", "forget", "futures")
+
+    def __init__(self, pool, api, expected=1, forget=None):
+        """``forget()``: called once the submission has ended (drops it from its registry)."""
+        self.pool = pool
+        self.forget = forget
+        self.futures = None  # an executor's: the futures of its work items
+        caller = _spanparent.ids(_spanparent.capture()) or pool.parent
+        self.parent = caller  # what task messages carry: the mp.task span, else the caller's span
+        self.span = None
+        if caller is not None and caller.sampled and limit.take():
+            self.span = _task_span(caller, api)
+            self.parent = _spanparent.Parent(self.span.trace_id, self.span.span_id, True)
+        self.expected = expected  # results to wait for; None until known (imap)
+        self.done = 0
+        self.failure = None
+        self.tally = _channels.Tally()
+        self.hooks = []
+        self.chunks = 0
+        self.traced_chunks = 0
+        self.function = None
+        self.ended = False
+        with _lock:
+            pool.pending.add(self)
+
+    # -- sending (a pool's task-handler thread, an executor's feeder thread) --
+
+    def pickle(self, obj, protocol, describe):
+        """The task message for ``obj``: its pickle, then the trailer for the worker.
+
+        ``describe(obj)``: (function, items) of the task, for the spans.
+        """
+        traced = self.span is not None and (self.chunks == 0 or limit.take())  # the first rides on the submission's
+        try:
+            stream, seconds, hooks = pickle_message(obj, protocol, traced)
+        except BaseException as exc:
+            _log.safely("recording a task that failed to pickle", self._pickle_failed, obj, exc, describe)
+            raise
+        size = stream.tell()
+        parent = self.parent
+        if parent is not None:
+            flags = _trailer.SAMPLED if parent.sampled else 0
+            if traced:
+                flags |= _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0)
+            stream.write(_trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, flags))
+        _log.safely("counting a task", self._sent, obj, size, seconds, hooks, traced, describe)
+        return stream.getbuffer()
+
+    def _sent(self, obj, size, seconds, hooks, traced, describe):
+        pool = self.pool
+        count(self.tally, "pickle.task", size, seconds)
+        count(pool.tally, "pickle.task", size, seconds)
+        self.chunks += 1
+        pool.tasks += 1
+        if traced:
+            self.traced_chunks += 1
+            pool.traced_tasks += 1
+            for hook in hooks:
+                if hook not in self.hooks:
+                    self.hooks.append(hook)
+        if self.function is None:
+            function = describe(obj)[0]
+            self.function = function_name(function) if function is not None else ""
+        if self.span is not None and (size >= _channels.span_bytes or seconds >= _channels.span_seconds):
+            message_span(semconv.SPAN_PICKLE, "task", _spanparent.of_span(self.span), size, seconds,
+                         _channels._type_name(obj), hooks).end()
+
+    def _pickle_failed(self, obj, exc, describe):
+        from mptrace import _fingerprint
+
+        if self.span is not None:
+            span = message_span(semconv.SPAN_PICKLE, "task", _spanparent.of_span(self.span), None, 0.0,
+                                _channels._type_name(obj))
+            function, _ = describe(obj)
+            found = _fingerprint.find_unpicklable([("function", function), ("task", obj)])
+            if found is not None:
+                span.set_attribute(semconv.PICKLE_PATH, found[0])
+                span.set_attribute(semconv.PICKLE_HINT, found[1])
+            where = " at %s" % found[0] if found is not None else ""
+            end_with_error(span, exc, "pickling a task failed%s" % where)
+        self.arrived(exc)  # the pool reports it to the caller as the task's outcome
+
+    # -- results (a pool's result-handler thread, an executor's manager thread) --
+
+    def result(self, failure, size, seconds, obj):
+        """One result arrived: count it, and end the span if it was the last."""
+        count(self.tally, "unpickle.result", size, seconds)
+        count(self.pool.tally, "unpickle.result", size, seconds)
+        if self.span is not None and (size >= _channels.span_bytes or seconds >= _channels.span_seconds):
+            message_span(semconv.SPAN_UNPICKLE, "result", _spanparent.of_span(self.span), size, seconds,
+                         _channels._type_name(obj)).end()
+        self.arrived(failure)
+
+    def arrived(self, failure):
+        with _lock:
+            self.done += 1
+            if failure is not None and self.failure is None:
+                self.failure = failure
+            complete = self._complete()
+        if complete:
+            self.end()
+
+    def expect(self, expected):
+        """The number of results is known now (a map's chunks, an imap's length)."""
+        with _lock:
+            self.expected = expected
+            complete = self._complete()
+        if complete:
+            self.end()
+
+    def _complete(self):
+        """Whether every result is in (the caller holds _lock); the first to see it ends the span."""
+        if self.ended or self.expected is None or self.done < self.expected:
+            return False
+        self._finish()
+        return True
+
+    def _finish(self):
+        """No more results count (the caller holds _lock)."""
+        self.ended = True
+        self.pool.pending.discard(self)
+        if self.forget is not None:
+            self.forget()
+
+    # -- ending --------------------------------------------------------------
+
+    def end(self):
+        span = self.span
+        if span is None:
+            return
+        span.set_attributes(_channels.tally_attributes(self.tally))
+        span.set_attributes({semconv.TASK_CHUNKS: self.chunks, semconv.TASK_CHUNKS_TRACED: self.traced_chunks})
+        if self.function:
+            span.set_attribute(semconv.OTEL_CODE_FUNCTION_NAME, self.function)
+        if self.hooks:
+            span.set_attribute(semconv.PICKLE_TASK_HOOKS, list(self.hooks))
+        failure = self.failure
+        if failure is not None:
+            end_with_error(span, failure, "the task raised")
+        else:
+            span.end()
+
+    def abandon(self, reason, error_type=None):
+        """End without every result: the pool ended or broke. ``error_type`` names why, if known."""
+        with _lock:
+            if self.ended:
+                return
+            self._finish()
+        span = self.span
+        if span is None:
+            return
+        span.set_attribute(semconv.TASK_END_REASON, reason)
+        if self.failure is None:  # else end() reports the task's own exception
+            span.set_attribute(semconv.OTEL_ERROR_TYPE, error_type or "unfinished")
+            span.set_status(_litespan.STATUS_ERROR, reason)
+        self.end()
+
+    def cancel(self):
+        with _lock:
+            if self.ended:
+                return
+            self._finish()
+        if self.span is not None:
+            self.span.set_attribute(semconv.TASK_CANCELLED, True)
+            self.end()
+
+
+def _task_span(caller, api):
+    attributes = {semconv.TASK_API: api}
+    if state.is_root():
+        from mptrace._rootspan import RootSpan
+
+        span = RootSpan(semconv.SPAN_TASK, caller.trace_id, caller.span_id, _litespan.KIND_PRODUCER, attributes)
+        span.begin()
+        return span
+    return state.tracer.start_span(semconv.SPAN_TASK, kind=_litespan.KIND_PRODUCER, attributes=attributes,
+                                   parent=caller)
+
+
+# -- thread roles on the caller's side ----------------------------------------
+
+
+class TaskSender(_channels.ThreadRole):
+    """A thread that pickles tasks: ``find(obj)`` is the Submission a message belongs to, or None."""
+
+    def __init__(self, find, describe):
+        self.find = find
+        self.describe = describe
+
+    def dumps(self, pickler, obj, protocol):
+        submission = self.find(obj)
+        if submission is None:
+            return pickler.dumps(obj, protocol, _role_checked=True)
+        return submission.pickle(obj, protocol, self.describe)
+
+
+class ResultReceiver(_channels.ThreadRole):
+    """A thread that unpickles results: ``outcome(obj)`` is (Submission or None, exception or None)."""
+
+    def __init__(self, outcome, pool):
+        self.outcome = outcome
+        self.pool = pool
+
+    def loads(self, loads, data, args, kwargs):
+        began = perf_counter()
+        try:
+            obj = reduction.ForkingPickler.loads(data, *args, **kwargs)
+        except BaseException as exc:
+            _log.safely("recording a result that failed to unpickle", self._failed, data, exc, perf_counter() - began)
+            raise
+        seconds = perf_counter() - began
+        _log.safely("counting a result", self._received, obj, len(data), seconds)
+        return obj
+
+    def _received(self, obj, size, seconds):
+        if obj is None:  # a sentinel, not a result
+            return
+        submission, failure = self.outcome(obj)
+        if submission is not None:
+            submission.result(failure, size, seconds, obj)
+        else:
+            count(self.pool.tally, "unpickle.result", size, seconds)
+
+    def _failed(self, data, exc, seconds):
+        with _spanparent.current(self.pool.context):
+            _channels._load_failed("result", data, exc, seconds)

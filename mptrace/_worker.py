@@ -1,0 +1,361 @@
+"""The worker's side of Pool and executor tasks: mp.task.run and mp.pool.initializer.
+
+A Pool worker (``multiprocessing.pool.worker``) and an executor worker
+(``concurrent.futures.process._process_worker``) loop in their main thread:
+get a task, call it, put the result. mptrace gives that thread a role (see
+``_channels.thread_roles``):
+
+* a task message that arrives with a trailer (``_trailer``) begins an
+  ``mp.task.run`` span under the caller's ``mp.task`` (the START record is on
+  disk at once, so a worker that dies mid-task leaves a span the root ends as
+  ERROR), and, where OpenTelemetry is in use, the span becomes current: the
+  task function's own spans nest under it;
+* pickling that task's result ends the span, before the result is sent.
+
+Nothing wraps the task function, so tracebacks stay as they were. The pool's
+initializer runs inside ``mp.pool.initializer``, from the worker's start to
+its first request for a task.
+
+Standard library only: spawn workers load this on their start-up path.
+"""
+
+import sys
+import time
+from multiprocessing import reduction
+
+from mptrace import _channels, _litespan, _log, _tasks, _trailer, semconv
+
+perf_counter = time.perf_counter
+
+
+class PoolShapes:
+    """Pool messages: task (job, index, func, args, kwds); result (job, index, (success, value))."""
+
+    @staticmethod
+    def task_key(obj):
+        return (obj[0], obj[1]) if type(obj) is tuple and len(obj) == 5 else None
+
+    @staticmethod
+    def result_key(obj):
+        return (obj[0], obj[1]) if type(obj) is tuple and len(obj) == 3 else None
+
+    @staticmethod
+    def failure(result):
+        outcome = result[2]
+        return outcome[1] if type(outcome) is tuple and len(outcome) == 2 and not outcome[0] else None
+
+    @staticmethod
+    def describe(task):
+        from mptrace._pool import describe_task
+
+        function, items = describe_task(task)
+        return function, items, task[1]
+
+    @staticmethod
+    def with_item_spans(task, spans_for):
+        """The task, its chunk's function replaced by ``spans_for(function)``: a new tuple."""
+        job, index, runner, args, kwds = task
+        if PoolShapes.describe(task)[1] is None:  # not a chunk
+            return task
+        function, chunk = args[0]
+        return job, index, runner, ((spans_for(function), chunk),) + tuple(args[1:]), kwds
+
+
+class ExecutorShapes:
+    """Executor messages: task _CallItem(work_id, fn, args, kwargs); result _ResultItem(work_id, ...)."""
+
+    @staticmethod
+    def task_key(obj):
+        return obj.work_id if type(obj).__name__ == "_CallItem" else None
+
+    @staticmethod
+    def result_key(obj):
+        return obj.work_id if type(obj).__name__ == "_ResultItem" else None
+
+    @staticmethod
+    def failure(result):
+        return result.exception
+
+    @staticmethod
+    def describe(task):
+        from mptrace._executor import describe_call
+
+        function, items = describe_call(task)
+        return function, items, None
+
+    @staticmethod
+    def with_item_spans(task, spans_for):
+        """The call item, its chunk's function replaced by ``spans_for(function)``."""
+        if ExecutorShapes.describe(task)[1] is None:  # not a chunk
+            return task
+        import functools
+
+        chunk_runner = task.fn
+        task.fn = functools.partial(chunk_runner.func, spans_for(chunk_runner.args[0]), *chunk_runner.args[1:],
+                                    **chunk_runner.keywords)
+        return task
+
+
+WORKERS = {
+    ("multiprocessing.pool", "worker"): PoolShapes,
+    ("concurrent.futures.process", "_process_worker"): ExecutorShapes,
+}
+
+
+def recognise(run, process):
+    """If ``process`` is a pool or executor worker, trace its tasks (in its main thread)."""
+    target = getattr(process, "_target", None)
+    shapes = WORKERS.get((getattr(target, "__module__", None), getattr(target, "__qualname__", None)))
+    if shapes is None:
+        return
+    role = WorkerRole(run, shapes)
+    _channels.assume_role(role)
+    run.closers.append(role.close)
+    args = tuple(getattr(process, "_args", ()))
+    if len(args) > 2 and args[2] is not None:
+        role.start_initializer(args[2], args[0])
+
+
+class TaskRun:
+    """The task a worker is running: its key, span (if traced) and what to restore after."""
+
+    __slots__ = ("key", "span", "outer_context", "unpickled")
+
+    def __init__(self, key, span, outer_context, unpickled):
+        self.key = key
+        self.span = span
+        self.outer_context = outer_context
+        self.unpickled = unpickled  # (bytes, seconds)
+
+
+class WorkerRole(_channels.ThreadRole):
+    def __init__(self, run, shapes):
+        self.run = run
+        self.shapes = shapes
+        self.task = None
+        self.initializer = None
+
+    # -- a task arrives ----------------------------------------------------
+
+    def loads(self, loads, data, args, kwargs):
+        trailer = _trailer.read(data)
+        if trailer is None or trailer[0] != _trailer.TASK:
+            return loads(data, *args, _role_checked=True, **kwargs)
+        began = perf_counter()
+        try:
+            obj = reduction.ForkingPickler.loads(data, *args, **kwargs)
+        except BaseException as exc:
+            _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
+                        perf_counter() - began)
+            raise
+        seconds = perf_counter() - began
+        begun = _log.safely("starting mp.task.run", self._begin, obj, trailer, len(data) - _trailer.SIZE, seconds)
+        return obj if begun is None else begun
+
+    def _begin(self, task, trailer, size, seconds):
+        """Begin the task's span; returns the task to run (with item spans, if asked for)."""
+        key = self.shapes.task_key(task)
+        if key is None:
+            return task
+        self._end_initializer()
+        self._abandon_task("the next task arrived before this one's result")
+        _, trace_id, parent_id, flags = trailer
+        sampled = bool(flags & _trailer.SAMPLED)
+        span = None
+        if flags & _trailer.TASK_SPAN:
+            function, items, index = self.shapes.describe(task)
+            attributes = {semconv.OTEL_CODE_FUNCTION_NAME: _tasks.function_name(function)}
+            if index is not None:
+                attributes[semconv.TASK_INDEX] = index
+            if items is not None:
+                attributes[semconv.TASK_ITEMS] = items
+            span = _litespan.LiteSpan(self.run.writer, semconv.SPAN_TASK_RUN, trace_id, parent_id,
+                                      _litespan.KIND_CONSUMER, attributes, sampled, parent_remote=True)
+        outer = _make_current(self.run, trace_id, span.span_id if span is not None else parent_id, sampled)
+        self.task = TaskRun(key, span, outer, (size, seconds))
+        if span is not None and flags & _trailer.ITEM_SPANS:
+            return self.shapes.with_item_spans(task, lambda function: ItemSpans(function, self.run, span))
+        return task
+
+    # -- its result leaves -------------------------------------------------
+
+    def dumps(self, pickler, obj, protocol):
+        task = self.task
+        if task is None or self.shapes.result_key(obj) != task.key:
+            return pickler.dumps(obj, protocol, _role_checked=True)
+        try:
+            stream, seconds, hooks = _tasks.pickle_message(obj, protocol, task.span is not None)
+        except BaseException as exc:
+            _log.safely("recording a result that failed to pickle", self._result_failed, obj, exc)
+            raise  # the worker sends the error as the result instead
+        _log.safely("ending mp.task.run", self._end, obj, stream.tell(), seconds, hooks)
+        return stream.getbuffer()
+
+    def _end(self, result, size, seconds, hooks):
+        task, self.task = self.task, None
+        _restore(self.run, task.outer_context)
+        span = task.span
+        if span is None:
+            return
+        attributes = _tally(("unpickle.task",) + task.unpickled, ("pickle.result", size, seconds))
+        if hooks:
+            attributes[semconv.PICKLE_RESULT_HOOKS] = list(hooks)
+        span.set_attributes(attributes)
+        if size >= _channels.span_bytes or seconds >= _channels.span_seconds:
+            self._message_span(semconv.SPAN_PICKLE, span, size, seconds, result).end()
+        failure = self.shapes.failure(result)
+        if failure is not None:
+            _record_failure(span, failure)
+        span.end()
+
+    def _result_failed(self, result, exc):
+        task = self.task
+        if task.span is None:
+            return
+        from mptrace import _fingerprint, _pickling
+
+        span = self._message_span(semconv.SPAN_PICKLE, task.span, None, 0.0, result)
+        found = _fingerprint.find_unpicklable([("result", result)])
+        if found is not None:
+            span.set_attribute(semconv.PICKLE_PATH, found[0])
+            span.set_attribute(semconv.PICKLE_HINT, found[1])
+        where = " at %s" % found[0] if found is not None else ""
+        _pickling.end_with_error(span, exc, "pickling the result failed%s" % where)
+
+    def _message_span(self, name, under, size, seconds, obj):
+        span = _litespan.LiteSpan(self.run.writer, name, under.trace_id, under.span_id,
+                                  attributes={semconv.PICKLE_CHANNEL: "result"}, sampled=under.sampled, begin=False)
+        span.set_attribute(semconv.PICKLE_TYPE, _channels._type_name(obj))
+        if size is not None:
+            span.set_attribute(semconv.PICKLE_BYTES, size)
+        span.begin(time.time_ns() - int(seconds * 1e9))
+        return span
+
+    # -- the initializer ---------------------------------------------------
+
+    def start_initializer(self, initializer, task_queue):
+        """mp.pool.initializer from now until the worker first asks ``task_queue`` for a task."""
+        run = self.run
+        span = _litespan.LiteSpan(run.writer, semconv.SPAN_POOL_INITIALIZER, run.run_span.trace_id,
+                                  run.run_span.span_id, attributes={
+                                      semconv.OTEL_CODE_FUNCTION_NAME: _tasks.function_name(initializer)},
+                                  sampled=run.run_span.sampled)
+        outer = _make_current(run, span.trace_id, span.span_id, span.sampled)
+        self.initializer = (span, outer)
+        original_get = task_queue.get
+        role = self
+
+        def get(*args, **kwargs):  # the worker's first request for a task: the initializer has returned
+            role._end_initializer()
+            if vars(task_queue).get("get") is get and role.shapes is ExecutorShapes:
+                del task_queue.get  # looked up per call: back to the class's own
+            return original_get(*args, **kwargs)
+
+        task_queue.get = get  # a Pool worker binds inqueue.get before calling the initializer
+
+    def _end_initializer(self, failure=None):
+        if self.initializer is None:
+            return
+        (span, outer), self.initializer = self.initializer, None
+        _restore(self.run, outer)
+        if failure is not None:
+            _record_failure(span, failure, "the initializer did not finish")
+        span.end()
+
+    # -- the worker ends ---------------------------------------------------
+
+    def close(self, exitcode, exception):
+        """The worker is exiting: what is still open ended with it."""
+        if self.initializer is not None:
+            self._end_initializer(exception or "the worker exited (code %s) before its first task" % exitcode)
+        task, self.task = self.task, None
+        if task is not None and task.span is not None:
+            task.span.set_attribute(semconv.TASK_END_REASON, "the worker exited (code %s) during the task" % exitcode)
+            _record_failure(task.span, exception or "the worker exited during the task")
+            task.span.end()
+
+    def _abandon_task(self, reason):
+        task, self.task = self.task, None
+        if task is not None and task.span is not None:
+            task.span.set_attribute(semconv.TASK_END_REASON, reason)
+            task.span.set_status(_litespan.STATUS_ERROR, reason)
+            task.span.end()
+
+
+class ItemSpans:
+    """task_spans="item": calls the chunk's function, each call in an mp.task.item span.
+
+    Unlike the rest of the worker's tracing, this puts one frame of mptrace's
+    in the traceback of an item that raises: the price of asking for item spans.
+    """
+
+    def __init__(self, function, run, chunk_span):
+        self.function = function
+        self.run = run
+        self.chunk_span = chunk_span
+        self.index = 0
+
+    def __call__(self, *args, **kwargs):
+        chunk_span = self.chunk_span
+        span = _litespan.LiteSpan(self.run.writer, semconv.SPAN_TASK_ITEM, chunk_span.trace_id, chunk_span.span_id,
+                                  attributes={semconv.TASK_INDEX: self.index}, sampled=chunk_span.sampled)
+        self.index += 1
+        outer = _make_current(self.run, span.trace_id, span.span_id, span.sampled)
+        try:
+            return self.function(*args, **kwargs)
+        except BaseException as exc:
+            _record_failure(span, exc)
+            raise
+        finally:
+            _restore(self.run, outer)
+            span.end()
+
+
+def _tally(*entries):
+    """Attributes for single-message totals: (key, bytes, seconds) -> mp.<key>.count/.bytes/.seconds."""
+    tally = _channels.Tally()
+    for key, size, seconds in entries:
+        tally[key] = [1, size, seconds]
+    return _channels.tally_attributes(tally)
+
+
+def _record_failure(span, failure, what="the task raised"):
+    """An exception (or the worker's wrapper of one, or a description) on a worker-side span."""
+    if isinstance(failure, str):
+        span.set_status(_litespan.STATUS_ERROR, failure)
+        return
+    original, remote_traceback = _unwrap(failure)
+    attributes = {"exception.stacktrace": remote_traceback} if remote_traceback else None
+    span.record_exception(original, attributes, escaped=True)
+    from mptrace._fingerprint import type_name
+
+    span.set_attribute(semconv.OTEL_ERROR_TYPE, type_name(type(original)))
+    span.set_status(_litespan.STATUS_ERROR, "%s: %s: %s" % (what, type(original).__name__,
+                                                            _litespan.safe_str(original)))
+
+
+def _unwrap(failure):
+    """(exception, traceback text): multiprocessing sends an exception wrapped with its traceback."""
+    original, text = getattr(failure, "exc", None), getattr(failure, "tb", None)
+    if isinstance(original, BaseException) and isinstance(text, str):
+        return original, text.strip().strip('"').strip()
+    return failure, None
+
+
+def _make_current(run, trace_id, span_id, sampled):
+    """Make this span current for the user's OpenTelemetry spans; returns what to restore."""
+    if not run.otel_wired:
+        return None
+    from opentelemetry import context
+
+    from mptrace._otel_child import run_context
+
+    outer = context.get_current()
+    context.attach(run_context(trace_id, span_id, sampled))
+    return outer
+
+
+def _restore(run, outer):
+    if outer is not None:
+        context = sys.modules["opentelemetry.context"]
+        context.attach(outer)
