@@ -64,7 +64,11 @@ def _open_pool(executor):
     if method:
         attributes[semconv.START_METHOD] = method
     trace.span.set_attributes(attributes)
-    traces[executor._call_queue] = trace
+    queue = executor._call_queue
+    traces[queue] = trace
+    role = getattr(queue._buffer, "role", None)  # the feeder's role, made before the pool was known
+    if role is not None:
+        role.pool = trace
 
 
 def spawn_process_wrapper(wrapped, executor, args, kwargs):
@@ -93,12 +97,12 @@ def submit_wrapper(wrapped, executor, args, kwargs):
     if trace is None:
         return wrapped(*args, **kwargs)
     in_map = getattr(_submitting, "map", None)
-    submission = in_map or _log.safely("opening mp.task", _tasks.Submission, trace, "ProcessPoolExecutor.submit")
+    submission = in_map or _log.safely("opening mp.task", _tasks.submit, trace, "ProcessPoolExecutor.submit")
     _submitting.submission = submission
     try:
         future = wrapped(*args, **kwargs)
     except BaseException as exc:
-        if submission is not None and in_map is None:
+        if type(submission) is _tasks.Submission and in_map is None:
             _log.safely("ending a task that was never submitted", submission.abandon,
                         "submit() raised %s" % type(exc).__name__, type(exc).__name__)
         raise
@@ -132,7 +136,8 @@ def work_item_init(original):
         submission = getattr(_submitting, "submission", None)
         if submission is not None:
             self._mptrace = submission
-            submission.futures = (submission.futures or []) + [future]
+            if type(submission) is _tasks.Submission:
+                submission.futures = (submission.futures or []) + [future]
 
     return __init__
 
@@ -151,7 +156,7 @@ def sender_for(queue):
             return None
         return getattr(work_items.get(obj.work_id), "_mptrace", None)
 
-    return _tasks.TaskSender(submission_of, describe_call)
+    return _tasks.TaskSender(None, submission_of, describe_call)  # its pool: see _open_pool
 
 
 def describe_call(call_item):

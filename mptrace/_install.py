@@ -159,13 +159,15 @@ def _undo_trampolines(process_class):
 def uninstall():
     with _lock:
         if state.is_root():
-            _log.safely("collecting spans at uninstall", _shut_down_root, "mptrace.uninstall() was called")
+            _log.safely("collecting spans at uninstall", _shut_down_root, "mptrace.uninstall() was called", "uninstall")
             atexit.unregister(_at_exit)
             from mptrace import _importhook
 
             _importhook.remove(state.root.import_finder)
         state.patches.undo_all()
         _channels.reset()
+        for module in (_tasks, _pool, _executor):
+            module.forget()
         reset()
 
 
@@ -187,8 +189,8 @@ def stats():
     return counts
 
 
-def _shut_down_root(reason):
-    _tasks.end_open_pools("exit")
+def _shut_down_root(reason, pools_end="exit"):
+    _tasks.end_open_pools(pools_end)
     _parent.poll_children()
     _parent.end_unobserved(reason)
     state.root.collector.close(reason)

@@ -88,7 +88,8 @@ def handle_tasks_wrapper(wrapped, instance, args, kwargs):
     trace = pools.get(_argument(args, kwargs, 2, "outqueue")) if pools else None
     if trace is None:
         return wrapped(*args, **kwargs)
-    return _in_role(_tasks.TaskSender(_submission_of_task, describe_task), trace, wrapped, args, kwargs)
+    sender = _tasks.TaskSender(trace, _submission_of_task, describe_task, _forget_task)
+    return _in_role(sender, trace, wrapped, args, kwargs)
 
 
 def handle_results_wrapper(wrapped, instance, args, kwargs):
@@ -151,25 +152,38 @@ def _end_pool(outqueue, how):
 
 
 def result_init(original):
-    """``ApplyResult.__init__`` and ``IMapIterator.__init__``: a Submission in the caller's thread."""
+    """``ApplyResult.__init__`` and ``IMapIterator.__init__``: a Submission in the caller's thread.
+
+    Once per apply_async, so written for speed: no closures, no logging wrapper.
+    """
 
     def __init__(self, pool, *args, **kwargs):
         original(self, pool, *args, **kwargs)
-        if pools and state.active():
-            _log.safely("opening mp.task", _open_submission, self, pool, sys._getframe(1))
+        if pools:
+            try:
+                trace = pools.get(pool._outqueue)
+                if trace is not None and self._job not in submissions:  # MapResult: ApplyResult.__init__ ran first
+                    entry = _submission(self, trace, sys._getframe(1))
+                    if entry is not None:
+                        submissions[self._job] = entry
+            except Exception:
+                _log.internal_error("opening mp.task")
 
     return __init__
 
 
-def _open_submission(result, pool, frame):
-    trace = pools.get(getattr(pool, "_outqueue", None))
-    if trace is None or result._job in submissions:  # MapResult: ApplyResult.__init__ ran first
-        return
-    import multiprocessing.pool as mp_pool
+def _submission(result, trace, frame):
+    """A Submission; for an untraced apply, only the Parent its task carries (None: nothing to carry)."""
+    if type(result) is _apply_result_class[0]:
+        caller = _tasks.caller_parent(trace)
+        if caller is None or not caller.sampled or not _tasks.limit.take():
+            return caller
+        return _tasks.Submission(trace, _api_name(frame), 1, submissions, result._job, caller, True)
+    # a map's chunks are counted next (MapResult) or once they are all sent (imap)
+    return _tasks.Submission(trace, _api_name(frame), None, submissions, result._job)
 
-    expected = 1 if type(result) is mp_pool.ApplyResult else None  # a map's chunks are counted next
-    job = result._job
-    submissions[job] = _tasks.Submission(trace, _api_name(frame), expected, lambda: submissions.pop(job, None))
+
+_apply_result_class = [None]  # multiprocessing.pool.ApplyResult, once instrumented
 
 
 def map_result_init(original):
@@ -178,7 +192,7 @@ def map_result_init(original):
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
         submission = submissions.get(getattr(self, "_job", None)) if submissions else None
-        if submission is not None:
+        if type(submission) is _tasks.Submission:
             _log.safely("counting a map's chunks", submission.expect, self._number_left)
 
     return __init__
@@ -189,7 +203,7 @@ def set_length(original):
 
     def _set_length(self, length):
         submission = submissions.get(getattr(self, "_job", None)) if submissions else None
-        if submission is not None:
+        if type(submission) is _tasks.Submission:
             _log.safely("counting an imap's chunks", submission.expect, length)  # before the caller sees the end
         return original(self, length)
 
@@ -227,11 +241,17 @@ def _submission_of_task(task):
     return None
 
 
+def _forget_task(task):
+    submissions.pop(task[0], None)
+
+
 def _outcome_of_result(message):
-    """A result is (job, index, (success, value))."""
+    """A result is (job, index, (success, value)). An untraced task's entry (a Parent) goes now."""
     if type(message) is not tuple or len(message) != 3:
         return None, None
     submission = submissions.get(message[0])
+    if type(submission) is _spanparent.Parent:
+        del submissions[message[0]]
     outcome = message[2]
     failed = type(outcome) is tuple and len(outcome) == 2 and not outcome[0]
     return submission, (outcome[1] if failed else None)
@@ -272,6 +292,7 @@ REPLACED = (
 def instrument(patches):
     import multiprocessing.pool as mp_pool
 
+    _apply_result_class[0] = mp_pool.ApplyResult
     for class_name, attribute, wrapper in WRAPPED:
         owner = getattr(mp_pool, class_name)
         if not patches.is_patched(owner, attribute):

@@ -206,17 +206,25 @@ class Submission:
     """One call that submits work, from the caller's side."""
 
     __slots__ = ("pool", "span", "parent", "expected", "done", "failure", "tally", "hooks", "chunks",
-                 "traced_chunks", "function", "ended", "forget", "futures")
+                 "traced_chunks", "function", "ended", "registry", "key", "futures", "context_trailer")
 
-    def __init__(self, pool, api, expected=1, forget=None):
-        """``forget()``: called once the submission has ended (drops it from its registry)."""
+    def __init__(self, pool, api, expected=1, registry=None, key=None, caller=None, traced=None):
+        """``caller``, ``traced``: already decided by ``submit()``; else decided here.
+
+        ``registry[key]`` is this submission until it ends (then it is removed).
+        """
         self.pool = pool
-        self.forget = forget
+        self.registry = registry
+        self.key = key
+        self.context_trailer = None
         self.futures = None  # an executor's: the futures of its work items
-        caller = _spanparent.ids(_spanparent.capture()) or pool.parent
+        if caller is None:
+            caller = caller_parent(pool)
+        if traced is None:
+            traced = caller is not None and caller.sampled and limit.take()
         self.parent = caller  # what task messages carry: the mp.task span, else the caller's span
         self.span = None
-        if caller is not None and caller.sampled and limit.take():
+        if traced:
             self.span = _task_span(caller, api)
             self.parent = _spanparent.Parent(self.span.trace_id, self.span.span_id, True)
         self.expected = expected  # results to wait for; None until known (imap)
@@ -247,11 +255,18 @@ class Submission:
         size = stream.tell()
         parent = self.parent
         if parent is not None:
-            flags = _trailer.SAMPLED if parent.sampled else 0
             if traced:
-                flags |= _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0)
-            stream.write(_trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, flags))
-        _log.safely("counting a task", self._sent, obj, size, seconds, hooks, traced, describe)
+                stream.write(_trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED
+                                             | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0)))
+            else:  # the same for every untraced chunk
+                if self.context_trailer is None:
+                    self.context_trailer = _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id,
+                                                           _trailer.SAMPLED if parent.sampled else 0)
+                stream.write(self.context_trailer)
+        try:
+            self._sent(obj, size, seconds, hooks, traced, describe)
+        except Exception:
+            _log.internal_error("counting a task")
         return stream.getbuffer()
 
     def _sent(self, obj, size, seconds, hooks, traced, describe):
@@ -327,8 +342,8 @@ class Submission:
         """No more results count (the caller holds _lock)."""
         self.ended = True
         self.pool.pending.discard(self)
-        if self.forget is not None:
-            self.forget()
+        if self.registry is not None:
+            self.registry.pop(self.key, None)
 
     # -- ending --------------------------------------------------------------
 
@@ -373,6 +388,42 @@ class Submission:
             self.end()
 
 
+def submit(pool, api):
+    """What a new one-result submission's task needs.
+
+    A Submission when it gets a span; else only the Parent its task carries
+    (the caller's span, so the task function's spans still land there): no
+    span to start or end, so an untraced task costs about a microsecond.
+    """
+    caller = caller_parent(pool)
+    if caller is not None and caller.sampled and limit.take():
+        return Submission(pool, api, 1, None, None, caller, True)
+    return caller
+
+
+_last_caller = (None, None)  # (the caller's current span object, its Parent): tight loops share one
+_get_current_span = None
+
+
+def caller_parent(pool):
+    """The Parent of the caller's current span, else the pool's (None when neither has one)."""
+    global _last_caller, _get_current_span
+    if not state.is_root():
+        return _spanparent.ids(_spanparent.capture()) or pool.parent
+    if _get_current_span is None:
+        from opentelemetry.trace import get_current_span as _get_current_span
+    span = _get_current_span()
+    last = _last_caller
+    if last[0] is span:
+        return last[1]
+    context = span.get_span_context()
+    if not context.is_valid:
+        return pool.parent
+    parent = _spanparent.Parent(context.trace_id, context.span_id, bool(context.trace_flags.sampled))
+    _last_caller = (span, parent)
+    return parent
+
+
 def _task_span(caller, api):
     attributes = {semconv.TASK_API: api}
     if state.is_root():
@@ -389,17 +440,54 @@ def _task_span(caller, api):
 
 
 class TaskSender(_channels.ThreadRole):
-    """A thread that pickles tasks: ``find(obj)`` is the Submission a message belongs to, or None."""
+    """A thread that pickles tasks.
 
-    def __init__(self, find, describe):
+    ``find(obj)``: what the message belongs to: a Submission, the Parent of an
+    untraced task, or None for other messages. ``forget(obj)``: drop an
+    untraced task that failed to pickle from its registry (None: nothing to drop).
+    """
+
+    def __init__(self, pool, find, describe, forget=None):
+        self.pool = pool
         self.find = find
         self.describe = describe
+        self.forget = forget
+        self._trailer = (None, None)  # (Parent, its trailer): tight loops share one
 
     def dumps(self, pickler, obj, protocol):
-        submission = self.find(obj)
-        if submission is None:
+        entry = self.find(obj)
+        if entry is None:
             return pickler.dumps(obj, protocol, _role_checked=True)
-        return submission.pickle(obj, protocol, self.describe)
+        if type(entry) is _spanparent.Parent:
+            return self._untraced(obj, protocol, entry)
+        return entry.pickle(obj, protocol, self.describe)
+
+    def _untraced(self, obj, protocol, parent):
+        """An untraced task: its pickle, the caller's context, and the pool's totals."""
+        stream = io.BytesIO()
+        began = perf_counter()
+        try:
+            reduction.ForkingPickler(stream, protocol).dump(obj)
+        except BaseException:
+            if self.forget is not None:
+                _log.safely("forgetting a task that failed to pickle", self.forget, obj)
+            raise
+        seconds = perf_counter() - began
+        try:
+            size = stream.tell()
+            last_parent, trailer = self._trailer
+            if last_parent is not parent:
+                trailer = _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id,
+                                          _trailer.SAMPLED if parent.sampled else 0)
+                self._trailer = (parent, trailer)
+            stream.write(trailer)
+            pool = self.pool
+            if pool is not None:
+                count(pool.tally, "pickle.task", size, seconds)
+                pool.tasks += 1
+        except Exception:
+            _log.internal_error("counting a task")
+        return stream.getbuffer()
 
 
 class ResultReceiver(_channels.ThreadRole):
@@ -417,17 +505,16 @@ class ResultReceiver(_channels.ThreadRole):
             _log.safely("recording a result that failed to unpickle", self._failed, data, exc, perf_counter() - began)
             raise
         seconds = perf_counter() - began
-        _log.safely("counting a result", self._received, obj, len(data), seconds)
+        if obj is not None:  # else a sentinel, not a result
+            try:
+                entry, failure = self.outcome(obj)
+                if type(entry) is Submission:
+                    entry.result(failure, len(data), seconds, obj)
+                else:
+                    count(self.pool.tally, "unpickle.result", len(data), seconds)
+            except Exception:
+                _log.internal_error("counting a result")
         return obj
-
-    def _received(self, obj, size, seconds):
-        if obj is None:  # a sentinel, not a result
-            return
-        submission, failure = self.outcome(obj)
-        if submission is not None:
-            submission.result(failure, size, seconds, obj)
-        else:
-            count(self.pool.tally, "unpickle.result", size, seconds)
 
     def _failed(self, data, exc, seconds):
         with _spanparent.current(self.pool.context):

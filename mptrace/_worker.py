@@ -117,14 +117,13 @@ def recognise(run, process):
 
 
 class TaskRun:
-    """The task a worker is running: its key, span (if traced) and what to restore after."""
+    """The task a worker is running: its key and its span (if traced)."""
 
-    __slots__ = ("key", "span", "outer_context", "unpickled")
+    __slots__ = ("key", "span", "unpickled")
 
-    def __init__(self, key, span, outer_context, unpickled):
+    def __init__(self, key, span, unpickled):
         self.key = key
         self.span = span
-        self.outer_context = outer_context
         self.unpickled = unpickled  # (bytes, seconds)
 
 
@@ -134,6 +133,7 @@ class WorkerRole(_channels.ThreadRole):
         self.shapes = shapes
         self.task = None
         self.initializer = None
+        self.adopted = None  # (trace_id, span_id, sampled) made current for tasks
 
     # -- a task arrives ----------------------------------------------------
 
@@ -157,8 +157,10 @@ class WorkerRole(_channels.ThreadRole):
         key = self.shapes.task_key(task)
         if key is None:
             return task
-        self._end_initializer()
-        self._abandon_task("the next task arrived before this one's result")
+        if self.initializer is not None:
+            self._end_initializer()
+        if self.task is not None:
+            self._abandon_task("the next task arrived before this one's result")
         _, trace_id, parent_id, flags = trailer
         sampled = bool(flags & _trailer.SAMPLED)
         span = None
@@ -171,11 +173,22 @@ class WorkerRole(_channels.ThreadRole):
                 attributes[semconv.TASK_ITEMS] = items
             span = _litespan.LiteSpan(self.run.writer, semconv.SPAN_TASK_RUN, trace_id, parent_id,
                                       _litespan.KIND_CONSUMER, attributes, sampled, parent_remote=True)
-        outer = _make_current(self.run, trace_id, span.span_id if span is not None else parent_id, sampled)
-        self.task = TaskRun(key, span, outer, (size, seconds))
+            parent_id = span.span_id
+        self._adopt((trace_id, parent_id, sampled))
+        self.task = TaskRun(key, span, (size, seconds))
         if span is not None and flags & _trailer.ITEM_SPANS:
             return self.shapes.with_item_spans(task, lambda function: ItemSpans(function, self.run, span))
         return task
+
+    def _adopt(self, ids):
+        """Make the task's span (or its caller's) current for the task function's own spans.
+
+        Nothing of the user's runs between tasks, so it stays current until the
+        next task; untraced tasks from one caller share it, and pay nothing here.
+        """
+        if ids != self.adopted and self.run.otel_wired:
+            _make_current(self.run, *ids)
+            self.adopted = ids
 
     # -- its result leaves -------------------------------------------------
 
@@ -188,12 +201,14 @@ class WorkerRole(_channels.ThreadRole):
         except BaseException as exc:
             _log.safely("recording a result that failed to pickle", self._result_failed, obj, exc)
             raise  # the worker sends the error as the result instead
-        _log.safely("ending mp.task.run", self._end, obj, stream.tell(), seconds, hooks)
+        if task.span is not None:
+            _log.safely("ending mp.task.run", self._end, obj, stream.tell(), seconds, hooks)
+        else:
+            self.task = None
         return stream.getbuffer()
 
     def _end(self, result, size, seconds, hooks):
         task, self.task = self.task, None
-        _restore(self.run, task.outer_context)
         span = task.span
         if span is None:
             return
@@ -240,7 +255,7 @@ class WorkerRole(_channels.ThreadRole):
                                   run.run_span.span_id, attributes={
                                       semconv.OTEL_CODE_FUNCTION_NAME: _tasks.function_name(initializer)},
                                   sampled=run.run_span.sampled)
-        outer = _make_current(run, span.trace_id, span.span_id, span.sampled)
+        outer = _make_current(run, span.trace_id, span.span_id, span.sampled) if run.otel_wired else None
         self.initializer = (span, outer)
         original_get = task_queue.get
         role = self
@@ -300,7 +315,7 @@ class ItemSpans:
         span = _litespan.LiteSpan(self.run.writer, semconv.SPAN_TASK_ITEM, chunk_span.trace_id, chunk_span.span_id,
                                   attributes={semconv.TASK_INDEX: self.index}, sampled=chunk_span.sampled)
         self.index += 1
-        outer = _make_current(self.run, span.trace_id, span.span_id, span.sampled)
+        outer = _make_current(self.run, span.trace_id, span.span_id, span.sampled) if self.run.otel_wired else None
         try:
             return self.function(*args, **kwargs)
         except BaseException as exc:
@@ -342,14 +357,19 @@ def _unwrap(failure):
     return failure, None
 
 
+_otel = None  # (opentelemetry.context, _otel_child.run_context) once a worker uses them
+
+
 def _make_current(run, trace_id, span_id, sampled):
     """Make this span current for the user's OpenTelemetry spans; returns what to restore."""
-    if not run.otel_wired:
-        return None
-    from opentelemetry import context
+    global _otel
+    if _otel is None:
+        from opentelemetry import context
 
-    from mptrace._otel_child import run_context
+        from mptrace._otel_child import run_context
 
+        _otel = (context, run_context)
+    context, run_context = _otel
     outer = context.get_current()
     context.attach(run_context(trace_id, span_id, sampled))
     return outer
@@ -357,5 +377,4 @@ def _make_current(run, trace_id, span_id, sampled):
 
 def _restore(run, outer):
     if outer is not None:
-        context = sys.modules["opentelemetry.context"]
-        context.attach(outer)
+        _otel[0].attach(outer)

@@ -12,7 +12,7 @@ from mptrace._state import state
 from tests import targets
 from tests.conftest import traced_with
 from tests.programs import in_memory_pipeline
-from tests.spans import assert_no_orphans, assert_one_trace, is_error, named, one, parent_of
+from tests.spans import assert_no_orphans, assert_one_trace, is_error, named, one, parent_of, pid_of
 
 SPAN_BYTES = 64 * 1024
 MESSAGES = [{"task": i, "payload": list(range(i))} for i in range(20)]
@@ -94,6 +94,12 @@ def test_a_big_message_gets_spans_where_it_was_put_and_got(traced, context):
         assert span.attributes["mp.pickle.type"] == "bytes"
         assert span.attributes["mp.pickle.channel"] == "queue"
         assert span.end_time > span.start_time
+    # Each consumer's mp.unpickle links back to the producer's mp.pickle (a link, not a parent).
+    for unpickle in unpickles:
+        [link] = unpickle.links
+        [producer] = [s for s in pickles if s.context.span_id == link.context.span_id]
+        assert producer.context.trace_id == link.context.trace_id
+        assert pid_of(producer) != pid_of(unpickle)
     [root_pickle] = [s for s in pickles if parent_of(spans, s) is work]
     assert root_pickle.resource is work.resource  # made in the root (children's spans carry their own)
     # The big message is counted in the totals too.
