@@ -104,10 +104,13 @@ def _task_settings_from_environment():
             found["task_spans_per_second"] = None
         else:
             try:
-                found["task_spans_per_second"] = float(rate)
+                value = float(rate)
             except ValueError:
+                value = 0.0
+            if not value > 0:  # also NaN
                 raise ValueError("environment variable %s must be a positive number or 'none', got %r"
-                                 % (ENV_TASK_SPANS_PER_SECOND, rate)) from None
+                                 % (ENV_TASK_SPANS_PER_SECOND, rate))
+            found["task_spans_per_second"] = value
     mode = os.environ.get(ENV_TASK_SPANS, "").strip()
     if mode:
         if mode not in TASK_SPAN_MODES:

@@ -137,7 +137,15 @@ def _children(path, value):
         return [("%s[%d]" % (path, i), v) for i, v in enumerate(items)]
     if isinstance(value, (set, frozenset)):
         return []  # unordered: described by size only
+    if is_process_handle(value):
+        return []  # its pickle carries a handle, not its attributes (a Queue drops what it buffers)
     return [("%s.%s" % (path, name), attribute) for name, attribute in _public_attributes(value)]
+
+
+def is_process_handle(value):
+    """Processes, queues, connections, pools, executors: handles to other processes."""
+    module = getattr(type(value), "__module__", None) or ""
+    return module.startswith(("multiprocessing", "concurrent.futures"))
 
 
 def _public_attributes(value):

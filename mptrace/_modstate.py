@@ -40,18 +40,12 @@ def state_of(module):
         return {}
     state = {}
     for name, value in sorted(dict.items(namespace), key=lambda item: str(item[0])):
-        if not isinstance(name, str) or name.startswith("__") or isinstance(value, _NOT_STATE) or _is_handle(value):
+        if not isinstance(name, str) or name.startswith("__") or isinstance(value, _NOT_STATE) or _fingerprint.is_process_handle(value):
             continue
         if len(state) >= MAX_NAMES:
             break
         state[name] = _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH)
     return state
-
-
-def _is_handle(value):
-    """Processes, queues, pools, executors: handles to other processes, not state."""
-    module = getattr(type(value), "__module__", None) or ""
-    return module.startswith(("multiprocessing", "concurrent.futures"))
 
 
 def differing_names(before, after):

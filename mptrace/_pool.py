@@ -11,6 +11,9 @@ Patches (wrapt unless noted):
   pools are not traced);
 * ``Pool._repopulate_pool_static``: starts workers under mp.pool, initial ones
   and replacements alike, and counts them;
+* ``Pool._handle_workers``: the worker handler thread runs in the pool's
+  context (what it reads from the pool's change notifier is counted on mp.pool,
+  never a span in a trace of its own);
 * ``Pool._handle_tasks`` / ``_handle_results``: the helper threads get the
   pool's context and a role that pickles tasks (with the trailer) and reads
   results (ending ``mp.task`` before the caller can see the last result);
@@ -81,6 +84,14 @@ def _count_workers(trace, started, args, kwargs):
         if max_tasks is not None:
             trace.span.set_attribute(semconv.POOL_MAX_TASKS, max_tasks)
     trace.workers_started(started, replacing=trace.started > 0)
+
+
+def handle_workers_wrapper(wrapped, instance, args, kwargs):
+    """``_handle_workers(cache, taskqueue, ctx, Process, processes, pool, inqueue, outqueue, ...)``."""
+    trace = pools.get(_argument(args, kwargs, 7, "outqueue")) if pools else None
+    if trace is None:
+        return wrapped(*args, **kwargs)
+    return _spanparent.run_in(trace.context, wrapped, *args, **kwargs)
 
 
 def handle_tasks_wrapper(wrapped, instance, args, kwargs):
@@ -275,6 +286,7 @@ def describe_task(task):
 WRAPPED = (
     ("Pool", "_setup_queues", setup_queues_wrapper),
     ("Pool", "_repopulate_pool_static", repopulate_wrapper),
+    ("Pool", "_handle_workers", handle_workers_wrapper),
     ("Pool", "_handle_tasks", handle_tasks_wrapper),
     ("Pool", "_handle_results", handle_results_wrapper),
     ("Pool", "_terminate_pool", terminate_pool_wrapper),

@@ -19,7 +19,6 @@ its first request for a task.
 Standard library only: spawn workers load this on their start-up path.
 """
 
-import sys
 import time
 from multiprocessing import reduction
 

@@ -1,0 +1,164 @@
+"""concurrent.futures.ProcessPoolExecutor traced from the caller to the worker, under every start method."""
+
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from tests import pool_targets as targets
+from tests.conftest import traced_with
+from tests.spans import assert_no_orphans, assert_one_trace, describe, is_error, named, one, parent_of, pid_of
+from tests.test_pools import children_of, workers_of
+
+POOL_TYPE = "concurrent.futures.ProcessPoolExecutor"
+
+
+def test_submit_and_map_are_traced_from_the_caller_into_the_worker(traced, context, start_method):
+    with traced.tracer.start_as_current_span("work"):
+        with ProcessPoolExecutor(2, mp_context=context) as executor:
+            with traced.tracer.start_as_current_span("call submit"):
+                assert executor.submit(targets.square_in_span, 3).result(30) == 9
+            with traced.tracer.start_as_current_span("call map"):
+                assert list(executor.map(targets.square_in_span, range(4), chunksize=2)) == [0, 1, 4, 9]
+    spans = traced.spans()
+    assert_one_trace(spans)
+    assert_no_orphans(spans)
+
+    pool_span = one(spans, "mp.pool")
+    assert parent_of(spans, pool_span).name == "work"
+    assert pool_span.attributes["mp.pool.type"] == POOL_TYPE
+    assert pool_span.attributes["mp.pool.processes"] == 2
+    assert pool_span.attributes["mp.pool.end"] == "shutdown"
+    assert pool_span.attributes["mp.pool.tasks"] == 3  # one call, then a map of two chunks
+    workers = workers_of(spans, pool_span)
+    assert 1 <= len(workers) <= 2 and pool_span.attributes["mp.pool.workers_started"] == len(workers)
+    assert all(w.attributes["mp.start_method"] == start_method for w in workers)
+    assert all(w.attributes["mp.args.changed"] == () for w in workers)  # the call queue is a handle
+
+    for api, caller, chunks, items in (("ProcessPoolExecutor.submit", "call submit", 1, [3]),
+                                       ("ProcessPoolExecutor.map", "call map", 2, [0, 1, 2, 3])):
+        task = one(spans, "mp.task", **{"mp.task.api": api})
+        assert parent_of(spans, task).name == caller
+        assert task.attributes["code.function.name"] == "tests.pool_targets.square_in_span"
+        assert task.attributes["mp.task.chunks"] == chunks
+        assert task.attributes["mp.pickle.task.count"] == chunks
+        assert task.attributes["mp.unpickle.result.count"] == chunks
+        assert not is_error(task)
+        runs = children_of(spans, task, "mp.task.run")
+        assert len(runs) == chunks, describe(spans)
+        assert {pid_of(r) for r in runs} <= {pid_of(w) for w in workers}
+        user_spans = [s for run in runs for s in children_of(spans, run, "task-work")]
+        assert sorted(s.attributes["item"] for s in user_spans) == items
+
+
+def test_a_raising_task_is_an_error_on_both_sides(traced, context):
+    with ProcessPoolExecutor(1, mp_context=context) as executor:
+        future = executor.submit(targets.fail, 5)
+        with pytest.raises(ValueError, match="task failed on 5"):
+            future.result(30)
+        assert executor.submit(targets.square, 4).result(30) == 16
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    task = one(spans, "mp.task", **{"code.function.name": "tests.pool_targets.fail"})
+    assert is_error(task) and task.attributes["error.type"] == "ValueError"
+    run = one(children_of(spans, task, "mp.task.run"), "mp.task.run")
+    assert is_error(run) and run.attributes["error.type"] == "ValueError"
+    assert [e.name for e in run.events] == ["exception"]
+    assert not is_error(one(spans, "mp.pool"))
+
+
+@pytest.mark.parametrize("target", [targets.os_exit, targets.kill_self], ids=["os._exit", "SIGKILL"])
+def test_a_dying_worker_breaks_the_pool_and_leaves_closed_error_spans(traced, context, target):
+    with traced.tracer.start_as_current_span("work"):
+        executor = ProcessPoolExecutor(1, mp_context=context)
+        assert executor.submit(targets.square, 2).result(30) == 4
+        future = executor.submit(target, 3)
+        with pytest.raises(BrokenProcessPool):
+            future.result(30)
+        executor.shutdown(wait=True)
+    spans = traced.spans()
+    assert_one_trace(spans)
+    assert_no_orphans(spans)
+    task = one(spans, "mp.task", **{"code.function.name": target.__module__ + "." + target.__name__})
+    assert is_error(task)
+    assert task.attributes["error.type"] == "concurrent.futures.process.BrokenProcessPool"
+    run = one(children_of(spans, task, "mp.task.run"), "mp.task.run")
+    assert is_error(run) and run.attributes["mp.span.synthesized"] is True
+    pool_span = one(spans, "mp.pool")
+    assert pool_span.attributes["mp.pool.end"] == "broken"
+    assert not named(spans, "mp.task") or all(s.end_time for s in spans)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="max_tasks_per_child arrived in Python 3.11")
+def test_workers_replaced_after_max_tasks_per_child_stay_in_the_trace(traced, context, start_method):
+    if start_method == "fork":
+        pytest.skip("max_tasks_per_child refuses the fork start method")
+    with traced.tracer.start_as_current_span("work"):
+        with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as executor:
+            pids = [executor.submit(targets.worker_pid).result(30) for _ in range(3)]
+    assert len(set(pids)) == 3
+    spans = traced.spans()
+    assert_one_trace(spans)
+    assert_no_orphans(spans)
+    pool_span = one(spans, "mp.pool")
+    assert pool_span.attributes["mp.pool.max_tasks_per_child"] == 1
+    workers = workers_of(spans, pool_span)
+    assert {pid_of(w) for w in workers} >= set(pids)
+    assert pool_span.attributes["mp.pool.workers_replaced"] >= 2
+    assert sorted(pid_of(r) for r in named(spans, "mp.task.run")) == sorted(pids)
+
+
+def test_shutdown_with_cancel_futures_ends_every_task(traced, context):
+    with traced.tracer.start_as_current_span("work"):
+        executor = ProcessPoolExecutor(1, mp_context=context)
+        assert executor.submit(targets.square_in_span, 2).result(30) == 4
+        workers = list(executor._processes.values())
+        futures = [executor.submit(targets.slow_pid, 0.3) for _ in range(6)]
+        time.sleep(0.1)
+        manager = executor._executor_manager_thread
+        executor.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.join(30)
+        manager.join(30)  # it ends mp.pool; interpreter exit would wait for it too
+    spans = traced.spans()
+    assert_one_trace(spans)
+    assert_no_orphans(spans)
+    cancelled = [f for f in futures if f.cancelled()]
+    assert cancelled, "shutdown(cancel_futures=True) cancelled nothing"
+    tasks = named(spans, "mp.task")
+    assert len(tasks) == 7, describe(tasks)
+    assert len([t for t in tasks if t.attributes.get("mp.task.cancelled")]) == len(cancelled)
+    assert len(named(spans, "task-work")) == 1  # the finished task's user span arrived
+    assert one(spans, "mp.pool").attributes["mp.pool.end"] == "shutdown"
+
+
+def test_an_executor_in_a_child_joins_the_trace(traced, context, start_method):
+    with traced.tracer.start_as_current_span("work"):
+        child = context.Process(target=targets.map_in_an_executor, args=(start_method,))
+        child.start()
+        child.join(60)
+    assert child.exitcode == 0
+    spans = traced.spans()
+    assert_one_trace(spans)
+    assert_no_orphans(spans)
+    pool_span = one(spans, "mp.pool")
+    assert pid_of(pool_span) == child.pid
+    assert parent_of(spans, pool_span).name == "mp.process.run"
+    task = one(spans, "mp.task", **{"mp.task.api": "ProcessPoolExecutor.map"})
+    runs = children_of(spans, task, "mp.task.run")
+    assert len(runs) == 2
+    assert len([s for r in runs for s in children_of(spans, r, "task-work")]) == 4
+
+
+def test_every_executor_thread_works_in_the_pools_trace(context):
+    """With every message notable, the executor's own threads' messages get spans: in the pool's trace."""
+    for traced in traced_with(pickle_span_seconds=0):
+        with traced.tracer.start_as_current_span("work"):
+            with ProcessPoolExecutor(2, mp_context=context) as executor:
+                assert list(executor.map(targets.square, range(6))) == [0, 1, 4, 9, 16, 25]
+                assert executor.submit(targets.square, 7).result(30) == 49
+        spans = traced.spans()
+        assert_one_trace(spans)
+        assert_no_orphans(spans)
