@@ -78,7 +78,11 @@ class SpanTallies(dict):
     __slots__ = ()
 
     def __missing__(self, span):
-        if span is _run_context_span or not _recording_sdk_span(span):
+        global _last_foreign_span
+        if span is _last_foreign_span or span is _run_context_span:
+            return process_tally
+        if not _recording_sdk_span(span):
+            _last_foreign_span = span  # a pool worker's adopted context stays current for many tasks
             return process_tally
         tally = self[span] = Tally()
         return tally
@@ -95,6 +99,9 @@ current_context = itertools.repeat({}).__next__
 # In a child with OpenTelemetry: the non-recording span that stands for
 # mp.process.run in the context (its traffic is the process's own).
 _run_context_span = None
+# The last span found not to be a recording SDK span (not kept in span_tallies:
+# there may be one per remote context).
+_last_foreign_span = None
 
 
 def _recording_sdk_span(span):
@@ -132,7 +139,7 @@ def use_opentelemetry(run_context=None):
 def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SECONDS):
     """Forget every tally (a new role for this process) and set the thresholds."""
     global span_bytes, span_seconds, SPAN_KEY, current_context, capture_context, _make_current_in_feeder
-    global _run_context_span
+    global _run_context_span, _last_foreign_span
     process_tally.clear()
     span_tallies.clear()
     span_tallies[None] = process_tally
@@ -141,7 +148,7 @@ def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SEC
     SPAN_KEY, current_context = "no OpenTelemetry here", itertools.repeat({}).__next__
     capture_context = _no_context
     _make_current_in_feeder = _no_attach
-    _run_context_span = None
+    _run_context_span = _last_foreign_span = None
 
 
 def forget_inherited_tallies():

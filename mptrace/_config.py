@@ -42,7 +42,7 @@ _DEFAULTS = {
     "capture_values": False,
     "pickle_span_bytes": 1 << 20,
     "pickle_span_seconds": 0.001,
-    "task_spans_per_second": 1000,
+    "task_spans_per_second": 100,
     "task_spans": "chunk",
 }
 

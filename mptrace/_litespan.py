@@ -60,6 +60,11 @@ def exception_event_attributes(exception, escaped=False):
     }
 
 
+_HEAD = b'{"t":"%s","n":%s,"tid":"%032x","sid":"%016x","psid":%s,"pr":%s,"k":%d,"st":%d,"a":%s,"sc":%s'
+_END_FIELDS = b',"et":%d,"ev":%s,"s":%s'
+_SCOPE = b'["mptrace","' + __version__.encode("ascii") + b'"]'
+
+
 class LiteSpan:
     """One span, recorded to a spool writer at start and at end."""
 
@@ -98,7 +103,7 @@ class LiteSpan:
             return
         self.start_time = start_time or time.time_ns()
         if self.sampled:
-            self._writer.write(self._record(_spool.START))
+            self._writer.write_body(self._encode(_spool.START))
 
     def prebuild(self, final_attributes):
         """Encode START now, and END as a template for an error-free end with
@@ -160,9 +165,26 @@ class LiteSpan:
             return
         self.end_time = end_time or time.time_ns()
         if self.sampled:
-            self._writer.write(self._record(_spool.END))
+            self._writer.write_body(self._encode(_spool.END))
 
     # -- serialisation -----------------------------------------------------
+
+    def _encode(self, record_type):
+        """``_record(record_type)`` as JSON, its fixed fields formatted directly (a task span's
+        records are written per task: this halves their cost)."""
+        if type(self.trace_id) is not int or type(self.start_time) is not int:
+            return _spool.encode_body(self._record(record_type))
+        encode = _spool.encode_value
+        body = _HEAD % (
+            record_type.encode("ascii"), encode(self.name), self.trace_id, self.span_id,
+            b'"%016x"' % self.parent_id if self.parent_id else b"null", b"true" if self.parent_remote else b"false",
+            self.kind, self.start_time, encode(self.attributes), _SCOPE)
+        if record_type == _spool.END:
+            body += _END_FIELDS % (self.end_time, encode(self.events), encode([self.status_code,
+                                                                                 self.status_description]))
+            if self.links:
+                body += b',"ln":' + encode(self.links)
+        return body + b"}"
 
     def _record(self, record_type):
         record = {

@@ -29,7 +29,11 @@ from mptrace._state import state
 
 perf_counter = time.perf_counter
 
-DEFAULT_SPANS_PER_SECOND = 1000
+DEFAULT_SPANS_PER_SECOND = 100
+# A submission's chunks beyond this many get no mp.task.run (unless there is no
+# rate limit): enough for a map's default chunking on pools of up to 8 workers
+# (4 chunks per worker), while a map of thousands of chunks costs no more.
+MAX_TRACED_CHUNKS = 32
 MAX_HOOKS = 32
 
 _lock = threading.Lock()
@@ -246,7 +250,8 @@ class Submission:
 
         ``describe(obj)``: (function, items) of the task, for the spans.
         """
-        traced = self.span is not None and (self.chunks == 0 or limit.take())  # the first rides on the submission's
+        traced = self.span is not None and (self.chunks == 0 or (  # the first rides on the submission's token
+            (self.traced_chunks < MAX_TRACED_CHUNKS or limit.rate is None) and limit.take()))
         try:
             stream, seconds, hooks = pickle_message(obj, protocol, traced)
         except BaseException as exc:

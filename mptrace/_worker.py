@@ -140,6 +140,8 @@ class WorkerRole(_channels.ThreadRole):
         trailer = _trailer.read(data)
         if trailer is None or trailer[0] != _trailer.TASK:
             return loads(data, *args, _role_checked=True, **kwargs)
+        if not trailer[3] & _trailer.TASK_SPAN:
+            return self._untraced(data, args, kwargs, trailer)
         began = perf_counter()
         try:
             obj = reduction.ForkingPickler.loads(data, *args, **kwargs)
@@ -150,6 +152,25 @@ class WorkerRole(_channels.ThreadRole):
         seconds = perf_counter() - began
         begun = _log.safely("starting mp.task.run", self._begin, obj, trailer, len(data) - _trailer.SIZE, seconds)
         return obj if begun is None else begun
+
+    def _untraced(self, data, args, kwargs, trailer):
+        """A task without a span of its own: only its caller's context is adopted (the hot path)."""
+        try:
+            task = reduction.ForkingPickler.loads(data, *args, **kwargs)
+        except BaseException as exc:
+            _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc, 0.0)
+            raise
+        try:
+            if self.initializer is not None:
+                self._end_initializer()
+            if self.task is not None:
+                self._abandon_task("the next task arrived before this one's result")
+            ids = (trailer[1], trailer[2], bool(trailer[3] & _trailer.SAMPLED))
+            if ids != self.adopted:
+                self._adopt(ids)
+        except Exception:
+            _log.internal_error("adopting a task's context")
+        return task
 
     def _begin(self, task, trailer, size, seconds):
         """Begin the task's span; returns the task to run (with item spans, if asked for)."""
@@ -211,7 +232,12 @@ class WorkerRole(_channels.ThreadRole):
         span = task.span
         if span is None:
             return
-        attributes = _tally(("unpickle.task",) + task.unpickled, ("pickle.result", size, seconds))
+        unpickled_bytes, unpickled_seconds = task.unpickled
+        attributes = {
+            "mp.unpickle.task.count": 1, "mp.unpickle.task.bytes": unpickled_bytes,
+            "mp.unpickle.task.seconds": round(unpickled_seconds, 6),
+            "mp.pickle.result.count": 1, "mp.pickle.result.bytes": size, "mp.pickle.result.seconds": round(seconds, 6),
+        }
         if hooks:
             attributes[semconv.PICKLE_RESULT_HOOKS] = list(hooks)
         span.set_attributes(attributes)
@@ -260,7 +286,8 @@ class WorkerRole(_channels.ThreadRole):
         role = self
 
         def get(*args, **kwargs):  # the worker's first request for a task: the initializer has returned
-            role._end_initializer()
+            if role.initializer is not None:
+                role._end_initializer()
             if vars(task_queue).get("get") is get and role.shapes is ExecutorShapes:
                 del task_queue.get  # looked up per call: back to the class's own
             return original_get(*args, **kwargs)
@@ -323,14 +350,6 @@ class ItemSpans:
         finally:
             _restore(self.run, outer)
             span.end()
-
-
-def _tally(*entries):
-    """Attributes for single-message totals: (key, bytes, seconds) -> mp.<key>.count/.bytes/.seconds."""
-    tally = _channels.Tally()
-    for key, size, seconds in entries:
-        tally[key] = [1, size, seconds]
-    return _channels.tally_attributes(tally)
 
 
 def _record_failure(span, failure, what="the task raised"):

@@ -387,3 +387,31 @@ def test_every_pool_thread_works_in_the_pools_trace(context):
         assert_one_trace(spans)
         assert_no_orphans(spans)
         assert named(spans, "mp.unpickle")  # the worker handler's wake-up messages, at least
+
+
+def test_a_long_map_traces_its_first_chunks(traced, context):
+    from mptrace._tasks import MAX_TRACED_CHUNKS
+
+    chunks = MAX_TRACED_CHUNKS + 8
+    with traced.tracer.start_as_current_span("work"):
+        with context.Pool(2) as pool:
+            assert pool.map(targets.square_in_span, range(chunks), chunksize=1) == [x * x for x in range(chunks)]
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    task = one(spans, "mp.task", **{"mp.task.api": "Pool.map"})
+    assert task.attributes["mp.task.chunks"] == chunks
+    assert task.attributes["mp.task.chunks_traced"] == MAX_TRACED_CHUNKS
+    runs = children_of(spans, task, "mp.task.run")
+    assert sorted(r.attributes["mp.task.index"] for r in runs) == list(range(MAX_TRACED_CHUNKS))
+    # The other chunks' own spans nest under mp.task: nothing is left out of the trace.
+    assert len(children_of(spans, task, "task-work")) == chunks - MAX_TRACED_CHUNKS
+    assert len(named(spans, "task-work")) == chunks
+
+
+def test_no_rate_limit_traces_every_chunk(context):
+    for traced in traced_with(task_spans_per_second=None):
+        with context.Pool(2) as pool:
+            assert len(pool.map(targets.square, range(50), chunksize=1)) == 50
+        spans = traced.spans()
+        assert one(spans, "mp.task").attributes["mp.task.chunks_traced"] == 50
+        assert len(named(spans, "mp.task.run")) == 50
