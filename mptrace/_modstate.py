@@ -20,6 +20,7 @@ Modules imported before ``install()`` have no baseline; they are listed in
 the standard library (spawn children run it).
 """
 
+import __future__
 import os
 import sys
 import types
@@ -29,7 +30,10 @@ from mptrace import _fingerprint
 STATE_DEPTH = 2  # module.name and one level below it
 MAX_MODULES = 64
 MAX_NAMES = 64  # per module
-_NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType)
+# Not state: code, and ``from __future__ import ...`` feature flags (a spawn
+# child that does not re-run the main script would otherwise "lack" them).
+_NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType,
+              __future__._Feature)
 
 
 def state_of(module):
@@ -40,7 +44,9 @@ def state_of(module):
         return {}
     state = {}
     for name, value in sorted(dict.items(namespace), key=lambda item: str(item[0])):
-        if not isinstance(name, str) or name.startswith("__") or isinstance(value, _NOT_STATE) or _fingerprint.is_process_handle(value):
+        if not isinstance(name, str) or name.startswith("__") or isinstance(value, _NOT_STATE):
+            continue
+        if _fingerprint.is_process_handle(value):
             continue
         if len(state) >= MAX_NAMES:
             break

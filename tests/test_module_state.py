@@ -121,3 +121,14 @@ def test_grandchildren_compare_with_the_child_that_started_them(tmp_path, outer,
         assert (event["mp.state.parent"], event["mp.state.child"]) == ("11", "0")
         imports = [s for s in spans if s["name"] == "mp.import" and s["parent"] == grandchild_run["span_id"]]
         assert sorted(s["attributes"]["mp.import.phase"] for s in imports) == ["main", "unpickle"]
+
+
+def test_future_imports_and_code_are_not_state():
+    import types
+
+    from mptrace import _modstate
+
+    module = types.ModuleType("example")
+    exec("from __future__ import annotations\nimport os\nretries = 3\ndef f(): pass\nclass C: pass\n",
+         module.__dict__)
+    assert sorted(_modstate.state_of(module)) == ["retries"]
