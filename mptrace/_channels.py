@@ -450,12 +450,13 @@ class ContextBuffer(collections.deque):
     ``role``: a role for the feeder thread (an executor's call queue has one).
     """
 
-    __slots__ = ("contexts", "role")
+    __slots__ = ("contexts", "role", "current")
 
     def __init__(self, role=None):
         super().__init__()
         self.contexts = collections.deque()
         self.role = role
+        self.current = None  # the context last made current in the feeder thread
 
     def append(self, obj):
         try:
@@ -469,8 +470,9 @@ class ContextBuffer(collections.deque):
         obj = collections.deque.popleft(self)
         try:
             context = self.contexts.popleft()
-            if context is not None:
+            if context is not None and context is not self.current:  # puts from one place share one
                 _make_current_in_feeder(context)
+                self.current = context
         except Exception:
             self.contexts.clear()  # out of step: never attribute to the wrong put
             self.contexts.extend([None] * len(self))

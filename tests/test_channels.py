@@ -242,3 +242,19 @@ def test_a_bad_threshold_in_the_environment_is_named(monkeypatch):
     monkeypatch.setenv("MPTRACE_PICKLE_SPAN_BYTES", "lots")
     with pytest.raises(ValueError, match="MPTRACE_PICKLE_SPAN_BYTES.*lots"):
         mptrace.install(tracer_provider=in_memory_pipeline()[0])
+
+
+def test_each_put_is_counted_in_the_context_it_was_made_in(traced):
+    """The feeder thread pickles later; each message still counts where its put() ran."""
+    queue = multiprocessing.get_context("fork").Queue()
+    for name, count in (("a", 1), ("b", 2), ("c", 1), ("b2", 3)):
+        with traced.tracer.start_as_current_span(name):
+            for i in range(count):
+                queue.put(i)
+            for i in range(count):
+                assert queue.get(timeout=30) == i  # the feeder pickled it before the span ends
+    queue.close()
+    queue.join_thread()
+    spans = traced.spans()
+    for name, count in (("a", 1), ("b", 2), ("c", 1), ("b2", 3)):
+        assert totals(one(spans, name), "queue")["pickled"][0] == count, name
