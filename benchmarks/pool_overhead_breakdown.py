@@ -1,0 +1,114 @@
+"""Where a traced Pool.map spends its extra time: CPU per thread and per worker.
+
+    python benchmarks/pool_overhead_breakdown.py [--rounds 5] [--maps 20]
+
+Runs ``Pool(2).map`` over 200,000 items (chunksize 1000) ``--maps`` times on a
+warmed pool, in four setups, alternating, and prints medians per map of the
+wall time and of the CPU time of the pool's task-handler thread, its
+result-handler thread and its two workers (read from /proc, Linux only):
+
+* ``untraced``: mptrace not installed;
+* ``counting only``: installed, but the pool itself not traced (what issue 3's
+  per-message counting costs on a pool's traffic);
+* ``context only``: ``task_spans_per_second=1`` (tasks carry the caller's
+  context; almost none get spans);
+* ``defaults``.
+"""
+
+import argparse
+import multiprocessing
+import multiprocessing.pool
+import statistics
+import sys
+import threading
+import time
+
+import mptrace
+from mptrace import _pool
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from pool_throughput import MAP_CHUNKSIZE, MAP_ITEMS, provider, square, tracer  # noqa: E402
+
+SETUPS = (
+    ("untraced", None, True),
+    ("counting only", {}, False),
+    ("context only", {"task_spans_per_second": 1}, True),
+    ("defaults", {}, True),
+)
+
+
+def _ticks_ms(stat_path):
+    fields = open(stat_path).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 10  # utime + stime, in 10 ms clock ticks
+
+
+def _named(name, function):
+    """The pool's helper thread running ``function`` is known by ``name``."""
+
+    def run(*args, **kwargs):
+        threading.current_thread().mptrace_benchmark_name = name
+        return function(*args, **kwargs)
+
+    return staticmethod(run)
+
+
+def _cpu(pool):
+    cpu = {}
+    for thread in threading.enumerate():
+        name = getattr(thread, "mptrace_benchmark_name", None)
+        if name:
+            cpu[name] = _ticks_ms("/proc/self/task/%d/stat" % thread.native_id)
+    cpu["workers"] = sum(_ticks_ms("/proc/%d/stat" % worker.pid) for worker in pool._pool)
+    return cpu
+
+
+def one_block(options, trace_pool, maps):
+    if options is not None:
+        mptrace.install(tracer_provider=provider, **options)
+    original_open = _pool._open_pool
+    if not trace_pool:
+        _pool._open_pool = lambda pool: None
+    try:
+        with tracer.start_as_current_span("bench"):
+            pool = multiprocessing.get_context("fork").Pool(2)
+            try:
+                pool.map(square, range(MAP_ITEMS), chunksize=MAP_CHUNKSIZE)  # warm-up
+                before, walls = _cpu(pool), []
+                for _ in range(maps):
+                    began = time.perf_counter()
+                    pool.map(square, range(MAP_ITEMS), chunksize=MAP_CHUNKSIZE)
+                    walls.append(time.perf_counter() - began)
+                after = _cpu(pool)
+            finally:
+                pool.close()
+                pool.join()
+    finally:
+        _pool._open_pool = original_open
+        if options is not None:
+            mptrace.uninstall()
+    row = {"wall": statistics.median(walls) * 1e3}
+    row.update((key, (after[key] - before[key]) / maps) for key in ("tasks", "results", "workers"))
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--maps", type=int, default=20)
+    options = parser.parse_args()
+    pool_class = multiprocessing.pool.Pool
+    pool_class._handle_tasks = _named("tasks", pool_class._handle_tasks)
+    pool_class._handle_results = _named("results", pool_class._handle_results)
+    rows = {name: [] for name, _, _ in SETUPS}
+    for _ in range(options.rounds):
+        for name, install_options, trace_pool in SETUPS:
+            rows[name].append(one_block(install_options, trace_pool, options.maps))
+    print("per map, medians of %d rounds; ms" % options.rounds)
+    print("%-14s %8s %14s %16s %12s" % ("setup", "wall", "task thread", "result thread", "workers"))
+    for name, found in rows.items():
+        print("%-14s %8.1f %14.1f %16.1f %12.1f" % (name, *(statistics.median(row[key] for row in found)
+                                                         for key in ("wall", "tasks", "results", "workers"))))
+
+
+if __name__ == "__main__":
+    main()
