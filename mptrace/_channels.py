@@ -170,10 +170,13 @@ def tally_attributes(tally):
     """Span attributes for a tally: mp.pickle.queue.count, .bytes, .seconds, ..."""
     attributes = {}
     for key, (count, size, seconds) in sorted(tally.items()):
-        attributes["mp.%s.count" % key] = count
-        attributes["mp.%s.bytes" % key] = size
-        attributes["mp.%s.seconds" % key] = round(seconds, 6)
+        attributes.update(totals_attributes(key, count, size, seconds))
     return attributes
+
+
+def totals_attributes(key, count, size, seconds):
+    """``mp.<key>.count``, ``.bytes`` and ``.seconds`` (key: pickle.queue, unpickle.task, ...)."""
+    return {"mp.%s.count" % key: count, "mp.%s.bytes" % key: size, "mp.%s.seconds" % key: round(seconds, 6)}
 
 
 def settle(span):

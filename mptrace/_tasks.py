@@ -265,8 +265,7 @@ class Submission:
                                              | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0)))
             else:  # the same for every untraced chunk
                 if self.context_trailer is None:
-                    self.context_trailer = _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id,
-                                                           _trailer.SAMPLED if parent.sampled else 0)
+                    self.context_trailer = context_trailer(parent)
                 stream.write(self.context_trailer)
         try:
             self._sent(obj, size, seconds, hooks, traced, describe)
@@ -429,6 +428,11 @@ def caller_parent(pool):
     return parent
 
 
+def context_trailer(parent):
+    """The trailer of a task that gets no span of its own: the worker only adopts ``parent``."""
+    return _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED if parent.sampled else 0)
+
+
 def _task_span(caller, api):
     attributes = {semconv.TASK_API: api}
     if state.is_root():
@@ -469,21 +473,17 @@ class TaskSender(_channels.ThreadRole):
 
     def _untraced(self, obj, protocol, parent):
         """An untraced task: its pickle, the caller's context, and the pool's totals."""
-        stream = io.BytesIO()
-        began = perf_counter()
         try:
-            reduction.ForkingPickler(stream, protocol).dump(obj)
+            stream, seconds, _ = pickle_message(obj, protocol, False)
         except BaseException:
             if self.forget is not None:
                 _log.safely("forgetting a task that failed to pickle", self.forget, obj)
             raise
-        seconds = perf_counter() - began
         try:
             size = stream.tell()
             last_parent, trailer = self._trailer
             if last_parent is not parent:
-                trailer = _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id,
-                                          _trailer.SAMPLED if parent.sampled else 0)
+                trailer = context_trailer(parent)
                 self._trailer = (parent, trailer)
             stream.write(trailer)
             pool = self.pool

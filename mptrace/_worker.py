@@ -161,26 +161,25 @@ class WorkerRole(_channels.ThreadRole):
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc, 0.0)
             raise
         try:
-            if self.initializer is not None:
-                self._end_initializer()
-            if self.task is not None:
-                self._abandon_task("the next task arrived before this one's result")
-            ids = (trailer[1], trailer[2], bool(trailer[3] & _trailer.SAMPLED))
-            if ids != self.adopted:
-                self._adopt(ids)
+            self._next_task()
+            self._adopt((trailer[1], trailer[2], bool(trailer[3] & _trailer.SAMPLED)))
         except Exception:
             _log.internal_error("adopting a task's context")
         return task
+
+    def _next_task(self):
+        """A task arrived: the initializer has returned, and the previous task has no result coming."""
+        if self.initializer is not None:
+            self._end_initializer()
+        if self.task is not None:
+            self._abandon_task("the next task arrived before this one's result")
 
     def _begin(self, task, trailer, size, seconds):
         """Begin the task's span; returns the task to run (with item spans, if asked for)."""
         key = self.shapes.task_key(task)
         if key is None:
             return task
-        if self.initializer is not None:
-            self._end_initializer()
-        if self.task is not None:
-            self._abandon_task("the next task arrived before this one's result")
+        self._next_task()
         _, trace_id, parent_id, flags = trailer
         sampled = bool(flags & _trailer.SAMPLED)
         span = None
@@ -206,7 +205,7 @@ class WorkerRole(_channels.ThreadRole):
         Nothing of the user's runs between tasks, so it stays current until the
         next task; untraced tasks from one caller share it, and pay nothing here.
         """
-        if ids != self.adopted and self.run.otel_wired:
+        if ids != self.adopted:
             _make_current(self.run, *ids)
             self.adopted = ids
 
@@ -232,12 +231,8 @@ class WorkerRole(_channels.ThreadRole):
         span = task.span
         if span is None:
             return
-        unpickled_bytes, unpickled_seconds = task.unpickled
-        attributes = {
-            "mp.unpickle.task.count": 1, "mp.unpickle.task.bytes": unpickled_bytes,
-            "mp.unpickle.task.seconds": round(unpickled_seconds, 6),
-            "mp.pickle.result.count": 1, "mp.pickle.result.bytes": size, "mp.pickle.result.seconds": round(seconds, 6),
-        }
+        attributes = _channels.totals_attributes("unpickle.task", 1, *task.unpickled)
+        attributes.update(_channels.totals_attributes("pickle.result", 1, size, seconds))
         if hooks:
             attributes[semconv.PICKLE_RESULT_HOOKS] = list(hooks)
         span.set_attributes(attributes)
@@ -280,7 +275,7 @@ class WorkerRole(_channels.ThreadRole):
                                   run.run_span.span_id, attributes={
                                       semconv.OTEL_CODE_FUNCTION_NAME: _tasks.function_name(initializer)},
                                   sampled=run.run_span.sampled)
-        outer = _make_current(run, span.trace_id, span.span_id, span.sampled) if run.otel_wired else None
+        outer = _make_current(run, span.trace_id, span.span_id, span.sampled)
         self.initializer = (span, outer)
         original_get = task_queue.get
         role = self
@@ -341,7 +336,7 @@ class ItemSpans:
         span = _litespan.LiteSpan(self.run.writer, semconv.SPAN_TASK_ITEM, chunk_span.trace_id, chunk_span.span_id,
                                   attributes={semconv.TASK_INDEX: self.index}, sampled=chunk_span.sampled)
         self.index += 1
-        outer = _make_current(self.run, span.trace_id, span.span_id, span.sampled) if self.run.otel_wired else None
+        outer = _make_current(self.run, span.trace_id, span.span_id, span.sampled)
         try:
             return self.function(*args, **kwargs)
         except BaseException as exc:
@@ -381,6 +376,8 @@ _otel = None  # (opentelemetry.context, _otel_child.run_context) once a worker u
 def _make_current(run, trace_id, span_id, sampled):
     """Make this span current for the user's OpenTelemetry spans; returns what to restore."""
     global _otel
+    if not run.otel_wired:
+        return None
     if _otel is None:
         from opentelemetry import context
 

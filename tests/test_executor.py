@@ -10,7 +10,7 @@ import pytest
 from tests import pool_targets as targets
 from tests.conftest import traced_with
 from tests.spans import assert_no_orphans, assert_one_trace, describe, is_error, named, one, parent_of, pid_of
-from tests.test_pools import children_of, workers_of
+from tests.test_pools import assert_mapped_in_two_chunks, children_of, spans_of_a_child_running, workers_of
 
 POOL_TYPE = "concurrent.futures.ProcessPoolExecutor"
 
@@ -135,21 +135,11 @@ def test_shutdown_with_cancel_futures_ends_every_task(traced, context):
 
 
 def test_an_executor_in_a_child_joins_the_trace(traced, context, start_method):
-    with traced.tracer.start_as_current_span("work"):
-        child = context.Process(target=targets.map_in_an_executor, args=(start_method,))
-        child.start()
-        child.join(60)
-    assert child.exitcode == 0
-    spans = traced.spans()
-    assert_one_trace(spans)
-    assert_no_orphans(spans)
+    child, spans = spans_of_a_child_running(targets.map_in_an_executor, traced, context, start_method)
     pool_span = one(spans, "mp.pool")
     assert pid_of(pool_span) == child.pid
     assert parent_of(spans, pool_span).name == "mp.process.run"
-    task = one(spans, "mp.task", **{"mp.task.api": "ProcessPoolExecutor.map"})
-    runs = children_of(spans, task, "mp.task.run")
-    assert len(runs) == 2
-    assert len([s for r in runs for s in children_of(spans, r, "task-work")]) == 4
+    assert_mapped_in_two_chunks(spans, "ProcessPoolExecutor.map")
 
 
 def test_every_executor_thread_works_in_the_pools_trace(context):

@@ -317,25 +317,37 @@ def test_thread_pools_are_left_alone(traced):
     assert [s.name for s in spans] == ["work"]
 
 
-def test_a_pool_in_a_child_joins_the_trace(traced, context, start_method):
+def spans_of_a_child_running(target, traced, context, start_method):
+    """(child, spans): in a span "work", a child runs ``target(start_method)``, which maps in a pool of its own."""
     with traced.tracer.start_as_current_span("work"):
-        child = context.Process(target=targets.map_in_a_pool, args=(start_method,))
+        child = context.Process(target=target, args=(start_method,))
         child.start()
         child.join(60)
     assert child.exitcode == 0
     spans = traced.spans()
     assert_one_trace(spans)
     assert_no_orphans(spans)
+    return child, spans
+
+
+def assert_mapped_in_two_chunks(spans, api):
+    """The child's map of four items: two mp.task.run, each with the user's spans of its two items."""
+    task = one(spans, "mp.task", **{"mp.task.api": api})
+    runs = children_of(spans, task, "mp.task.run")
+    assert len(runs) == 2
+    assert len([s for r in runs for s in children_of(spans, r, "task-work")]) == 4
+    return task
+
+
+def test_a_pool_in_a_child_joins_the_trace(traced, context, start_method):
+    child, spans = spans_of_a_child_running(targets.map_in_a_pool, traced, context, start_method)
     child_run = [s for s in named(spans, "mp.process.run") if pid_of(s) == child.pid]
     assert len(child_run) == 1
     pool_span = one(spans, "mp.pool")
     assert parent_of(spans, pool_span) is child_run[0]
     assert len(workers_of(spans, pool_span)) == 1
-    task = one(spans, "mp.task", **{"mp.task.api": "Pool.map"})
+    task = assert_mapped_in_two_chunks(spans, "Pool.map")
     assert pid_of(task) == child.pid
-    runs = children_of(spans, task, "mp.task.run")
-    assert len(runs) == 2
-    assert len([s for r in runs for s in children_of(spans, r, "task-work")]) == 4
 
 
 def test_uninstall_ends_a_live_pool_which_goes_on_working(context):
