@@ -176,7 +176,13 @@ def tally_attributes(tally):
 
 def totals_attributes(key, count, size, seconds):
     """``mp.<key>.count``, ``.bytes`` and ``.seconds`` (key: pickle.queue, unpickle.task, ...)."""
-    return {"mp.%s.count" % key: count, "mp.%s.bytes" % key: size, "mp.%s.seconds" % key: round(seconds, 6)}
+    names = _totals_names.get(key)
+    if names is None:
+        names = _totals_names[key] = ("mp.%s.count" % key, "mp.%s.bytes" % key, "mp.%s.seconds" % key)
+    return {names[0]: count, names[1]: size, names[2]: round(seconds, 6)}
+
+
+_totals_names = {}  # key -> its three attribute names (a worker ends a task span per task)
 
 
 def settle(span):

@@ -143,9 +143,12 @@ class Collector:
             _check_span(record)
             spool_file.open_spans[record["sid"]] = record
         elif kind == _spool.END:
-            span = _readable_span(record, spool_file.resource)
-            spool_file.open_spans.pop(record["sid"], None)
-            self._hand_over(span)
+            start = spool_file.open_spans.pop(record.get("sid"), None)
+            if "n" not in record:  # a compact END: the rest is in its START
+                if start is None:
+                    raise CorruptRecord("an end record without its start")
+                record = dict(start, **record)
+            self._hand_over(_readable_span(record, spool_file.resource))
         elif kind == _spool.EXIT:
             run_span_id = _span_id(record.get("rsid"))
             stopped_by = record.get("by")

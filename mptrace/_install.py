@@ -17,10 +17,15 @@ PATCH_POINTS = (
     ("multiprocessing.process", "BaseProcess", "start", _parent.start_wrapper),
     ("multiprocessing.process", "BaseProcess", "_bootstrap", _child.bootstrap_wrapper),
     ("multiprocessing.popen_fork", "Popen", "__init__", _parent.popen_init_wrapper),
-    ("multiprocessing.popen_fork", "Popen", "poll", _parent.poll_wrapper),
-    ("multiprocessing.popen_forkserver", "Popen", "poll", _parent.poll_wrapper),
     ("multiprocessing.spawn", None, "get_preparation_data", _parent.preparation_data_wrapper),
     ("multiprocessing.reduction", None, "dump", _pickling.dump_wrapper),
+)
+
+# (module, class, attribute, factory of a plain replacement from the original):
+# hot paths that a wrapt wrapper would slow down.
+REPLACEMENT_POINTS = (
+    ("multiprocessing.popen_fork", "Popen", "poll", _parent.poll_replacement),
+    ("multiprocessing.popen_forkserver", "Popen", "poll", _parent.poll_replacement),
 )
 
 # In the root these pass every span through unchanged; in fork children they
@@ -116,14 +121,13 @@ def _instrument_pools(import_now):
 
 def _apply_patches(import_now=True):
     for module_name, owner_name, attribute, wrapper in PATCH_POINTS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:  # e.g. popen_fork on Windows
-            _log.debug("%s is not available on this platform", module_name)
-            continue
-        owner = getattr(module, owner_name) if owner_name else module
-        if not state.patches.is_patched(owner, attribute):
+        owner = _patch_owner(module_name, owner_name)
+        if owner is not None and not state.patches.is_patched(owner, attribute):
             state.patches.wrap(owner, attribute, wrapper)
+    for module_name, owner_name, attribute, factory in REPLACEMENT_POINTS:
+        owner = _patch_owner(module_name, owner_name)
+        if owner is not None and not state.patches.is_patched(owner, attribute):
+            state.patches.replace(owner, attribute, factory(vars(owner)[attribute]))
     _channels.instrument(state.patches, import_now=True)
     _instrument_pools(import_now)
     if "opentelemetry.sdk.trace" in sys.modules:  # never import the SDK just for this
@@ -135,6 +139,16 @@ def _apply_patches(import_now=True):
             owner = getattr(sys.modules[module_name], owner_name)
             if not state.patches.is_patched(owner, attribute):
                 state.patches.wrap(owner, attribute, getattr(_otel_child, wrapper_name))
+
+
+def _patch_owner(module_name, owner_name):
+    """The module, or its class ``owner_name``; None where the platform lacks the module."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:  # e.g. popen_fork on Windows
+        _log.debug("%s is not available on this platform", module_name)
+        return None
+    return getattr(module, owner_name) if owner_name else module
 
 
 def upgrade_child_to_parent():

@@ -62,6 +62,10 @@ def exception_event_attributes(exception, escaped=False):
 
 _HEAD = b'{"t":"%s","n":%s,"tid":"%032x","sid":"%016x","psid":%s,"pr":%s,"k":%d,"st":%d,"a":%s,"sc":%s'
 _END_FIELDS = b',"et":%d,"ev":%s,"s":%s'
+# An END whose START this process wrote: only what the START lacks (the root merges the two).
+_COMPACT_END = b'{"t":"end","sid":"%016x","et":%d,"a":%s,"ev":%s,"s":%s'
+_NO_EVENTS, _STATUS_UNSET = b"[]", b"[0,null]"
+_encoded_names = {}  # span name -> its JSON: a handful of names, encoded once
 _SCOPE = b'["mptrace","' + __version__.encode("ascii") + b'"]'
 
 
@@ -71,7 +75,7 @@ class LiteSpan:
     __slots__ = (
         "_writer", "name", "trace_id", "span_id", "parent_id", "parent_remote", "kind",
         "attributes", "events", "status_code", "status_description", "start_time",
-        "end_time", "sampled", "prebuilt_start", "links",
+        "end_time", "sampled", "prebuilt_start", "links", "start_written_by",
     )
 
     def __init__(self, writer, name, trace_id, parent_id, kind=KIND_INTERNAL, attributes=None,
@@ -92,6 +96,7 @@ class LiteSpan:
         self.sampled = sampled
         self.prebuilt_start = None  # the START record, encoded in a parent before fork
         self.links = None
+        self.start_written_by = None  # the pid that wrote START (its END can be compact)
         if begin:
             self.begin()
 
@@ -104,6 +109,7 @@ class LiteSpan:
         self.start_time = start_time or time.time_ns()
         if self.sampled:
             self._writer.write_body(self._encode(_spool.START))
+            self.start_written_by = os.getpid()
 
     def prebuild(self, final_attributes):
         """Encode START now, and END as a template for an error-free end with
@@ -135,8 +141,8 @@ class LiteSpan:
             self.attributes[key] = value
 
     def set_attributes(self, attributes):
-        for key, value in attributes.items():
-            self.set_attribute(key, value)
+        if self.end_time is None:
+            self.attributes.update(attributes)
 
     def add_event(self, name, attributes=None, timestamp=None):
         if self.end_time is None:
@@ -165,7 +171,8 @@ class LiteSpan:
             return
         self.end_time = end_time or time.time_ns()
         if self.sampled:
-            self._writer.write_body(self._encode(_spool.END))
+            compact = self.start_written_by is not None and self.start_written_by == os.getpid()
+            self._writer.write_body(self._encode_compact_end() if compact else self._encode(_spool.END))
 
     # -- serialisation -----------------------------------------------------
 
@@ -175,8 +182,13 @@ class LiteSpan:
         if type(self.trace_id) is not int or type(self.start_time) is not int:
             return _spool.encode_body(self._record(record_type))
         encode = _spool.encode_value
+        name = _encoded_names.get(self.name)
+        if name is None:
+            name = encode(self.name)
+            if type(self.name) is str and len(_encoded_names) < 64:
+                _encoded_names[self.name] = name
         body = _HEAD % (
-            record_type.encode("ascii"), encode(self.name), self.trace_id, self.span_id,
+            record_type.encode("ascii"), name, self.trace_id, self.span_id,
             b'"%016x"' % self.parent_id if self.parent_id else b"null", b"true" if self.parent_remote else b"false",
             self.kind, self.start_time, encode(self.attributes), _SCOPE)
         if record_type == _spool.END:
@@ -184,6 +196,19 @@ class LiteSpan:
                                                                                  self.status_description]))
             if self.links:
                 body += b',"ln":' + encode(self.links)
+        return body + b"}"
+
+    def _encode_compact_end(self):
+        """END for a span whose START this process wrote: the START has its name, ids, kind
+        and start time, so these are left out (a task span ends once per task)."""
+        encode = _spool.encode_value
+        body = _COMPACT_END % (
+            self.span_id, self.end_time, encode(self.attributes),
+            encode(self.events) if self.events else _NO_EVENTS,
+            _STATUS_UNSET if self.status_code == STATUS_UNSET else encode([self.status_code,
+                                                                          self.status_description]))
+        if self.links:
+            body += b',"ln":' + encode(self.links)
         return body + b"}"
 
     def _record(self, record_type):

@@ -274,13 +274,28 @@ def preparation_data_wrapper(wrapped, instance, args, kwargs):
 # -- observing the exit ------------------------------------------------------
 
 
-def poll_wrapper(wrapped, popen, args, kwargs):
-    returncode = wrapped(*args, **kwargs)
-    if returncode is not None and state.children:
-        launch = state.children.pop(id(popen), None)
-        if launch is not None and launch.popen is popen and state.active():
-            _log.safely("ending mp.process", _child_exited, launch, returncode)
-    return returncode
+def poll_replacement(original_poll):
+    """``Popen.poll``: a plain function, not a wrapt wrapper.
+
+    A Pool's worker-handler thread polls every worker each time its wait
+    returns, and it returns whenever a result is waiting to be read: during a
+    busy map it spins, and a wrapt wrapper here (2 us a call instead of 0.3)
+    made that spin steal measurably more of the GIL from the pool's other threads.
+    """
+
+    def poll(self, *args, **kwargs):
+        returncode = original_poll(self, *args, **kwargs)
+        if returncode is not None and state.children:
+            _observed_exit(self, returncode)
+        return returncode
+
+    return poll
+
+
+def _observed_exit(popen, returncode):
+    launch = state.children.pop(id(popen), None)
+    if launch is not None and launch.popen is popen and state.active():
+        _log.safely("ending mp.process", _child_exited, launch, returncode)
 
 
 def _child_exited(launch, returncode):

@@ -25,7 +25,7 @@ VERSION = 1
 # Record types (the "t" field).
 HEADER = "proc"  # first record of a file: the writer's pid and resource
 START = "start"  # a span began (lets the root end it if its process dies)
-END = "end"  # a span ended, with everything it recorded
+END = "end"  # a span ended, with everything it recorded (a compact END: only what its START lacks)
 EXIT = "exit"  # this process observed the exit of one of its own children
 
 

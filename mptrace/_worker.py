@@ -45,9 +45,7 @@ class PoolShapes:
 
     @staticmethod
     def describe(task):
-        from mptrace._pool import describe_task
-
-        function, items = describe_task(task)
+        function, items = _pool_describe_task(task)
         return function, items, task[1]
 
     @staticmethod
@@ -58,6 +56,14 @@ class PoolShapes:
             return task
         function, chunk = args[0]
         return job, index, runner, ((spans_for(function), chunk),) + tuple(args[1:]), kwds
+
+
+def _pool_describe_task(task):
+    from mptrace._pool import describe_task  # not at import: spawn workers of executors never need _pool
+
+    global _pool_describe_task
+    _pool_describe_task = describe_task
+    return describe_task(task)
 
 
 class ExecutorShapes:

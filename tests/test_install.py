@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import mptrace
-from mptrace._install import PATCH_POINTS, SDK_PATCH_POINTS
+from mptrace._install import PATCH_POINTS, REPLACEMENT_POINTS, SDK_PATCH_POINTS
 from mptrace._state import state
 from tests.programs import TEST_RESOURCE
 from tests import targets
@@ -19,7 +19,7 @@ from tests.subprocesses import ROOT
 
 
 def patched_attributes():
-    for module_name, owner_name, attribute, _ in PATCH_POINTS + SDK_PATCH_POINTS:
+    for module_name, owner_name, attribute, _ in PATCH_POINTS + REPLACEMENT_POINTS + SDK_PATCH_POINTS:
         module = importlib.import_module(module_name)
         owner = getattr(module, owner_name) if owner_name else module
         yield owner, attribute

@@ -105,6 +105,7 @@ def test_child_runs_on_when_the_spool_is_gone(traced, context):
     {"t": "end", "n": "x", "tid": "0" * 32, "sid": "1" * 16, "st": 1, "et": 2},  # zero trace id
     {"t": "end", "n": "x", "tid": "1" * 32, "sid": "1" * 16, "st": "1", "et": 2},  # string time
     {"t": "end", "n": "x", "tid": "1" * 32, "sid": "1" * 16, "st": 1, "et": 2, "a": {"k": {"nested": 1}}},
+    {"t": "end", "sid": "1" * 16, "et": 2},  # a compact end without its start
     {"t": "mystery"},
 ])
 def test_records_of_the_wrong_shape_are_rejected(traced, record):
@@ -116,3 +117,30 @@ def test_records_of_the_wrong_shape_are_rejected(traced, record):
     mptrace.flush()
     assert mptrace.stats()["corrupt_records"] == 1
     assert traced.spans() == []
+
+
+def test_a_compact_end_record_completes_its_start(traced):
+    """A LiteSpan's END leaves out what its START said; the root merges the two."""
+    from mptrace import _litespan
+
+    writer = _spool.SpoolWriter(state.tree["dir"], "cccccccccccccccc" + _spool.SUFFIX, {"service.name": "t"})
+    span = _litespan.LiteSpan(writer, "mp.task.run", 0xABC, 0x123, _litespan.KIND_CONSUMER, {"at.start": 1},
+                              parent_remote=True)
+    span.set_attribute("at.end", "yes")
+    span.add_event("something", {"n": 2})
+    span.set_status(_litespan.STATUS_ERROR, "it failed")
+    span.end()
+    with open(os.path.join(state.tree["dir"], writer.name), "rb") as f:
+        end_line = f.read().splitlines()[-1]
+    assert b"mp.task.run" not in end_line and b'"tid"' not in end_line, "the END repeats its START"
+    import mptrace
+
+    mptrace.flush()
+    found = one(traced.spans(), "mp.task.run")
+    assert (found.context.trace_id, found.context.span_id, found.parent.span_id) == (0xABC, span.span_id, 0x123)
+    assert found.parent.is_remote and found.kind.value == _litespan.KIND_CONSUMER
+    assert dict(found.attributes) == {"at.start": 1, "at.end": "yes"}
+    assert [event.name for event in found.events] == ["something"]
+    assert found.status.description == "it failed"
+    assert (found.start_time, found.end_time) == (span.start_time, span.end_time)
+    assert mptrace.stats()["corrupt_records"] == 0
