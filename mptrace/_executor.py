@@ -56,7 +56,8 @@ def init_wrapper(wrapped, executor, args, kwargs):
 
 def _open_pool(executor):
     trace = _tasks.PoolTrace(POOL_TYPE)
-    attributes = {semconv.POOL_PROCESSES: executor._max_workers}
+    trace.set_processes(executor._max_workers)
+    attributes = {}
     max_tasks = getattr(executor, "_max_tasks_per_child", None)
     if max_tasks is not None:
         attributes[semconv.POOL_MAX_TASKS] = max_tasks

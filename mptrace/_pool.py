@@ -79,7 +79,7 @@ def repopulate_wrapper(wrapped, instance, args, kwargs):
 
 def _count_workers(trace, started, args, kwargs):
     if trace.started == 0:
-        trace.span.set_attribute(semconv.POOL_PROCESSES, _argument(args, kwargs, 2, "processes"))
+        trace.set_processes(_argument(args, kwargs, 2, "processes"))
         max_tasks = _argument(args, kwargs, 8, "maxtasksperchild")
         if max_tasks is not None:
             trace.span.set_attribute(semconv.POOL_MAX_TASKS, max_tasks)

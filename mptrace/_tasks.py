@@ -31,8 +31,9 @@ perf_counter = time.perf_counter
 
 DEFAULT_SPANS_PER_SECOND = 100
 # A submission's chunks beyond this many get no mp.task.run (unless there is no
-# rate limit): enough for a map's default chunking on pools of up to 8 workers
-# (4 chunks per worker), while a map of thousands of chunks costs no more.
+# rate limit): as many as a map's default chunking makes (4 chunks per worker),
+# at most 32, so a map of thousands of chunks costs no more than a default one.
+CHUNKS_PER_WORKER = 4
 MAX_TRACED_CHUNKS = 32
 MAX_HOOKS = 32
 
@@ -172,8 +173,15 @@ class PoolTrace:
         self.tasks = 0
         self.traced_tasks = 0
         self.pending = set()  # Submissions still waiting for results
+        self.traced_chunks_limit = MAX_TRACED_CHUNKS  # per submission; see set_processes
         self.ended = False
         open_pools.add(self)
+
+    def set_processes(self, processes):
+        """The number of workers the pool keeps: a map traces as many chunks as default chunking makes."""
+        self.span.set_attribute(semconv.POOL_PROCESSES, processes)
+        if isinstance(processes, int) and processes > 0:
+            self.traced_chunks_limit = min(MAX_TRACED_CHUNKS, CHUNKS_PER_WORKER * processes)
 
     def workers_started(self, count, replacing):
         self.started += count
@@ -251,7 +259,7 @@ class Submission:
         ``describe(obj)``: (function, items) of the task, for the spans.
         """
         traced = self.span is not None and (self.chunks == 0 or (  # the first rides on the submission's token
-            (self.traced_chunks < MAX_TRACED_CHUNKS or limit.rate is None) and limit.take()))
+            (self.traced_chunks < self.pool.traced_chunks_limit or limit.rate is None) and limit.take()))
         try:
             stream, seconds, hooks = pickle_message(obj, protocol, traced)
         except BaseException as exc:

@@ -25,6 +25,7 @@ from multiprocessing import reduction
 from mptrace import _channels, _litespan, _log, _tasks, _trailer, semconv
 
 perf_counter = time.perf_counter
+_TRAILER_SIZE = _trailer.SIZE
 
 
 class PoolShapes:
@@ -139,10 +140,13 @@ class WorkerRole(_channels.ThreadRole):
         self.task = None
         self.initializer = None
         self.adopted = None  # (trace_id, span_id, sampled) made current for tasks
+        self.adopted_trailer = None  # the bytes of the untraced tasks' trailer that set ``adopted``
 
     # -- a task arrives ----------------------------------------------------
 
     def loads(self, loads, data, args, kwargs):
+        if self.adopted_trailer is not None and data[-_TRAILER_SIZE:] == self.adopted_trailer:
+            return self._untraced(data, args, kwargs, None)  # the chunks of one map: nothing new to read
         trailer = _trailer.read(data)
         if trailer is None or trailer[0] != _trailer.TASK:
             return loads(data, *args, _role_checked=True, **kwargs)
@@ -160,15 +164,21 @@ class WorkerRole(_channels.ThreadRole):
         return obj if begun is None else begun
 
     def _untraced(self, data, args, kwargs, trailer):
-        """A task without a span of its own: only its caller's context is adopted (the hot path)."""
+        """A task without a span of its own: only its caller's context is adopted (the hot path).
+
+        ``trailer`` is None when it is the one already adopted.
+        """
         try:
             task = reduction.ForkingPickler.loads(data, *args, **kwargs)
         except BaseException as exc:
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc, 0.0)
             raise
         try:
-            self._next_task()
-            self._adopt((trailer[1], trailer[2], bool(trailer[3] & _trailer.SAMPLED)))
+            if self.initializer is not None or self.task is not None:
+                self._next_task()
+            if trailer is not None:
+                self._adopt((trailer[1], trailer[2], bool(trailer[3] & _trailer.SAMPLED)))
+                self.adopted_trailer = bytes(data[-_TRAILER_SIZE:])
         except Exception:
             _log.internal_error("adopting a task's context")
         return task
@@ -214,6 +224,7 @@ class WorkerRole(_channels.ThreadRole):
         if ids != self.adopted:
             _make_current(self.run, *ids)
             self.adopted = ids
+            self.adopted_trailer = None
 
     # -- its result leaves -------------------------------------------------
 

@@ -401,10 +401,9 @@ def test_every_pool_thread_works_in_the_pools_trace(context):
         assert named(spans, "mp.unpickle")  # the worker handler's wake-up messages, at least
 
 
-def test_a_long_map_traces_its_first_chunks(traced, context):
-    from mptrace._tasks import MAX_TRACED_CHUNKS
-
-    chunks = MAX_TRACED_CHUNKS + 8
+def test_a_long_map_traces_as_many_chunks_as_default_chunking_makes(traced, context):
+    traced_chunks = 2 * 4  # what map() makes of a long iterable on Pool(2) by default: 4 chunks per worker
+    chunks = traced_chunks + 8
     with traced.tracer.start_as_current_span("work"):
         with context.Pool(2) as pool:
             assert pool.map(targets.square_in_span, range(chunks), chunksize=1) == [x * x for x in range(chunks)]
@@ -412,11 +411,11 @@ def test_a_long_map_traces_its_first_chunks(traced, context):
     assert_no_orphans(spans)
     task = one(spans, "mp.task", **{"mp.task.api": "Pool.map"})
     assert task.attributes["mp.task.chunks"] == chunks
-    assert task.attributes["mp.task.chunks_traced"] == MAX_TRACED_CHUNKS
+    assert task.attributes["mp.task.chunks_traced"] == traced_chunks
     runs = children_of(spans, task, "mp.task.run")
-    assert sorted(r.attributes["mp.task.index"] for r in runs) == list(range(MAX_TRACED_CHUNKS))
+    assert sorted(r.attributes["mp.task.index"] for r in runs) == list(range(traced_chunks))
     # The other chunks' own spans nest under mp.task: nothing is left out of the trace.
-    assert len(children_of(spans, task, "task-work")) == chunks - MAX_TRACED_CHUNKS
+    assert len(children_of(spans, task, "task-work")) == chunks - traced_chunks
     assert len(named(spans, "task-work")) == chunks
 
 
