@@ -8,8 +8,10 @@ wrapt: spawn and forkserver children import it on their start-up path, so it
 stays cheap. The functions below load the machinery on first use.
 """
 
+from mptrace._errors import ConfigurationError
+
 __version__ = "0.1.0"
-__all__ = ["install", "uninstall", "flush", "stats", "__version__"]
+__all__ = ["install", "uninstall", "flush", "stats", "ConfigurationError", "__version__"]
 
 
 def install(tracer_provider=None, **options):
@@ -18,7 +20,10 @@ def install(tracer_provider=None, **options):
     With no provider, the global one is used; if the application configured
     none, an SDK provider is built from the standard ``OTEL_*`` variables and
     set as the global provider. A second call is a no-op. Unknown or invalid
-    options raise ``TypeError``/``ValueError`` naming the option.
+    options raise ``TypeError``/``ValueError`` naming the option; an ``OTEL_*``
+    variable it cannot use raises ``ConfigurationError`` (a ``ValueError``)
+    naming the variable and its value. With ``OTEL_SDK_DISABLED=true`` it does
+    nothing.
     """
     from mptrace._install import install as _install
 

@@ -14,6 +14,8 @@ ENV_PICKLE_SPAN_SECONDS = "MPTRACE_PICKLE_SPAN_SECONDS"  # ... and one that take
 
 ENV_TASK_SPANS_PER_SECOND = "MPTRACE_TASK_SPANS_PER_SECOND"  # at most this many task spans a second ("none": no limit)
 ENV_TASK_SPANS = "MPTRACE_TASK_SPANS"  # "chunk" (default) or "item"
+ENV_TRACE_FILE = "MPTRACE_TRACE_FILE"  # where OTEL_TRACES_EXPORTER=mptrace writes the Jaeger JSON trace
+ENV_TREE = "MPTRACE_TREE"  # "off": OTEL_TRACES_EXPORTER=mptrace prints no process tree
 
 TASK_SPAN_MODES = ("chunk", "item")
 

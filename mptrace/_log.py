@@ -22,6 +22,10 @@ def warning(message, *args):
     _logger().warning("mptrace: " + message, *args)
 
 
+def info(message, *args):
+    _logger().info("mptrace: " + message, *args)
+
+
 def debug(message, *args):
     _logger().debug("mptrace: " + message, *args)
 

@@ -1,0 +1,204 @@
+"""The ``mptrace`` command (and ``python -m mptrace``): ``run`` and ``compare``.
+
+    mptrace run [OPTIONS] script.py [ARGS...]
+    mptrace run [OPTIONS] -m module [ARGS...]
+    mptrace compare [OPTIONS] script.py [ARGS...]
+
+Everything after the script (or ``-m module``) belongs to the program, so
+``mptrace run app.py --verbose`` passes ``--verbose`` to ``app.py``.
+"""
+
+import argparse
+import multiprocessing
+import os
+import sys
+
+from mptrace import __version__
+from mptrace._config import ENV_TRACE_FILE, ENV_TREE
+from mptrace._errors import ConfigurationError
+from mptrace._runner import ProgramNotFound
+
+DEFAULT_TRACE_FILE = "mptrace-trace.json"
+EXPORTER_ALIASES = {"tree": "mptrace"}
+# Options that take a value: the value is the next word unless given as --option=value.
+VALUED_OPTIONS = {"--exporter", "--trace-file", "--start-method", "--start-methods", "--timeout"}
+
+
+class UsageError(Exception):
+    """A command line mptrace cannot act on; the message says why."""
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        command, rest = (argv[0], argv[1:]) if argv else (None, [])
+        if command in (None, "-h", "--help"):
+            print(USAGE, file=sys.stdout if command else sys.stderr)
+            sys.exit(0 if command else 2)
+        if command == "--version":
+            print("mptrace %s" % __version__)
+            sys.exit(0)
+        if command == "run":
+            run_command(rest)
+        elif command == "compare":
+            compare_command(rest)
+        else:
+            raise UsageError("unknown command %r (choose from: run, compare)" % command)
+    except (UsageError, ConfigurationError, ProgramNotFound) as error:
+        print("mptrace: error: %s" % error, file=sys.stderr)
+        sys.exit(2)
+
+
+USAGE = """usage: mptrace run [OPTIONS] (script.py | -m module) [ARGS...]
+       mptrace compare [OPTIONS] (script.py | -m module) [ARGS...]
+
+  run      run the program with mptrace installed; with no exporter configured,
+           print its process tree to stderr at exit and write the trace to
+           mptrace-trace.json (Jaeger JSON: Jaeger UI opens it with Upload)
+  compare  run the program once per start method (fork, spawn, forkserver) and
+           report what differs between the runs
+
+mptrace run --help and mptrace compare --help list the options."""
+
+
+def _wants_help(argv):
+    return bool(argv) and argv[0] in ("-h", "--help")
+
+
+# -- the command line -----------------------------------------------------------
+
+
+def split_program(argv):
+    """(mptrace's options, the script or module, whether it is a module, the program's arguments)."""
+    options, index = [], 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "-m":
+            if index + 1 >= len(argv):
+                raise UsageError("-m needs a module name")
+            return options, argv[index + 1], True, argv[index + 2:]
+        if word == "--":
+            if index + 1 >= len(argv):
+                raise UsageError("no program to run after --")
+            return options, argv[index + 1], False, argv[index + 2:]
+        if not word.startswith("-") or word == "-":
+            return options, word, False, argv[index + 1:]
+        options.append(word)
+        if word in VALUED_OPTIONS:
+            if index + 1 >= len(argv):
+                raise UsageError("%s needs a value" % word)
+            options.append(argv[index + 1])
+            index += 1
+        index += 1
+    raise UsageError("no program to run: give a script or -m module")
+
+
+def _run_parser():
+    parser = argparse.ArgumentParser(prog="mptrace run", description="Run a Python program with mptrace installed "
+                                     "before its first line.", usage="%(prog)s [OPTIONS] (script.py | -m module) "
+                                     "[ARGS...]")
+    parser.add_argument("--exporter", help="where spans go, as OTEL_TRACES_EXPORTER: otlp, console, none, tree "
+                        "(default: OTEL_TRACES_EXPORTER; if nothing is configured, tree)")
+    parser.add_argument("--trace-file", help="with the tree exporter: write the trace here, as Jaeger JSON (default "
+                        "%s)" % DEFAULT_TRACE_FILE)
+    parser.add_argument("--no-trace-file", action="store_true", help="with the tree exporter: write no trace file")
+    parser.add_argument("--no-tree", action="store_true", help="with the tree exporter: print no tree")
+    parser.add_argument("--start-method", help="the program's default start method (fork, spawn, forkserver); a "
+                        "program that chooses one itself keeps its choice")
+    return parser
+
+
+def _parse(parser, options):
+    try:
+        return parser.parse_args(options)
+    except SystemExit as exit_:
+        if exit_.code:  # argparse printed why
+            sys.exit(2)
+        raise
+
+
+def compare_command(argv):
+    from mptrace import _compare
+
+    if _wants_help(argv):
+        _compare.parser().print_help()
+        sys.exit(0)
+    options, target, is_module, program_args = split_program(argv)
+    settings = _parse(_compare.parser(), options)
+    sys.exit(_compare.compare(target, is_module, program_args, settings))
+
+
+# -- mptrace run ------------------------------------------------------------------
+
+
+def run_command(argv):
+    from mptrace import _runner
+
+    if _wants_help(argv):
+        _run_parser().print_help()
+        sys.exit(0)
+    options, target, is_module, program_args = split_program(argv)
+    settings = _parse(_run_parser(), options)
+    _runner.check(target, is_module)
+    _configure_export(settings)
+    _name_the_service(target)
+    method = settings.start_method
+    if method is not None:
+        set_default_start_method(method)
+    _runner.prepare()
+    import mptrace
+
+    mptrace.install()
+    _runner.exit_with(_runner.run(target, program_args, is_module))
+
+
+def _configure_export(settings):
+    """Set the OTEL_* / MPTRACE_* variables install() reads; with nothing configured, the tree."""
+    exporter = settings.exporter
+    if exporter is not None:
+        names = [EXPORTER_ALIASES.get(n.strip(), n.strip()) for n in exporter.split(",") if n.strip()]
+        if not names:
+            raise UsageError("--exporter needs a name (otlp, console, none, tree)")
+        os.environ["OTEL_TRACES_EXPORTER"] = ",".join(names)
+    elif not _export_configured():
+        os.environ["OTEL_TRACES_EXPORTER"] = "mptrace"
+    if settings.trace_file and settings.no_trace_file:
+        raise UsageError("--trace-file and --no-trace-file contradict each other")
+    if not settings.no_trace_file:
+        os.environ[ENV_TRACE_FILE] = os.path.abspath(settings.trace_file or os.environ.get(ENV_TRACE_FILE)
+                                                     or DEFAULT_TRACE_FILE)
+    else:
+        os.environ.pop(ENV_TRACE_FILE, None)
+    if settings.no_tree:
+        os.environ[ENV_TREE] = "off"
+
+
+def _name_the_service(target):
+    """``service.name`` is the program's name unless the OTEL_* variables give one (not unknown_service)."""
+    if os.environ.get("OTEL_SERVICE_NAME", "").strip() or "service.name=" in os.environ.get(
+            "OTEL_RESOURCE_ATTRIBUTES", ""):
+        return
+    name = os.path.splitext(os.path.basename(target))[0] if target.endswith(".py") else target
+    os.environ["OTEL_SERVICE_NAME"] = name or "python"
+
+
+def _export_configured():
+    return any(os.environ.get(variable, "").strip() for variable in (
+        "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def set_default_start_method(method):
+    """Make ``method`` the default start method without choosing it for the program.
+
+    ``set_start_method`` would make a program's own later call fail ("context
+    has already been set"); replacing the default context's default keeps the
+    program free to choose, as on a platform whose default is ``method``.
+    """
+    if method not in multiprocessing.get_all_start_methods():
+        raise UsageError("--start-method must be one of %s on this platform, got %r" % (
+            ", ".join(multiprocessing.get_all_start_methods()), method))
+    from multiprocessing import context
+
+    default = context._default_context
+    if getattr(default, "_actual_context", None) is None:
+        default._default_context = context._concrete_contexts[method]

@@ -1,0 +1,337 @@
+"""``mptrace compare``: the same program once per start method, and what differs.
+
+Each run is ``mptrace run`` in a fresh interpreter with that start method as
+the default (a program that picks one itself keeps its pick, and the report
+says so), writing its trace to a Jaeger JSON file in a private temporary
+directory. The runs' child processes are matched by who started them and by
+name (``SpawnPoolWorker-2`` and ``ForkPoolWorker-2`` are the same worker), and
+for each the report sets side by side what the start method changes: how it
+started, what was pickled to start it and which pickling hooks ran, which
+arguments arrived changed, which module state it saw differently, how it
+ended. Then the program's own exit code and output, where they differ.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mptrace import _jaeger_json, _runner, semconv
+
+ABSENT = "-"
+DEFAULT_TIMEOUT = 300.0
+MAX_OUTPUT_LINES = 12
+_METHOD_PREFIX = re.compile(r"^(?:ForkServer|Forkserver|Fork|Spawn)(?=[A-Z])")
+_OWN_LINES = re.compile(r"^mptrace: trace written to ")
+
+
+def parser():
+    parser = argparse.ArgumentParser(
+        prog="mptrace compare", usage="%(prog)s [OPTIONS] (script.py | -m module) [ARGS...]",
+        description="Run the program once per start method and report what differs between the runs.")
+    parser.add_argument("--start-methods", help="comma-separated (default: every method this platform has: %s)"
+                        % ", ".join(available_methods()))
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds each run may take (default %d)" % DEFAULT_TIMEOUT)
+    return parser
+
+
+def available_methods():
+    return [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+
+
+def compare(target, is_module, args, settings):
+    """Run, report on stdout; 0 once every run ran, whatever they did."""
+    _runner.check(target, is_module)
+    methods = _methods(settings.start_methods)
+    if not settings.timeout > 0:
+        raise _usage_error("--timeout must be a positive number of seconds, got %r" % settings.timeout)
+    with tempfile.TemporaryDirectory(prefix="mptrace-compare-") as directory:
+        runs = [run_once(method, target, is_module, args, settings.timeout, directory) for method in methods]
+    print_report(target if not is_module else "-m " + target, runs)
+    return 0
+
+
+def _methods(text):
+    methods = available_methods()
+    if not text:
+        return methods
+    chosen = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in methods]
+    if unknown or not chosen:
+        raise _usage_error("--start-methods must name some of %s, got %r" % (", ".join(methods), text))
+    return chosen
+
+
+def _usage_error(message):
+    from mptrace._cli import UsageError
+
+    return UsageError(message)
+
+
+# -- one run -----------------------------------------------------------------------
+
+
+class Run:
+    """One run of the program: its exit, output and spans."""
+
+    def __init__(self, method, exitcode, stdout, stderr, spans, seconds, problem=None):
+        self.method = method
+        self.exitcode = exitcode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.spans = spans
+        self.seconds = seconds
+        self.problem = problem  # why the trace is missing or incomplete, if it is
+
+
+def run_once(method, target, is_module, args, timeout, directory):
+    trace_file = os.path.join(directory, "%s.json" % method)
+    command = [sys.executable, "-m", "mptrace", "run", "--exporter", "tree", "--no-tree", "--trace-file",
+               trace_file, "--start-method", method] + (["-m", target] if is_module else [target]) + list(args)
+    began = time.monotonic()
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        return Run(method, None, _text(expired.stdout), _text(expired.stderr), [], time.monotonic() - began,
+                   "timed out after %g s (killed; its trace is lost)" % timeout)
+    seconds = time.monotonic() - began
+    spans, problem = _read_trace(trace_file)
+    return Run(method, done.returncode, _text(done.stdout), _own_lines_removed(_text(done.stderr)), spans,
+               seconds, problem)
+
+
+def _text(data):
+    return (data or b"").decode("utf-8", "replace")
+
+
+def _own_lines_removed(stderr):
+    return "".join(line for line in stderr.splitlines(True) if not _OWN_LINES.match(line))
+
+
+def _read_trace(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _jaeger_json.parse(json.load(f)), None
+    except FileNotFoundError:
+        return [], "wrote no trace (killed, or exited through os._exit?)"
+    except ValueError as error:
+        return [], "trace unreadable: %s" % error
+
+
+# -- child processes, matched across runs ----------------------------------------
+
+
+class Child:
+    """One child process of one run, as the facts the report compares."""
+
+    def __init__(self, key, facts):
+        self.key = key  # ("Process-1", "Process-2"): names from the top, start-method prefixes removed
+        self.facts = facts  # {row name: text}
+
+
+ROWS = ("started by", "target", "arguments pickled", "pickling hooks", "arguments changed", "state diverged",
+        "state not portable", "ended")
+
+
+def children_of(run):
+    """{key: Child} for every child process of the run."""
+    spans = run.spans
+    by_id = {span.span_id: span for span in spans}
+    runs_by_parent = {span.parent_span_id: span for span in spans if span.name == semconv.SPAN_PROCESS_RUN}
+    children = {}
+    for launch in (s for s in spans if s.name == semconv.SPAN_PROCESS):
+        key = _key(launch, by_id)
+        children[key] = Child(key, _facts(launch, runs_by_parent.get(launch.span_id), spans))
+    return children
+
+
+def _key(launch, by_id):
+    names = []
+    span = launch
+    while span is not None:
+        if span.name == semconv.SPAN_PROCESS:
+            names.append(_METHOD_PREFIX.sub("", str(span.attributes.get(semconv.PROCESS_NAME, "?"))))
+        span = by_id.get(span.parent_span_id)
+    return tuple(reversed(names))
+
+
+def _facts(launch, run_span, spans):
+    attributes = launch.attributes
+    run_attributes = run_span.attributes if run_span is not None else {}
+    return {
+        "started by": _started_by(attributes),
+        "target": str(attributes.get(semconv.OTEL_CODE_FUNCTION_NAME, ABSENT)),
+        "arguments pickled": _pickled(launch, spans),
+        "pickling hooks": _listed(attributes.get(semconv.PICKLE_HOOKS)),
+        "arguments changed": _changed(run_span),
+        "state diverged": _listed(run_attributes.get(semconv.STATE_DIVERGED)),
+        "state not portable": _listed(attributes.get(semconv.STATE_NOT_PORTABLE)),
+        "ended": _ended(launch, run_span),
+    }
+
+
+def _started_by(attributes):
+    method = attributes.get(semconv.START_METHOD, ABSENT)
+    source = attributes.get(semconv.START_METHOD_SOURCE)
+    return "%s (%s)" % (method, source) if source and source != "default" else str(method)
+
+
+def _pickled(launch, spans):
+    if not launch.attributes.get(semconv.ARGS_PICKLED):
+        return "no"
+    sizes = [s.attributes.get(semconv.PICKLE_BYTES, 0) for s in spans if s.parent_span_id == launch.span_id
+             and s.name == semconv.SPAN_PICKLE and s.attributes.get(semconv.PICKLE_CHANNEL) == "process"]
+    return "yes, %s" % _size(sum(sizes)) if sizes else "yes"
+
+
+def _size(count):
+    return "%d B" % count if count < 1024 else "%.1f KB" % (count / 1024)
+
+
+def _listed(values):
+    return ", ".join(str(v) for v in values) if values else ABSENT
+
+
+def _changed(run_span):
+    if run_span is None:
+        return ABSENT
+    differences = [str(attributes.get("mp.arg.differences") or attributes.get("mp.arg"))
+                   for name, _, attributes in run_span.events if name == "mp.arg.changed"]
+    if differences:
+        return "; ".join(differences)
+    return _listed(run_span.attributes.get(semconv.ARGS_CHANGED))
+
+
+def _ended(launch, run_span):
+    code = launch.attributes.get(semconv.EXITCODE)
+    signal_name = launch.attributes.get(semconv.EXIT_SIGNAL)
+    text = "killed by %s" % signal_name if signal_name else ("exit %s" % code if code is not None else "not observed")
+    error = _error(run_span) or (_error(launch) if code not in (None, 0) else None)
+    return "%s: %s" % (text, error) if error else text
+
+
+def _error(span):
+    if span is None:
+        return None
+    for name, _, attributes in span.events:
+        if name == "exception":
+            return "%s: %s" % (attributes.get("exception.type"), attributes.get("exception.message"))
+    return span.status_description if span.status_code == "ERROR" else None
+
+
+# -- the report ----------------------------------------------------------------------
+
+
+def differences(runs):
+    """The report's findings as plain sentences: what differs between the runs."""
+    found = []
+    per_run = [children_of(run) for run in runs]
+    for key in _all_keys(per_run):
+        for row in ROWS[1:]:  # "started by" differs by design
+            values = [children[key].facts[row] if key in children else "(not started)" for children in per_run]
+            if len(set(values)) > 1:
+                found.append("%s: %s differs: %s" % (_label(key, per_run), row, _by_method(runs, values)))
+    found.extend(_program_differences(runs))
+    return found
+
+
+def _all_keys(per_run):
+    keys = []
+    for children in per_run:
+        keys.extend(key for key in children if key not in keys)
+    return keys
+
+
+def _label(key, per_run):
+    target = next((c[key].facts["target"] for c in per_run if key in c), ABSENT)
+    return "%s (%s)" % (" > ".join(key), target)
+
+
+def _by_method(runs, values):
+    return "; ".join("%s: %s" % (run.method, value) for run, value in zip(runs, values))
+
+
+def _program_differences(runs):
+    found = []
+    for what, read in (("exit code", lambda r: str(r.exitcode)), ("standard output", lambda r: r.stdout),
+                       ("standard error", lambda r: r.stderr)):
+        values = [read(run) for run in runs]
+        if len(set(values)) > 1:
+            found.append("program %s differs: %s" % (what, _by_method(runs, [_quoted(v) for v in values])))
+    return found
+
+
+def _quoted(text):
+    lines = text.splitlines()
+    shown = " / ".join(lines[:MAX_OUTPUT_LINES])
+    return repr(shown + (" / ..." if len(lines) > MAX_OUTPUT_LINES else ""))
+
+
+def print_report(program, runs, file=None):
+    console = Console(file=file or sys.stdout, highlight=False, width=_width(file or sys.stdout))
+    console.print(Text("mptrace compare: %s" % program, style="bold"))
+    for run in runs:
+        line = "  %s: exit %s in %.1f s" % (run.method, run.exitcode, run.seconds)
+        console.print(Text(line + (" (%s)" % run.problem if run.problem else ""),
+                           style="bold red" if run.problem else ""))
+    per_run = [children_of(run) for run in runs]
+    for key in _all_keys(per_run):
+        console.print(_child_table(key, runs, per_run))
+    if _program_differences(runs):
+        console.print(_output_table(runs))
+    _print_findings(console, differences(runs))
+
+
+def _width(file):
+    """The terminal's width; 120 for a file or a pipe (rich would take 80)."""
+    try:
+        return os.get_terminal_size(file.fileno()).columns if file.isatty() else 120
+    except (AttributeError, OSError, ValueError):
+        return 120
+
+
+def _child_table(key, runs, per_run):
+    table = Table(title=_label(key, per_run), title_justify="left", show_lines=False)
+    table.add_column("", no_wrap=True)
+    for run in runs:
+        table.add_column(run.method, overflow="fold")
+    for row in ROWS:
+        values = [children[key].facts[row] if key in children else "(not started)" for children in per_run]
+        style = "yellow" if len(set(values)) > 1 else "dim"
+        table.add_row(row, *values, style=style)
+    return table
+
+
+def _output_table(runs):
+    table = Table(title="program", title_justify="left")
+    table.add_column("")
+    for run in runs:
+        table.add_column(run.method)
+    table.add_row("exit code", *[str(run.exitcode) for run in runs])
+    table.add_row("standard output", *[_clipped(run.stdout) for run in runs])
+    table.add_row("standard error", *[_clipped(run.stderr) for run in runs])
+    return table
+
+
+def _clipped(text):
+    lines = text.splitlines()
+    return "\n".join(lines[:MAX_OUTPUT_LINES] + (["..."] if len(lines) > MAX_OUTPUT_LINES else []))
+
+
+def _print_findings(console, findings):
+    if not findings:
+        console.print(Text("No difference between the start methods.", style="green"))
+        return
+    console.print(Text("What differs:", style="bold"))
+    for finding in findings:
+        console.print(Text("  * " + finding, style="yellow"))

@@ -1,0 +1,168 @@
+"""``mptrace run`` and ``mptrace compare`` from a shell, as users run them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mptrace import _jaeger_json
+from tests.conftest import START_METHODS
+from tests.subprocesses import ROOT
+
+PROGRAM = os.path.join(ROOT, "tests", "programs", "cli_program.py")
+FOUNDING = os.path.join(ROOT, "examples", "founding", "main.py")
+MPTRACE = os.path.join(os.path.dirname(sys.executable), "mptrace")
+
+
+def mptrace(*args, cwd=ROOT, env=None, timeout=120, command=None):
+    """Run the mptrace command; (returncode, stdout, stderr)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MPTRACE_"))}
+    clean.update(env or {})
+    done = subprocess.run((command or [MPTRACE]) + list(args), capture_output=True, text=True, cwd=cwd,
+                          env=clean, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+def load_trace(path):
+    with open(path) as f:
+        return _jaeger_json.parse(json.load(f))
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_run_a_script_keeps_argv_exit_code_and_writes_a_trace(start_method, tmp_path):
+    trace_file = tmp_path / "trace.json"
+    code, out, err = mptrace("run", "--start-method", start_method, "--trace-file", str(trace_file), PROGRAM,
+                             "exit3", "--flag", "two words", cwd=str(tmp_path))
+    assert code == 3, err
+    assert "argv ['exit3', '--flag', 'two words']" in out
+    assert "main __main__ None" in out  # as python script.py: no __spec__
+    assert "child got tag-1" in out and "child exit 0" in out, "the %s child did not run the target" % start_method
+    # the tree, on stderr
+    assert "cli_program" in err and "Process-1" in err and start_method in err
+    assert "trace written to %s" % trace_file in err
+    spans = load_trace(str(trace_file))
+    assert {s.name for s in spans} >= {"mp.process", "mp.process.run"}
+    assert {s.resource["service.name"] for s in spans} == {"cli_program"}
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_run_a_module_with_dash_m(start_method, tmp_path):
+    code, out, err = mptrace("run", "--start-method", start_method, "--trace-file", str(tmp_path / "t.json"),
+                             "-m", "tests.programs.cli_program", "ok", "x")
+    assert code == 0, err
+    assert "argv ['ok', 'x']" in out
+    assert "main __main__ tests.programs.cli_program" in out  # as python -m: __spec__ names the module
+    assert "child got tag-1" in out and "child exit 0" in out
+
+
+def test_the_trace_file_holds_the_same_spans_the_exporter_saw(tmp_path):
+    """The Jaeger JSON file against the console exporter's view of the very same run."""
+    trace_file = tmp_path / "trace.json"
+    code, out, err = mptrace("run", "--exporter", "tree,console", "--trace-file", str(trace_file),
+                             "--start-method", "spawn", PROGRAM, "ok")
+    assert code == 0, err
+    printed = [json.loads(chunk) for chunk in _json_objects(out)]
+    assert printed, "the console exporter printed nothing"
+    expected = {(int(p["context"]["trace_id"], 16), int(p["context"]["span_id"], 16),
+                 int(p["parent_id"], 16) if p["parent_id"] else None, p["name"],
+                 p["resource"]["attributes"].get("process.pid")) for p in printed}
+    found = {(s.trace_id, s.span_id, s.parent_span_id, s.name, s.resource.get("process.pid"))
+             for s in load_trace(str(trace_file))}
+    assert found == expected
+
+
+def _json_objects(text):
+    """The top-level JSON objects the console exporter printed, among the program's own lines."""
+    decoder, index, found = json.JSONDecoder(), 0, []
+    while True:
+        start = text.find("{", index)
+        if start < 0:
+            return found
+        obj, index = decoder.raw_decode(text, start)
+        found.append(json.dumps(obj))
+
+
+def test_an_uncaught_exception_exits_1_with_python_s_traceback(tmp_path):
+    code, out, err = mptrace("run", "--no-trace-file", PROGRAM, "raise")
+    assert code == 1
+    traceback = err[err.index("Traceback"):]
+    assert "ValueError: raised by the program" in traceback
+    assert "runpy" not in traceback and "_runner" not in traceback  # as python would show it
+
+
+def test_an_uncaught_keyboard_interrupt_ends_by_sigint_after_the_trace(tmp_path):
+    trace_file = tmp_path / "t.json"
+    code, out, err = mptrace("run", "--trace-file", str(trace_file), PROGRAM, "interrupt")
+    assert code == -signal.SIGINT
+    assert "KeyboardInterrupt" in err and trace_file.exists()
+
+
+def test_a_signal_from_outside_ends_the_program_as_without_mptrace(tmp_path):
+    process = subprocess.Popen([MPTRACE, "run", "--no-trace-file", PROGRAM, "wait"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while process.stdout.readline().strip() != "ready":
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == -signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_python_dash_m_mptrace_is_the_same_program(tmp_path):
+    code, out, err = mptrace("run", "--no-trace-file", PROGRAM, "exit3", command=[sys.executable, "-m", "mptrace"])
+    assert code == 3 and "child exit 0" in out and "Process-1" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nowhere.py"], "no such file: 'nowhere.py'"),
+    (["run", "-m", "no_such_module_here"], "no module named 'no_such_module_here'"),
+    (["run", "--start-method", "teleport", PROGRAM, "ok"], "--start-method must be one of"),
+    (["run", "--exporter", "carrier-pigeon", PROGRAM, "ok"], "OTEL_TRACES_EXPORTER has an unknown exporter "
+                                                            "'carrier-pigeon'"),
+    (["run"], "no program to run"),
+    (["fly", PROGRAM], "unknown command 'fly'"),
+    (["compare", "nowhere.py"], "no such file: 'nowhere.py'"),
+    (["compare", "--start-methods", "fork,teleport", PROGRAM, "ok"], "--start-methods must name some of"),
+])
+def test_what_cannot_run_gets_one_line_and_exit_2(args, message):
+    code, out, err = mptrace(*args)
+    assert code == 2, (out, err)
+    assert err.strip().splitlines() == ["mptrace: error: " + err.strip().split("mptrace: error: ", 1)[-1]]
+    assert message in err
+
+
+def test_compare_names_what_the_founding_program_shows():
+    code, out, err = mptrace("compare", FOUNDING)
+    assert code == 0, err
+    differences = out[out.index("What differs:"):]
+    for needle in ("import_mock.to_mock", "A.__getstate__", "args[0]", "args[0].c: was 3, arrived 0"):
+        assert needle in differences, "compare did not name %s:\n%s" % (needle, out)
+    assert "program standard output differs" in differences
+    for method in START_METHODS:
+        assert "%s: exit 0" % method in out
+
+
+def test_compare_reports_a_program_that_fails_under_one_method_and_still_exits_0(tmp_path):
+    program = tmp_path / "fails_without_fork.py"
+    program.write_text(
+        "import multiprocessing, sys\n"
+        "settings = {}\n"
+        "def work():\n"
+        "    sys.exit(0 if settings.get('ready') else 5)\n"
+        "if __name__ == '__main__':\n"
+        "    settings['ready'] = True\n"
+        "    p = multiprocessing.Process(target=work)\n"
+        "    p.start(); p.join()\n"
+        "    sys.exit(p.exitcode)\n")
+    code, out, err = mptrace("compare", "--start-methods", "fork,spawn", str(program), cwd=str(tmp_path))
+    assert code == 0, err
+    assert "fork: exit 0" in out and "spawn: exit 5" in out
+    assert "ended differs: fork: exit 0; spawn: exit 5" in out
+    assert "program exit code differs" in out
