@@ -89,13 +89,29 @@ def _summary(fingerprint, name):
 # -- the parent side -----------------------------------------------------------
 
 
+# Import-time states outlive one install(): {module name: (the module object's id, its state)}.
+# A module imported while mptrace was installed keeps its baseline through uninstall()
+# and a later install() (one test after another), as long as it is the same module object.
+_remembered_baselines = {}
+
+
+def _remembered_for_loaded_modules():
+    found = {}
+    for name, (module_id, baseline) in list(_remembered_baselines.items()):
+        if id(sys.modules.get(name)) == module_id:
+            found[name] = baseline
+        else:
+            del _remembered_baselines[name]  # re-imported or gone: that state was another module's
+    return found
+
+
 class ModuleWatch:
     """Which modules are the application's, and their import-time state."""
 
     def __init__(self, include=(), exclude=()):
         self.include = tuple(include)
         self.exclude = tuple(exclude) + ("mptrace",)
-        self.baselines = {}
+        self.baselines = _remembered_for_loaded_modules()
         self._decisions = {}  # module name -> watched? (modules do not move)
         self._watched = []  # names of watched modules, in sys.modules order
         self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
@@ -131,6 +147,7 @@ class ModuleWatch:
         name = getattr(module, "__name__", None)
         if name and name not in self.baselines and self.watches(name, module):
             self.baselines[name] = state_of(module)
+            _remembered_baselines[name] = (id(module), self.baselines[name])
 
     def watched_modules(self):
         """The watched modules now loaded; sys.modules is rescanned only when it grew."""

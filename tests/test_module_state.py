@@ -132,3 +132,30 @@ def test_future_imports_and_code_are_not_state():
     exec("from __future__ import annotations\nimport os\nretries = 3\ndef f(): pass\nclass C: pass\n",
          module.__dict__)
     assert sorted(_modstate.state_of(module)) == ["retries"]
+
+
+def test_a_module_keeps_its_import_time_state_through_a_reinstall(tmp_path, monkeypatch):
+    """One test imports a module while mptrace is installed; the next installs again and still knows it."""
+    import multiprocessing
+
+    (tmp_path / "reinstalled_settings.py").write_text("DEBUG = False\n\ndef show():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider)
+    import reinstalled_settings  # imported while installed: its baseline is recorded
+
+    mptrace.uninstall()
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider)
+    try:
+        reinstalled_settings.DEBUG = True
+        process = multiprocessing.get_context("spawn").Process(target=reinstalled_settings.show)
+        process.start()
+        process.join(30)
+        mptrace.flush()
+        launch = one(exporter.get_finished_spans(), "mp.process")
+    finally:
+        mptrace.uninstall()
+        sys.modules.pop("reinstalled_settings", None)
+    assert "reinstalled_settings.DEBUG" in launch.attributes["mp.state.not_portable"]
+    assert "reinstalled_settings" not in launch.attributes.get("mp.state.no_baseline", ())

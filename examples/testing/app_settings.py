@@ -1,0 +1,3 @@
+"""Settings a program changes at start-up, after importing them."""
+
+DEBUG = False

@@ -1,0 +1,309 @@
+"""Assert on what happened in every process of a test, with or without pytest.
+
+    from mptrace.testing import SpanRecorder
+
+    with SpanRecorder() as recorder:          # mptrace installed on an in-memory pipeline
+        process = multiprocessing.get_context("spawn").Process(target=work, args=(config,))
+        process.start()
+        process.join()
+        recorder.assert_not_pickled()          # fails under spawn: the arguments were pickled
+        recorder.assert_state_inherited("myapp.settings.DEBUG")
+
+pytest users get the same object from the ``mptrace_spans`` fixture. Every
+assertion that fails says what it expected and shows the process tree (the
+view ``mptrace run`` prints), not a dump of span objects.
+"""
+
+import multiprocessing
+
+__all__ = ["SpanRecorder", "Process", "start_methods"]
+
+
+def start_methods():
+    """The start methods this platform has, in a stable order: fork, spawn, forkserver."""
+    return [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+
+
+class Process:
+    """One child process as the trace shows it (its ``mp.process`` span, and its ``mp.process.run`` if any)."""
+
+    def __init__(self, launch, run):
+        self.launch = launch
+        self.run = run
+        self.name = launch.attributes.get("mp.process.name")
+        self.pid = launch.attributes.get("mp.child.pid")
+        self.start_method = launch.attributes.get("mp.start_method")
+        self.exitcode = launch.attributes.get("mp.exitcode")
+        self.target = launch.attributes.get("code.function.name")
+        self.parent = None  # the Process that started this one; None for the test process's own children
+        self.children = []
+
+    @property
+    def pickled(self):
+        """Whether the target and arguments were pickled to reach the child (False under fork)."""
+        return bool(self.launch.attributes.get("mp.args.pickled"))
+
+    @property
+    def hooks(self):
+        """The custom pickling hooks that ran to start it, as ``module.Qualname.__getstate__``."""
+        return tuple(self.launch.attributes.get("mp.pickle.hooks", ()))
+
+    @property
+    def diverged(self):
+        return tuple(self._run_attribute("mp.state.diverged"))
+
+    @property
+    def not_portable(self):
+        return tuple(self.launch.attributes.get("mp.state.not_portable", ()))
+
+    @property
+    def args_changed(self):
+        return tuple(self._run_attribute("mp.args.changed"))
+
+    def _run_attribute(self, key):
+        return self.run.attributes.get(key, ()) if self.run is not None else ()
+
+    def __repr__(self):
+        return "<Process %s pid=%s %s exit=%s>" % (self.name, self.pid, self.start_method, self.exitcode)
+
+
+class SpanRecorder:
+    """mptrace installed on an in-memory pipeline, and questions about what it saw.
+
+    ``start()``/``stop()`` (or ``with``) install and uninstall mptrace; options
+    go to ``mptrace.install``. ``spans`` flushes and returns the finished spans
+    of every process; ``clear()`` forgets them.
+    """
+
+    def __init__(self, **install_options):
+        # opentelemetry-sdk 1.4x: a provider's fork handler uses a thread pool, and a fork
+        # child that forks again deadlocks if concurrent.futures.thread is first imported
+        # after the provider was created. Importing it first avoids that.
+        import concurrent.futures.thread  # noqa: F401
+
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.options = install_options
+        self.exporter = InMemorySpanExporter()
+        # An explicit resource: the SDK's resource detection would start threads, and a
+        # fork right after them can deadlock (and draws a warning on Python 3.12+).
+        self.provider = TracerProvider(resource=Resource({"service.name": "mptrace-test"}))
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("mptrace.testing")
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self):
+        import mptrace
+        from mptrace._state import state
+
+        if state.active():
+            raise RuntimeError("mptrace is already installed in this process; a SpanRecorder installs it itself "
+                               "(call mptrace.uninstall() first)")
+        mptrace.install(tracer_provider=self.provider, **self.options)
+        return self
+
+    def stop(self):
+        import mptrace
+
+        mptrace.uninstall()
+        self.provider.shutdown()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- the spans ------------------------------------------------------------------
+
+    @property
+    def spans(self):
+        """Every finished span of every process, after collecting what exited children left."""
+        import mptrace
+
+        mptrace.flush()
+        return list(self.exporter.get_finished_spans())
+
+    def clear(self):
+        """Forget every span collected so far (those still to come from running children arrive later)."""
+        import mptrace
+
+        mptrace.flush()
+        self.exporter.clear()
+
+    def named(self, name, **attributes):
+        """The spans called ``name`` whose attributes include ``attributes``: ``named("mp.process",
+        **{"mp.start_method": "spawn"})``."""
+        return [s for s in self.spans if s.name == name and _has(s, attributes)]
+
+    def one(self, name, **attributes):
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.named(name, **attributes)
+        if len(found) != 1:
+            self._fail("expected exactly one %r span%s, found %d" % (
+                name, " with %r" % attributes if attributes else "", len(found)))
+        return found[0]
+
+    def processes(self):
+        """Every child process (children, grandchildren, ...) as a Process, in start order."""
+        spans = self.spans
+        runs = {s.parent.span_id: s for s in spans if s.name == "mp.process.run" and s.parent is not None}
+        launches = sorted((s for s in spans if s.name == "mp.process"), key=lambda s: s.start_time)
+        found = [Process(launch, runs.get(launch.context.span_id)) for launch in launches]
+        _link_parents(found, spans)
+        return found
+
+    def process(self, which=None):
+        """The child ``which`` names (its name, pid or target's name); with one child, ``which`` may be left out."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        processes = self.processes()
+        if which is None:
+            if len(processes) != 1:
+                self._fail("expected one child process to assert on, found %d: name the one you mean "
+                           "(process=...)" % len(processes))
+            return processes[0]
+        matches = [p for p in processes if which in (p.name, p.pid, p.target) or
+                   (isinstance(which, str) and isinstance(p.target, str) and p.target.endswith("." + which))]
+        if len(matches) != 1:
+            self._fail("expected one child process named %r, found %d" % (which, len(matches)))
+        return matches[0]
+
+    def tree(self):
+        """The process tree as text, one line per string (what ``mptrace run`` prints)."""
+        from mptrace import _tree
+
+        return _tree.summary_lines(self.spans)
+
+    # -- assertions ---------------------------------------------------------------------
+
+    def assert_pickled(self, process=None):
+        """The child's target and arguments were pickled to reach it (spawn, forkserver)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if not found.pickled:
+            self._fail("expected %s's arguments to be pickled (started by %s)" % (found.name, found.start_method),
+                       found)
+
+    def assert_not_pickled(self, process=None):
+        """The child received its target and arguments without pickling (fork)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if found.pickled:
+            self._fail("expected %s's arguments not to be pickled, but %s pickled them%s" % (
+                found.name, found.start_method, " (hooks: %s)" % ", ".join(found.hooks) if found.hooks else ""),
+                found)
+
+    def assert_hook_ran(self, hook, process=None):
+        """A pickling hook ran to start the child; ``hook`` may end a full name (``A.__getstate__``)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if not any(_names_match(name, hook) for name in found.hooks):
+            self._fail("expected the pickling hook %s to run for %s; hooks that ran: %s" % (
+                hook, found.name, ", ".join(found.hooks) or "none"), found)
+
+    def assert_hook_not_ran(self, hook, process=None):
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        ran = [name for name in found.hooks if _names_match(name, hook)]
+        if ran:
+            self._fail("expected the pickling hook %s not to run for %s, but it did (%s)" % (
+                hook, found.name, ", ".join(ran)), found)
+
+    def assert_state_diverged(self, name, process=None):
+        """The child saw module state ``name`` (``module.attribute``) different from the parent's at start()."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if name not in found.diverged:
+            self._fail("expected %s to see a different %s than its parent; diverged: %s" % (
+                found.name, name, ", ".join(found.diverged) or "nothing"), found)
+
+    def assert_state_inherited(self, name, process=None):
+        """The child saw module state ``name`` as its parent had it at start().
+
+        Fails when the child saw something else (``diverged``), and for a spawn or
+        forkserver child also when the parent's value is not the import-time one
+        (``not_portable``): such a child re-imports the module, whether or not it
+        had imported it yet when run() began.
+        """
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if name in found.diverged:
+            self._fail("expected %s to inherit %s from its parent, but it saw something else (started by %s)" % (
+                found.name, name, found.start_method), found)
+        if found.start_method != "fork" and name in found.not_portable:
+            self._fail("expected %s to inherit %s from its parent, but a %s child re-imports it: the parent "
+                       "changed it after import" % (found.name, name, found.start_method), found)
+
+    def assert_arg_changed(self, argument, process=None):
+        """An argument (``args[0]``, ``kwargs['x']``, ``target``) arrived different from what was passed."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if argument not in found.args_changed:
+            self._fail("expected %s to arrive changed in %s; changed: %s" % (
+                argument, found.name, ", ".join(found.args_changed) or "nothing"), found)
+
+    def assert_args_unchanged(self, process=None):
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if found.args_changed:
+            self._fail("expected %s's arguments to arrive as passed, but %s changed" % (
+                found.name, ", ".join(found.args_changed)), found)
+
+    def assert_no_errors(self):
+        """No span of any process ended in ERROR."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        failed = [s for s in self.spans if s.status.status_code.name == "ERROR"]
+        if failed:
+            self._fail("expected no errors, found %d span%s in ERROR: %s" % (
+                len(failed), "" if len(failed) == 1 else "s",
+                "; ".join("%s (%s)" % (s.name, s.status.description) for s in failed[:5])))
+
+    def _fail(self, message, process=None):
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        lines = self.tree()
+        if process is not None:
+            lines = _around(lines, process)
+        raise AssertionError("%s\n\nprocess tree:\n%s" % (message, "\n".join("  " + line for line in lines)))
+
+
+def _has(span, attributes):
+    return all(span.attributes.get(key) == value for key, value in attributes.items())
+
+
+def _names_match(full_name, wanted):
+    return full_name == wanted or full_name.endswith("." + wanted)
+
+
+def _link_parents(processes, spans):
+    """Each Process's parent: the process whose run span encloses its mp.process span."""
+    by_id = {s.context.span_id: s for s in spans}
+    by_run = {p.run.context.span_id: p for p in processes if p.run is not None}
+    for process in processes:
+        span = by_id.get(process.launch.parent.span_id) if process.launch.parent else None
+        while span is not None and span.context.span_id not in by_run:
+            span = by_id.get(span.parent.span_id) if span.parent else None
+        if span is not None:
+            process.parent = by_run[span.context.span_id]
+            process.parent.children.append(process)
+
+
+def _around(lines, process):
+    """The tree's first line, the process's own line and the detail lines under it."""
+    marker = "pid %s " % process.pid
+    for index, line in enumerate(lines):
+        if marker in line + " ":
+            depth = _depth(line)
+            end = index + 1
+            while end < len(lines) and _depth(lines[end]) > depth:
+                end += 1
+            return [lines[0]] + lines[index:end] if index else lines[:end]
+    return lines
+
+
+def _depth(line):
+    """How deep a tree line sits: the number of characters before its text."""
+    return len(line) - len(line.lstrip(" │├└─"))
