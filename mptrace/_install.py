@@ -55,7 +55,12 @@ class Root:
 def install(tracer_provider=None, **options):
     with _lock:
         if state.active():
-            _log.debug("install() called again in pid %d; already instrumented", os.getpid())
+            if tracer_provider is not None and state.is_root() and tracer_provider is not state.root.provider:
+                # e.g. a program that installs mptrace itself, run under `mptrace run`
+                _log.warning("install() was called again with another provider; mptrace is already installed "
+                             "and keeps reporting to the first one")
+            else:
+                _log.debug("install() called again in pid %d; already instrumented", os.getpid())
             return
         parsed = _config.parse(options)
         provider = _provider.resolve(tracer_provider)

@@ -40,13 +40,14 @@ def test_uninstall_restores_every_original_object():
         assert after[key] is original, "%s.%s was not restored" % key
 
 
-def test_install_twice_is_a_no_op(traced):
+def test_install_twice_is_a_no_op(traced, caplog):
     patches = list(state.patches)
     spool_dir = state.tree["dir"]
     mptrace.install(tracer_provider=TracerProvider(resource=TEST_RESOURCE))  # even with another provider
     assert list(state.patches) == patches
     assert state.tree["dir"] == spool_dir
     assert state.root.provider is traced.provider
+    assert "install() was called again with another provider" in caplog.text  # which is not silently ignored
 
 
 def test_uninstall_twice_and_without_install_are_no_ops():

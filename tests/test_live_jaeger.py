@@ -70,8 +70,9 @@ def test_one_trace_with_one_jaeger_process_per_os_process():
 
 
 def find_trace_id(service, timeout=60):
-    query = urllib.parse.urlencode({"query.service_name": service, "query.start_time_min": "1970-01-01T00:00:00Z",
-                                    "query.start_time_max": "2100-01-01T00:00:00Z"})
+    now = time.time()
+    query = urllib.parse.urlencode({"query.service_name": service, "query.start_time_min": _rfc3339(now - 3600),
+                                    "query.start_time_max": _rfc3339(now + 300), "query.search_depth": 20})
     url = "%s/api/v3/traces?%s" % (JAEGER.rstrip("/"), query)
     deadline = time.monotonic() + timeout
     while True:
@@ -85,3 +86,7 @@ def find_trace_id(service, timeout=60):
                 raise
         assert time.monotonic() < deadline, "Jaeger has no trace of service %s" % service
         time.sleep(1)
+
+
+def _rfc3339(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

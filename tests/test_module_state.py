@@ -67,11 +67,7 @@ def test_ignored_modules_are_not_watched(context):
     provider, exporter = in_memory_pipeline()
     mptrace.install(tracer_provider=provider, ignore_modules=["tests.programs.state_module"])
     try:
-        process = context.Process(target=state_module.report)
-        process.start()
-        process.join(30)
-        mptrace.flush()
-        launch = one(exporter.get_finished_spans(), "mp.process")
+        launch = launch_span_of(context.Process(target=state_module.report), exporter)
     finally:
         mptrace.uninstall()
     assert "tests.programs.state_module" not in launch.attributes.get("mp.state.no_baseline", ())
@@ -149,13 +145,18 @@ def test_a_module_keeps_its_import_time_state_through_a_reinstall(tmp_path, monk
     mptrace.install(tracer_provider=provider)
     try:
         reinstalled_settings.DEBUG = True
-        process = multiprocessing.get_context("spawn").Process(target=reinstalled_settings.show)
-        process.start()
-        process.join(30)
-        mptrace.flush()
-        launch = one(exporter.get_finished_spans(), "mp.process")
+        launch = launch_span_of(multiprocessing.get_context("spawn").Process(target=reinstalled_settings.show),
+                                exporter)
     finally:
         mptrace.uninstall()
         sys.modules.pop("reinstalled_settings", None)
     assert "reinstalled_settings.DEBUG" in launch.attributes["mp.state.not_portable"]
     assert "reinstalled_settings" not in launch.attributes.get("mp.state.no_baseline", ())
+
+
+def launch_span_of(process, exporter):
+    """Start and join ``process``; its mp.process span."""
+    process.start()
+    process.join(30)
+    mptrace.flush()
+    return one(exporter.get_finished_spans(), "mp.process")
