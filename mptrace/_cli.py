@@ -13,19 +13,15 @@ import multiprocessing
 import os
 import sys
 
-from mptrace import __version__
+from mptrace import __version__, _environment
 from mptrace._config import ENV_TRACE_FILE, ENV_TREE
-from mptrace._errors import ConfigurationError
+from mptrace._errors import ConfigurationError, UsageError
 from mptrace._runner import ProgramNotFound
 
 DEFAULT_TRACE_FILE = "mptrace-trace.json"
 EXPORTER_ALIASES = {"tree": "mptrace"}
 # Options that take a value: the value is the next word unless given as --option=value.
 VALUED_OPTIONS = {"--exporter", "--trace-file", "--start-method", "--start-methods", "--timeout"}
-
-
-class UsageError(Exception):
-    """A command line mptrace cannot act on; the message says why."""
 
 
 def main(argv=None):
@@ -160,7 +156,7 @@ def _configure_export(settings):
         if not names:
             raise UsageError("--exporter needs a name (otlp, console, none, tree)")
         os.environ["OTEL_TRACES_EXPORTER"] = ",".join(names)
-    elif not _export_configured():
+    elif not _environment.export_configured():
         os.environ["OTEL_TRACES_EXPORTER"] = "mptrace"
     if settings.trace_file and settings.no_trace_file:
         raise UsageError("--trace-file and --no-trace-file contradict each other")
@@ -180,11 +176,6 @@ def _name_the_service(target):
         return
     name = os.path.splitext(os.path.basename(target))[0] if target.endswith(".py") else target
     os.environ["OTEL_SERVICE_NAME"] = name or "python"
-
-
-def _export_configured():
-    return any(os.environ.get(variable, "").strip() for variable in (
-        "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 def set_default_start_method(method):

@@ -13,7 +13,6 @@ ended. Then the program's own exit code and output, where they differ.
 
 import argparse
 import json
-import multiprocessing
 import os
 import re
 import subprocess
@@ -26,6 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from mptrace import _jaeger_json, _runner, semconv
+from mptrace._errors import UsageError
+from mptrace._tree import terminal_width  # 120 for files and pipes: rich would take 80
+from mptrace.testing import start_methods
 
 ABSENT = "-"
 DEFAULT_TIMEOUT = 300.0
@@ -39,14 +41,10 @@ def parser():
         prog="mptrace compare", usage="%(prog)s [OPTIONS] (script.py | -m module) [ARGS...]",
         description="Run the program once per start method and report what differs between the runs.")
     parser.add_argument("--start-methods", help="comma-separated (default: every method this platform has: %s)"
-                        % ", ".join(available_methods()))
+                        % ", ".join(start_methods()))
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds each run may take (default %d)" % DEFAULT_TIMEOUT)
     return parser
-
-
-def available_methods():
-    return [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
 
 
 def compare(target, is_module, args, settings):
@@ -54,7 +52,7 @@ def compare(target, is_module, args, settings):
     _runner.check(target, is_module)
     methods = _methods(settings.start_methods)
     if not settings.timeout > 0:
-        raise _usage_error("--timeout must be a positive number of seconds, got %r" % settings.timeout)
+        raise UsageError("--timeout must be a positive number of seconds, got %r" % settings.timeout)
     with tempfile.TemporaryDirectory(prefix="mptrace-compare-") as directory:
         runs = [run_once(method, target, is_module, args, settings.timeout, directory) for method in methods]
     print_report(target if not is_module else "-m " + target, runs)
@@ -62,20 +60,14 @@ def compare(target, is_module, args, settings):
 
 
 def _methods(text):
-    methods = available_methods()
+    methods = start_methods()
     if not text:
         return methods
     chosen = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in methods]
     if unknown or not chosen:
-        raise _usage_error("--start-methods must name some of %s, got %r" % (", ".join(methods), text))
+        raise UsageError("--start-methods must name some of %s, got %r" % (", ".join(methods), text))
     return chosen
-
-
-def _usage_error(message):
-    from mptrace._cli import UsageError
-
-    return UsageError(message)
 
 
 # -- one run -----------------------------------------------------------------------
@@ -232,17 +224,24 @@ def _error(span):
 # -- the report ----------------------------------------------------------------------
 
 
-def differences(runs):
-    """The report's findings as plain sentences: what differs between the runs."""
+def differences(runs, per_run):
+    """The report's findings as plain sentences: what differs between the runs.
+
+    ``per_run``: ``children_of`` of each run.
+    """
     found = []
-    per_run = [children_of(run) for run in runs]
     for key in _all_keys(per_run):
         for row in ROWS[1:]:  # "started by" differs by design
-            values = [children[key].facts[row] if key in children else "(not started)" for children in per_run]
+            values = _row(per_run, key, row)
             if len(set(values)) > 1:
                 found.append("%s: %s differs: %s" % (_label(key, per_run), row, _by_method(runs, values)))
     found.extend(_program_differences(runs))
     return found
+
+
+def _row(per_run, key, row):
+    """One fact of one child, as each run saw it."""
+    return [children[key].facts[row] if key in children else "(not started)" for children in per_run]
 
 
 def _all_keys(per_run):
@@ -278,7 +277,7 @@ def _quoted(text):
 
 
 def print_report(program, runs, file=None):
-    console = Console(file=file or sys.stdout, highlight=False, width=_width(file or sys.stdout))
+    console = Console(file=file or sys.stdout, highlight=False, width=terminal_width(file or sys.stdout, 120))
     console.print(Text("mptrace compare: %s" % program, style="bold"))
     for run in runs:
         line = "  %s: exit %s in %.1f s" % (run.method, run.exitcode, run.seconds)
@@ -289,15 +288,7 @@ def print_report(program, runs, file=None):
         console.print(_child_table(key, runs, per_run))
     if _program_differences(runs):
         console.print(_output_table(runs))
-    _print_findings(console, differences(runs))
-
-
-def _width(file):
-    """The terminal's width; 120 for a file or a pipe (rich would take 80)."""
-    try:
-        return os.get_terminal_size(file.fileno()).columns if file.isatty() else 120
-    except (AttributeError, OSError, ValueError):
-        return 120
+    _print_findings(console, differences(runs, per_run))
 
 
 def _child_table(key, runs, per_run):
@@ -306,7 +297,7 @@ def _child_table(key, runs, per_run):
     for run in runs:
         table.add_column(run.method, overflow="fold")
     for row in ROWS:
-        values = [children[key].facts[row] if key in children else "(not started)" for children in per_run]
+        values = _row(per_run, key, row)
         style = "yellow" if len(set(values)) > 1 else "dim"
         table.add_row(row, *values, style=style)
     return table

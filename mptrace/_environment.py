@@ -59,8 +59,7 @@ def build():
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    explicit = any(os.environ.get(variable, "").strip() for variable in (
-        "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    explicit = export_configured()
     names = exporter_names()
     sampler = custom_sampler()
     check_resource_attributes()
@@ -76,6 +75,12 @@ def build():
 
 
 # -- exporters -----------------------------------------------------------------
+
+
+def export_configured():
+    """Whether the user chose where spans go: an exporter, or an OTLP endpoint."""
+    return any(os.environ.get(variable, "").strip() for variable in (
+        "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 def exporter_names():

@@ -948,13 +948,13 @@ def _ascii_only(tree):
     return tree
 
 
-def _width(file):
-    """The terminal's width; DEFAULT_WIDTH for files, pipes and terminals that report none."""
+def terminal_width(file, default=DEFAULT_WIDTH):
+    """The terminal's width; ``default`` for files, pipes and terminals that report none."""
     try:
         columns = os.get_terminal_size(file.fileno()).columns if file.isatty() else 0
     except (AttributeError, OSError, ValueError):
         columns = 0
-    return columns if columns > 0 else DEFAULT_WIDTH
+    return columns if columns > 0 else default
 
 
 def _color_options(color):
@@ -968,7 +968,7 @@ def _color_options(color):
 
 def _console(file, color, width=None):
     """A console that prints Text as given: no markup, emoji or highlighting of the program's strings."""
-    return Console(file=file, width=width or _width(file), highlight=False, emoji=False, markup=False,
+    return Console(file=file, width=width or terminal_width(file), highlight=False, emoji=False, markup=False,
                    soft_wrap=False, **_color_options(color))
 
 

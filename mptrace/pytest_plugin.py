@@ -24,12 +24,13 @@ def pytest_configure(config):
 def pytest_generate_tests(metafunc):
     if "mptrace_start_method" not in metafunc.fixturenames or _parametrized_by_hand(metafunc):
         return
+    from mptrace.semconv import START_METHODS
     from mptrace.testing import start_methods
 
     available = start_methods()
     marker = metafunc.definition.get_closest_marker(MARKER)
     wanted = list(marker.args) if marker is not None else available
-    unknown = [m for m in wanted if m not in ("fork", "spawn", "forkserver")]
+    unknown = [m for m in wanted if m not in START_METHODS]
     if unknown:
         raise pytest.UsageError("@pytest.mark.%s: unknown start method %r (fork, spawn, forkserver)"
                                 % (MARKER, unknown[0]))

@@ -103,6 +103,9 @@ OTEL_PROCESS_PARENT_PID = "process.parent_pid"
 OTEL_PROCESS_CREATION_TIME = "process.creation.time"
 OTEL_SERVICE_INSTANCE_ID = "service.instance.id"
 
+# Start methods (values of START_METHOD), in the order reports list them.
+START_METHODS = ("fork", "spawn", "forkserver")
+
 # Start-method sources (values of START_METHOD_SOURCE).
 SOURCE_CONTEXT = "context"  # the process came from an explicit context object
 SOURCE_SET_START_METHOD = "set_start_method"  # global method set to a non-default

@@ -16,12 +16,15 @@ view ``mptrace run`` prints), not a dump of span objects.
 
 import multiprocessing
 
+from mptrace.semconv import START_METHODS
+
 __all__ = ["SpanRecorder", "Process", "start_methods"]
 
 
 def start_methods():
     """The start methods this platform has, in a stable order: fork, spawn, forkserver."""
-    return [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+    available = multiprocessing.get_all_start_methods()
+    return [method for method in START_METHODS if method in available]
 
 
 class Process:

@@ -5,9 +5,10 @@ import pytest
 
 import mptrace
 from mptrace._state import state
+from mptrace.testing import start_methods
 from tests.programs import in_memory_pipeline
 
-START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+START_METHODS = start_methods()
 
 
 @pytest.fixture(params=START_METHODS)

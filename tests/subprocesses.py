@@ -8,6 +8,14 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def environment(variables=None):
+    """This environment without any OTEL_* or MPTRACE_* setting, plus ``variables``: what a
+    program configured only by the test sees."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MPTRACE_"))}
+    clean.update(variables or {})
+    return clean
+
+
 def run_traced(output_dir, script, *args):
     """Run ``script`` as __main__ under mptrace; return (completed process, spans as dicts)."""
     output = os.path.join(str(output_dir), "spans.json")

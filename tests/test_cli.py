@@ -11,7 +11,7 @@ import pytest
 
 from mptrace import _jaeger_json
 from tests.conftest import START_METHODS
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, environment
 
 PROGRAM = os.path.join(ROOT, "tests", "programs", "cli_program.py")
 FOUNDING = os.path.join(ROOT, "examples", "founding", "main.py")
@@ -20,10 +20,8 @@ MPTRACE = os.path.join(os.path.dirname(sys.executable), "mptrace")
 
 def mptrace(*args, cwd=ROOT, env=None, timeout=120, command=None):
     """Run the mptrace command; (returncode, stdout, stderr)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MPTRACE_"))}
-    clean.update(env or {})
     done = subprocess.run((command or [MPTRACE]) + list(args), capture_output=True, text=True, cwd=cwd,
-                          env=clean, timeout=timeout)
+                          env=environment(env), timeout=timeout)
     return done.returncode, done.stdout, done.stderr
 
 

@@ -1,6 +1,5 @@
 """install() with no provider: an SDK provider from the standard OTEL_* variables."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import textwrap
 import pytest
 
 from mptrace import ConfigurationError, _environment
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, environment
 
 BAD_VALUES = [
     ({"OTEL_TRACES_EXPORTER": "jaeger-thrift"}, "OTEL_TRACES_EXPORTER", "jaeger-thrift"),
@@ -112,10 +111,8 @@ def test_otlp_follows_the_protocol_variable(clean_environment, build, protocol, 
 
 
 def run_python(code, env, timeout=60):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MPTRACE_"))}
-    clean.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env=clean)
+                          cwd=ROOT, env=environment(env))
 
 
 PROGRAM = textwrap.dedent("""

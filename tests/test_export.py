@@ -1,24 +1,21 @@
 """Export configured by OTEL_* variables, to real OTLP receivers on 127.0.0.1."""
 
-import multiprocessing
-import os
 import subprocess
 import sys
 
 import pytest
 
+from mptrace.testing import start_methods
 from tests.otlp_receivers import GrpcReceiver, HttpReceiver
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, environment
 
 RECEIVERS = {"grpc": GrpcReceiver, "http/protobuf": HttpReceiver}
 
 
 def run_program(module, env, timeout=120):
     """Run ``python -m module`` with ``env`` added to a clean OTEL_* environment."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MPTRACE_"))}
-    clean.update(env)
     return subprocess.run([sys.executable, "-m", module], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env=clean)
+                          cwd=ROOT, env=environment(env))
 
 
 @pytest.mark.parametrize("protocol", sorted(RECEIVERS))
@@ -40,8 +37,7 @@ def test_every_process_reaches_an_otlp_receiver_in_one_trace(protocol):
     assert {s.resource["service.name"] for s in spans} == {"export-test"}
     assert {s.resource["deployment.environment"] for s in spans} == {"test"}
     runs = [s for s in spans if s.name == "mp.process.run"]
-    methods = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
-    assert len(runs) == 2 * len(methods) + 2  # a child and a grandchild per method, and two pool workers
+    assert len(runs) == 2 * len(start_methods()) + 2  # a child and a grandchild per method, and two pool workers
     pids = {s.pid for s in spans}
     assert len(pids) == len(runs) + 1, "expected one resource per process: %s" % spans
     for pid in pids:

@@ -1,25 +1,22 @@
 """``opentelemetry-instrument python app.py`` instruments multiprocessing through mptrace."""
 
-import multiprocessing
 import os
 import subprocess
 import sys
 
 import pytest
 
+from mptrace import _environment
+from mptrace.testing import start_methods
 from tests.otlp_receivers import HttpReceiver
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, environment
 
 INSTRUMENT = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
-METHODS = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+METHODS = start_methods()
 
 
 def entry_point_names(group):
-    from importlib import metadata
-
-    found = metadata.entry_points()
-    points = found.select(group=group) if hasattr(found, "select") else found.get(group, ())
-    return {p.name: p.value for p in points}
+    return {point.name: point.value for point in _environment._entry_points(group)}
 
 
 def test_the_instrumentor_is_registered():
@@ -28,10 +25,9 @@ def test_the_instrumentor_is_registered():
 
 
 def run_instrumented(receiver, extra_env=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MPTRACE_"))}
-    env.update({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_METRICS_EXPORTER": "none",
-                "OTEL_LOGS_EXPORTER": "none", "OTEL_SERVICE_NAME": "auto"})
+    env = environment({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                       "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_METRICS_EXPORTER": "none",
+                       "OTEL_LOGS_EXPORTER": "none", "OTEL_SERVICE_NAME": "auto"})
     env.update(extra_env or {})
     return subprocess.run([INSTRUMENT, sys.executable, "-m", "tests.programs.auto_instrumented"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)

@@ -23,7 +23,7 @@ import uuid
 
 import pytest
 
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, environment
 
 JAEGER = os.environ.get("MPTRACE_JAEGER_URL")
 pytestmark = pytest.mark.skipif(not JAEGER, reason="set MPTRACE_JAEGER_URL to a running Jaeger to run this test")
@@ -51,9 +51,8 @@ def read_trace(trace_id, timeout=60):
 
 def test_one_trace_with_one_jaeger_process_per_os_process():
     service = "mptrace-live-%s" % uuid.uuid4().hex[:8]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MPTRACE_"))}
-    env.update({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint(),
-                "OTEL_SERVICE_NAME": service})
+    env = environment({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint(),
+                       "OTEL_SERVICE_NAME": service})
     result = subprocess.run([sys.executable, "-m", "tests.programs.export_everywhere"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr

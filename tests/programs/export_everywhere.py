@@ -12,11 +12,12 @@ import multiprocessing
 from opentelemetry import trace
 
 import mptrace
+from mptrace.testing import start_methods
 from tests import pool_targets, targets
 
 if __name__ == "__main__":
     mptrace.install()
-    methods = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+    methods = start_methods()
     with trace.get_tracer("program").start_as_current_span("program-work"):
         for method in methods:
             child = multiprocessing.get_context(method).Process(target=targets.start_grandchild, args=(method,))
