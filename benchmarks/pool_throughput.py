@@ -7,13 +7,18 @@ Two workloads on ``Pool(2)`` (issue 4):
 * ``apply_async``: 20,000 tiny tasks submitted, then every result collected;
 * ``map``: ``Pool.map`` over 200,000 items with ``chunksize=1000``.
 
-Each round runs a block untraced, then the same block with mptrace installed
+Each round runs a block untraced and the same block with mptrace installed
 (on an SDK provider with a ``BatchSpanProcessor`` and an exporter that drops
-spans, so export costs what it would in production, minus the network). The
-pool is created before the clock starts and closed after it stops; only the
-work is timed, after one untimed run of the workload on the same pool (every
-worker started and warm). ``+flush`` adds ``mptrace.flush()`` (every worker's
-spans collected and exported) to the traced time. Medians are quoted.
+spans, so export costs what it would in production, minus the network), in
+turn first and second. The pool is created before the clock starts and closed
+after it stops; only the work is timed, after one untimed run of the workload
+on the same pool (every worker started and warm). ``+flush`` adds
+``mptrace.flush()`` (every worker's spans collected and exported) to the
+traced time. Medians are quoted; ``ratio`` is the median of the rounds' own
+ratios (traced over untraced, each round's pair run back to back), which a
+machine whose speed drifts during the run disturbs less than a ratio of
+medians would. ``--noise`` adds a row that compares untraced with untraced
+the same way: how far apart two identical blocks come out on this machine.
 
 Extra rows show what the defaults avoid: ``task_spans_per_second=None`` (a
 span pair for every task) and ``task_spans="item"`` (a span per item of a
@@ -110,16 +115,30 @@ def one_block(context, block, options, repeats):
 
 
 def compare(context, block, options, rounds, repeats):
-    """Medians of (untraced, traced, traced + flush), blocks alternating."""
-    untraced, traced, flushed = [], [], []
-    for _ in range(rounds):
-        untraced += one_block(context, block, None, repeats)[0]
-        seconds, with_flush = one_block(context, block, options, repeats)
+    """Medians of (untraced, traced, traced + flush, the rounds' traced/untraced ratios, and with flush).
+
+    ``options`` None compares untraced with untraced (the machine's noise).
+    """
+    untraced, traced, flushed, ratios, flushed_ratios = [], [], [], [], []
+    for round_number in range(rounds):
+        if round_number % 2 == 0:  # who goes first alternates
+            plain = one_block(context, block, None, repeats)[0]
+            seconds, with_flush = one_block(context, block, options, repeats)
+        else:
+            seconds, with_flush = one_block(context, block, options, repeats)
+            plain = one_block(context, block, None, repeats)[0]
+        untraced += plain
         traced += seconds
         flushed += with_flush
-    return statistics.median(untraced), statistics.median(traced), statistics.median(flushed)
+        ratios.append(statistics.median(seconds) / statistics.median(plain))
+        flushed_ratios.append(statistics.median(with_flush) / statistics.median(plain))
+    return tuple(statistics.median(values) for values in (untraced, traced, flushed, ratios, flushed_ratios))
 
 
+NOISE_ROWS = (  # untraced against untraced: the noise floor of the ratios below
+    ("noise: untraced apply_async", apply_async_block, None),
+    ("noise: untraced map", map_block, None),
+)
 ROWS = (
     ("apply_async x20000", apply_async_block, {}),
     ("map 200k, chunks of 1000", map_block, {}),
@@ -135,12 +154,16 @@ def main():
     parser.add_argument("--start-method", default="fork", choices=multiprocessing.get_all_start_methods())
     parser.add_argument("--defaults-only", action="store_true", help="skip the rows with non-default options")
     parser.add_argument("--only", choices=("apply_async", "map"), help="only the rows of this workload")
+    parser.add_argument("--noise", action="store_true", help="also compare untraced with untraced")
     options = parser.parse_args()
     context = multiprocessing.get_context(options.start_method)
     rows = ROWS[:2] if options.defaults_only else ROWS
+    if options.noise:
+        rows = NOISE_ROWS + tuple(rows)
     if options.only:
-        rows = [row for row in rows if row[0].startswith(options.only)]
-    print("start method %s, %d rounds (maps: %d timed per pool), medians" % (
+        block = {"apply_async": apply_async_block, "map": map_block}[options.only]
+        rows = [row for row in rows if row[1] is block]
+    print("start method %s, %d rounds (maps: %d timed per pool), medians; ratio: of each round's pair" % (
         options.start_method, options.rounds, options.repeats))
     print("%-28s %12s %12s %12s %7s %7s" % ("workload", "untraced ms", "traced ms", "+flush ms", "ratio",
                                             "+flush"))
@@ -149,9 +172,11 @@ def main():
         # The rows with non-default options are slow by design: fewer rounds.
         repeats = options.repeats if block is map_block and not install_options else 1
         rounds = options.rounds if not install_options else min(options.rounds, 3)
-        untraced, traced, flushed = compare(context, block, install_options, rounds, repeats)
+        untraced, traced, flushed, ratio, flushed_ratio = compare(context, block, install_options, rounds, repeats)
         print("%-28s %12.1f %12.1f %12.1f %6.2fx %6.2fx" % (
-            name, untraced * 1e3, traced * 1e3, flushed * 1e3, traced / untraced, flushed / untraced))
+            name, untraced * 1e3, traced * 1e3, flushed * 1e3, ratio, flushed_ratio))
+        if install_options is None:
+            continue
         provider.force_flush()
         blocks = rounds * (repeats + 1)  # the untimed warm-up is traced too
         tasks, runs = exporter.counts.get("mp.task", 0), exporter.counts.get("mp.task.run", 0)

@@ -143,7 +143,8 @@ def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SEC
     process_tally.clear()
     span_tallies.clear()
     span_tallies[None] = process_tally
-    thread_roles.clear()
+    dumps_roles.clear()
+    loads_roles.clear()
     span_bytes, span_seconds = bytes_threshold, seconds_threshold
     SPAN_KEY, current_context = "no OpenTelemetry here", itertools.repeat({}).__next__
     capture_context = _no_context
@@ -159,8 +160,9 @@ def forget_inherited_tallies():
     """
     if process_tally:
         process_tally.clear()
-    if thread_roles:  # the parent's threads' roles: this child has one thread, of its own
-        thread_roles.clear()
+    if dumps_roles or loads_roles:  # the parent's threads' roles: this child has one thread, of its own
+        dumps_roles.clear()
+        loads_roles.clear()
     if len(span_tallies) > 1:
         span_tallies.clear()
         span_tallies[None] = process_tally
@@ -210,15 +212,15 @@ def channel_pickler(base, channel):
     """A ``base`` subclass whose dumps/loads count on ``channel``; see the module docstring.
 
     The hot path is written out flat: every function call costs about 0.1 us.
-    A thread with a role (``thread_roles``) hands its messages to the role,
+    A thread with a role (``dumps_roles``, ``loads_roles``) hands its messages to the role,
     which calls back with ``_role_checked=True`` for those it does not handle.
     """
     pickle_key, unpickle_key = "pickle." + channel, "unpickle." + channel
     base_loads = base.loads
 
     def dumps(cls, obj, protocol=None, _role_checked=False):
-        if thread_roles and not _role_checked:
-            role = thread_roles.get(get_ident())
+        if dumps_roles and not _role_checked:
+            role = dumps_roles.get(get_ident())
             if role is not None:
                 return role.dumps(cls, obj, protocol)
         began = perf_counter()
@@ -242,8 +244,8 @@ def channel_pickler(base, channel):
         return stream.getbuffer()
 
     def loads(data, *args, _role_checked=False, **kwargs):
-        if thread_roles and not _role_checked:
-            role = thread_roles.get(get_ident())
+        if loads_roles and not _role_checked:
+            role = loads_roles.get(get_ident())
             if role is not None:
                 return role.loads(loads, data, args, kwargs)
         began = perf_counter()
@@ -276,13 +278,22 @@ def channel_pickler(base, channel):
 # thread sends tasks, its result-handler thread receives results, a worker's
 # main thread receives tasks and sends results. Such a thread registers a role
 # (keyed by thread id) that pickles those messages itself; the check costs
-# nothing while no thread has a role.
+# nothing while no thread has a role. A role that only sends (or only
+# receives) is registered for that direction only, so the other costs nothing.
 
-thread_roles = {}
+dumps_roles = {}  # thread id -> the role that pickles what the thread sends
+loads_roles = {}  # thread id -> the role that unpickles what the thread receives
 
 
 class ThreadRole:
-    """The default role: every message is an ordinary one."""
+    """The default role: every message is an ordinary one.
+
+    ``sends``/``receives``: whether the role looks at what its thread pickles
+    (``dumps``) and unpickles (``loads``).
+    """
+
+    sends = True
+    receives = True
 
     def dumps(self, pickler, obj, protocol):
         return pickler.dumps(obj, protocol, _role_checked=True)
@@ -293,11 +304,17 @@ class ThreadRole:
 
 def assume_role(role):
     """Give the calling thread ``role`` until ``drop_role()``."""
-    thread_roles[get_ident()] = role
+    ident = get_ident()
+    if role.sends:
+        dumps_roles[ident] = role
+    if role.receives:
+        loads_roles[ident] = role
 
 
 def drop_role():
-    thread_roles.pop(get_ident(), None)
+    ident = get_ident()
+    dumps_roles.pop(ident, None)
+    loads_roles.pop(ident, None)
 
 
 def _can_record():
@@ -496,7 +513,7 @@ class ContextBuffer(collections.deque):
         if obj is _sentinel:
             drop_role()
         else:
-            thread_roles[get_ident()] = self.role
+            dumps_roles[get_ident()] = self.role  # a sender
 
     def clear(self):
         collections.deque.clear(self)

@@ -28,6 +28,7 @@ from mptrace._pickling import end_with_error, hooks_of
 from mptrace._state import state
 
 perf_counter = time.perf_counter
+_forking_loads = reduction.ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
 
 DEFAULT_SPANS_PER_SECOND = 100
 # A submission's chunks beyond this many get no mp.task.run (unless there is no
@@ -117,11 +118,23 @@ def pickle_message(obj, protocol, note_hooks):
     return stream, perf_counter() - began, ()
 
 
-def count(tally, key, size, seconds):
-    entry = tally[key]
-    entry[0] += 1
-    entry[1] += size
-    entry[2] += seconds
+# Totals of one kind of message: [count, bytes, seconds]. A pool and each of
+# its submissions keep two, "sent" (pickle.task) and "received"
+# (unpickle.result), added to in place on the hot paths.
+TASKS_SENT, RESULTS_RECEIVED = "pickle.task", "unpickle.result"
+
+
+def new_totals():
+    return [0, 0, 0.0]
+
+
+def totals_attributes(sent, received):
+    """Span attributes for a pool's or a submission's sent and received totals (those it had)."""
+    attributes = {}
+    for key, totals in ((TASKS_SENT, sent), (RESULTS_RECEIVED, received)):
+        if totals[0]:
+            attributes.update(_channels.totals_attributes(key, *totals))
+    return attributes
 
 
 def function_name(function):
@@ -167,7 +180,7 @@ class PoolTrace:
         self.span = _spanparent.start_span(semconv.SPAN_POOL, _spanparent.capture(), attributes=attributes)
         self.context = _spanparent.of_span(self.span)  # workers start, and helper threads work, in this
         self.parent = _spanparent.ids(self.context)
-        self.tally = _channels.Tally()
+        self.sent, self.received = new_totals(), new_totals()
         self.started = 0
         self.replaced = 0
         self.tasks = 0
@@ -207,7 +220,7 @@ class PoolTrace:
             semconv.POOL_TASKS: self.tasks,
             semconv.POOL_TASKS_TRACED: self.traced_tasks,
         })
-        span.set_attributes(_channels.tally_attributes(self.tally))
+        span.set_attributes(totals_attributes(self.sent, self.received))
         span.end()
 
 
@@ -217,7 +230,7 @@ class PoolTrace:
 class Submission:
     """One call that submits work, from the caller's side."""
 
-    __slots__ = ("pool", "span", "parent", "expected", "done", "failure", "tally", "hooks", "chunks",
+    __slots__ = ("pool", "span", "parent", "expected", "done", "failure", "sent", "received", "hooks", "chunks",
                  "traced_chunks", "function", "ended", "registry", "key", "futures", "context_trailer")
 
     def __init__(self, pool, api, expected=1, registry=None, key=None, caller=None, traced=None):
@@ -242,7 +255,7 @@ class Submission:
         self.expected = expected  # results to wait for; None until known (imap)
         self.done = 0
         self.failure = None
-        self.tally = _channels.Tally()
+        self.sent, self.received = new_totals(), new_totals()
         self.hooks = []
         self.chunks = 0
         self.traced_chunks = 0
@@ -265,31 +278,39 @@ class Submission:
         except BaseException as exc:
             _log.safely("recording a task that failed to pickle", self._pickle_failed, obj, exc, describe)
             raise
-        size = stream.tell()
-        parent = self.parent
-        if parent is not None:
-            if traced:
-                stream.write(_trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED
-                                             | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0)))
-            else:  # the same for every untraced chunk
-                if self.context_trailer is None:
-                    self.context_trailer = context_trailer(parent)
-                stream.write(self.context_trailer)
         try:
-            self._sent(obj, size, seconds, hooks, traced, describe)
+            size = stream.tell()
+            parent = self.parent
+            if parent is not None:
+                stream.write(self._trailer(parent, traced))
+            self.chunks += 1
+            pool = self.pool
+            pool.tasks += 1
+            for totals in (self.sent, pool.sent):
+                totals[0] += 1
+                totals[1] += size
+                totals[2] += seconds
+            if traced or self.function is None or size >= _channels.span_bytes or seconds >= _channels.span_seconds:
+                self._noted(obj, size, seconds, hooks, traced, describe)
         except Exception:
             _log.internal_error("counting a task")
         return stream.getbuffer()
 
-    def _sent(self, obj, size, seconds, hooks, traced, describe):
-        pool = self.pool
-        count(self.tally, "pickle.task", size, seconds)
-        count(pool.tally, "pickle.task", size, seconds)
-        self.chunks += 1
-        pool.tasks += 1
+    def _trailer(self, parent, traced):
+        """The trailer of a traced chunk; or the one all untraced chunks share, made once."""
+        if traced:
+            return _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED
+                                   | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0))
+        trailer = self.context_trailer  # the same for every untraced chunk
+        if trailer is None:
+            trailer = self.context_trailer = context_trailer(parent)
+        return trailer
+
+    def _noted(self, obj, size, seconds, hooks, traced, describe):
+        """What only some task messages need: a traced one's hooks, the function's name, a notable pickle."""
         if traced:
             self.traced_chunks += 1
-            pool.traced_tasks += 1
+            self.pool.traced_tasks += 1
             for hook in hooks:
                 if hook not in self.hooks:
                     self.hooks.append(hook)
@@ -319,19 +340,26 @@ class Submission:
 
     def result(self, failure, size, seconds, obj):
         """One result arrived: count it, and end the span if it was the last."""
-        count(self.tally, "unpickle.result", size, seconds)
-        count(self.pool.tally, "unpickle.result", size, seconds)
+        for totals in (self.received, self.pool.received):
+            totals[0] += 1
+            totals[1] += size
+            totals[2] += seconds
         if self.span is not None and (size >= _channels.span_bytes or seconds >= _channels.span_seconds):
             message_span(semconv.SPAN_UNPICKLE, "result", _spanparent.of_span(self.span), size, seconds,
                          _channels._type_name(obj)).end()
         self.arrived(failure)
 
     def arrived(self, failure):
-        with _lock:
+        _lock.acquire()  # not "with", and _complete() written out: this runs once per result
+        try:
             self.done += 1
             if failure is not None and self.failure is None:
                 self.failure = failure
-            complete = self._complete()
+            complete = not self.ended and self.expected is not None and self.done >= self.expected
+            if complete:
+                self._finish()
+        finally:
+            _lock.release()
         if complete:
             self.end()
 
@@ -363,7 +391,7 @@ class Submission:
         span = self.span
         if span is None:
             return
-        span.set_attributes(_channels.tally_attributes(self.tally))
+        span.set_attributes(totals_attributes(self.sent, self.received))
         span.set_attributes({semconv.TASK_CHUNKS: self.chunks, semconv.TASK_CHUNKS_TRACED: self.traced_chunks})
         if self.function:
             span.set_attribute(semconv.OTEL_CODE_FUNCTION_NAME, self.function)
@@ -464,6 +492,8 @@ class TaskSender(_channels.ThreadRole):
     untraced task that failed to pickle from its registry (None: nothing to drop).
     """
 
+    receives = False
+
     def __init__(self, pool, find, describe, forget=None):
         self.pool = pool
         self.find = find
@@ -496,8 +526,11 @@ class TaskSender(_channels.ThreadRole):
             stream.write(trailer)
             pool = self.pool
             if pool is not None:
-                count(pool.tally, "pickle.task", size, seconds)
                 pool.tasks += 1
+                totals = pool.sent
+                totals[0] += 1
+                totals[1] += size
+                totals[2] += seconds
         except Exception:
             _log.internal_error("counting a task")
         return stream.getbuffer()
@@ -506,6 +539,8 @@ class TaskSender(_channels.ThreadRole):
 class ResultReceiver(_channels.ThreadRole):
     """A thread that unpickles results: ``outcome(obj)`` is (Submission or None, exception or None)."""
 
+    sends = False
+
     def __init__(self, outcome, pool):
         self.outcome = outcome
         self.pool = pool
@@ -513,18 +548,21 @@ class ResultReceiver(_channels.ThreadRole):
     def loads(self, loads, data, args, kwargs):
         began = perf_counter()
         try:
-            obj = reduction.ForkingPickler.loads(data, *args, **kwargs)
+            obj = _forking_loads(data, *args, **kwargs)
         except BaseException as exc:
             _log.safely("recording a result that failed to unpickle", self._failed, data, exc, perf_counter() - began)
             raise
         seconds = perf_counter() - began
         if obj is not None:  # else a sentinel, not a result
-            try:
+            try:  # the hot path (every result), written out flat
                 entry, failure = self.outcome(obj)
                 if type(entry) is Submission:
                     entry.result(failure, len(data), seconds, obj)
                 else:
-                    count(self.pool.tally, "unpickle.result", len(data), seconds)
+                    totals = self.pool.received
+                    totals[0] += 1
+                    totals[1] += len(data)
+                    totals[2] += seconds
             except Exception:
                 _log.internal_error("counting a result")
         return obj

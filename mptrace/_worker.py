@@ -3,14 +3,15 @@
 A Pool worker (``multiprocessing.pool.worker``) and an executor worker
 (``concurrent.futures.process._process_worker``) loop in their main thread:
 get a task, call it, put the result. mptrace gives that thread a role (see
-``_channels.thread_roles``):
+``_channels.loads_roles``):
 
 * a task message that arrives with a trailer (``_trailer``) begins an
   ``mp.task.run`` span under the caller's ``mp.task`` (the START record is on
   disk at once, so a worker that dies mid-task leaves a span the root ends as
   ERROR), and, where OpenTelemetry is in use, the span becomes current: the
   task function's own spans nest under it;
-* pickling that task's result ends the span, before the result is sent.
+* pickling that task's result ends the span, before the result is sent
+  (the role sees what the thread pickles only while a traced task runs).
 
 Nothing wraps the task function, so tracebacks stay as they were. The pool's
 initializer runs inside ``mp.pool.initializer``, from the worker's start to
@@ -21,10 +22,12 @@ Standard library only: spawn workers load this on their start-up path.
 
 import time
 from multiprocessing import reduction
+from threading import get_ident
 
 from mptrace import _channels, _litespan, _log, _tasks, _trailer, semconv
 
 perf_counter = time.perf_counter
+_forking_loads = reduction.ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
 _TRAILER_SIZE = _trailer.SIZE
 
 
@@ -134,6 +137,8 @@ class TaskRun:
 
 
 class WorkerRole(_channels.ThreadRole):
+    sends = False  # only while a task with a span runs: see _running
+
     def __init__(self, run, shapes):
         self.run = run
         self.shapes = shapes
@@ -145,8 +150,15 @@ class WorkerRole(_channels.ThreadRole):
     # -- a task arrives ----------------------------------------------------
 
     def loads(self, loads, data, args, kwargs):
-        if self.adopted_trailer is not None and data[-_TRAILER_SIZE:] == self.adopted_trailer:
-            return self._untraced(data, args, kwargs, None)  # the chunks of one map: nothing new to read
+        if (self.adopted_trailer is not None and self.task is None and self.initializer is None
+                and data[-_TRAILER_SIZE:] == self.adopted_trailer):
+            # The hot path: another chunk of the same map, nothing new to read or adopt.
+            try:
+                return _forking_loads(data, *args, **kwargs)
+            except BaseException as exc:
+                _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
+                            0.0)
+                raise
         trailer = _trailer.read(data)
         if trailer is None or trailer[0] != _trailer.TASK:
             return loads(data, *args, _role_checked=True, **kwargs)
@@ -154,7 +166,7 @@ class WorkerRole(_channels.ThreadRole):
             return self._untraced(data, args, kwargs, trailer)
         began = perf_counter()
         try:
-            obj = reduction.ForkingPickler.loads(data, *args, **kwargs)
+            obj = _forking_loads(data, *args, **kwargs)
         except BaseException as exc:
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
                         perf_counter() - began)
@@ -164,21 +176,16 @@ class WorkerRole(_channels.ThreadRole):
         return obj if begun is None else begun
 
     def _untraced(self, data, args, kwargs, trailer):
-        """A task without a span of its own: only its caller's context is adopted (the hot path).
-
-        ``trailer`` is None when it is the one already adopted.
-        """
+        """A task without a span of its own: only its caller's context is adopted."""
         try:
-            task = reduction.ForkingPickler.loads(data, *args, **kwargs)
+            task = _forking_loads(data, *args, **kwargs)
         except BaseException as exc:
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc, 0.0)
             raise
         try:
-            if self.initializer is not None or self.task is not None:
-                self._next_task()
-            if trailer is not None:
-                self._adopt((trailer[1], trailer[2], bool(trailer[3] & _trailer.SAMPLED)))
-                self.adopted_trailer = bytes(data[-_TRAILER_SIZE:])
+            self._next_task()
+            self._adopt((trailer[1], trailer[2], bool(trailer[3] & _trailer.SAMPLED)))
+            self.adopted_trailer = bytes(data[-_TRAILER_SIZE:])
         except Exception:
             _log.internal_error("adopting a task's context")
         return task
@@ -210,7 +217,7 @@ class WorkerRole(_channels.ThreadRole):
                                       _litespan.KIND_CONSUMER, attributes, sampled, parent_remote=True)
             parent_id = span.span_id
         self._adopt((trace_id, parent_id, sampled))
-        self.task = TaskRun(key, span, (size, seconds))
+        self._running(TaskRun(key, span, (size, seconds)))
         if span is not None and flags & _trailer.ITEM_SPANS:
             return self.shapes.with_item_spans(task, lambda function: ItemSpans(function, self.run, span))
         return task
@@ -237,14 +244,20 @@ class WorkerRole(_channels.ThreadRole):
         except BaseException as exc:
             _log.safely("recording a result that failed to pickle", self._result_failed, obj, exc)
             raise  # the worker sends the error as the result instead
-        if task.span is not None:
-            _log.safely("ending mp.task.run", self._end, obj, stream.tell(), seconds, hooks)
-        else:
-            self.task = None
+        _log.safely("ending mp.task.run", self._end, obj, stream.tell(), seconds, hooks)
         return stream.getbuffer()
 
+    def _running(self, task):
+        """``task`` (a TaskRun, or None) is running: while one is, this role pickles what the thread sends."""
+        self.task = task
+        if task is None:
+            _channels.dumps_roles.pop(get_ident(), None)
+        else:
+            _channels.dumps_roles[get_ident()] = self
+
     def _end(self, result, size, seconds, hooks):
-        task, self.task = self.task, None
+        task = self.task
+        self._running(None)
         span = task.span
         if span is None:
             return
@@ -321,14 +334,16 @@ class WorkerRole(_channels.ThreadRole):
         """The worker is exiting: what is still open ended with it."""
         if self.initializer is not None:
             self._end_initializer(exception or "the worker exited (code %s) before its first task" % exitcode)
-        task, self.task = self.task, None
+        task = self.task
+        self._running(None)
         if task is not None and task.span is not None:
             task.span.set_attribute(semconv.TASK_END_REASON, "the worker exited (code %s) during the task" % exitcode)
             _record_failure(task.span, exception or "the worker exited during the task")
             task.span.end()
 
     def _abandon_task(self, reason):
-        task, self.task = self.task, None
+        task = self.task
+        self._running(None)
         if task is not None and task.span is not None:
             task.span.set_attribute(semconv.TASK_END_REASON, reason)
             task.span.set_status(_litespan.STATUS_ERROR, reason)

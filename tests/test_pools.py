@@ -67,6 +67,8 @@ def test_every_pool_api_is_traced_from_the_caller_into_the_worker(traced, contex
     sent = sum(chunks for _, _, chunks in POOL_CALLS.values())
     assert pool_span.attributes["mp.pool.tasks"] == sent
     assert pool_span.attributes["mp.pool.tasks_traced"] == sent
+    assert pool_span.attributes["mp.pickle.task.count"] == sent
+    assert pool_span.attributes["mp.unpickle.result.count"] == sent
     workers = workers_of(spans, pool_span)
     assert len(workers) == 2, describe(spans)
     assert all(w.attributes["mp.start_method"] == start_method for w in workers)
@@ -285,6 +287,7 @@ def test_task_spans_are_rate_limited_but_context_still_flows(context):
         assert pool_span.attributes["mp.pool.tasks"] == 20
         assert pool_span.attributes["mp.pool.tasks_traced"] == len(tasks)
         assert pool_span.attributes["mp.pickle.task.count"] == 20
+        assert pool_span.attributes["mp.unpickle.result.count"] == 20
 
 
 @pytest.mark.parametrize("options, message", [
