@@ -28,7 +28,7 @@ from mptrace._pickling import end_with_error, hooks_of
 from mptrace._state import state
 
 perf_counter = time.perf_counter
-_forking_loads = reduction.ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
+forking_loads = reduction.ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
 
 DEFAULT_SPANS_PER_SECOND = 100
 # A submission's chunks beyond this many get no mp.task.run (unless there is no
@@ -119,8 +119,7 @@ def pickle_message(obj, protocol, note_hooks):
 
 
 # Totals of one kind of message: [count, bytes, seconds]. A pool and each of
-# its submissions keep two, "sent" (pickle.task) and "received"
-# (unpickle.result), added to in place on the hot paths.
+# its submissions keep two, "sent" (pickle.task) and "received" (unpickle.result).
 TASKS_SENT, RESULTS_RECEIVED = "pickle.task", "unpickle.result"
 
 
@@ -128,7 +127,14 @@ def new_totals():
     return [0, 0, 0.0]
 
 
-def totals_attributes(sent, received):
+def add(totals, size, seconds):
+    """One more message of ``size`` bytes that took ``seconds`` to (un)pickle."""
+    totals[0] += 1
+    totals[1] += size
+    totals[2] += seconds
+
+
+def traffic_attributes(sent, received):
     """Span attributes for a pool's or a submission's sent and received totals (those it had)."""
     attributes = {}
     for key, totals in ((TASKS_SENT, sent), (RESULTS_RECEIVED, received)):
@@ -220,7 +226,7 @@ class PoolTrace:
             semconv.POOL_TASKS: self.tasks,
             semconv.POOL_TASKS_TRACED: self.traced_tasks,
         })
-        span.set_attributes(totals_attributes(self.sent, self.received))
+        span.set_attributes(traffic_attributes(self.sent, self.received))
         span.end()
 
 
@@ -286,10 +292,8 @@ class Submission:
             self.chunks += 1
             pool = self.pool
             pool.tasks += 1
-            for totals in (self.sent, pool.sent):
-                totals[0] += 1
-                totals[1] += size
-                totals[2] += seconds
+            add(self.sent, size, seconds)
+            add(pool.sent, size, seconds)
             if traced or self.function is None or size >= _channels.span_bytes or seconds >= _channels.span_seconds:
                 self._noted(obj, size, seconds, hooks, traced, describe)
         except Exception:
@@ -340,26 +344,19 @@ class Submission:
 
     def result(self, failure, size, seconds, obj):
         """One result arrived: count it, and end the span if it was the last."""
-        for totals in (self.received, self.pool.received):
-            totals[0] += 1
-            totals[1] += size
-            totals[2] += seconds
+        add(self.received, size, seconds)
+        add(self.pool.received, size, seconds)
         if self.span is not None and (size >= _channels.span_bytes or seconds >= _channels.span_seconds):
             message_span(semconv.SPAN_UNPICKLE, "result", _spanparent.of_span(self.span), size, seconds,
                          _channels._type_name(obj)).end()
         self.arrived(failure)
 
     def arrived(self, failure):
-        _lock.acquire()  # not "with", and _complete() written out: this runs once per result
-        try:
+        with _lock:
             self.done += 1
             if failure is not None and self.failure is None:
                 self.failure = failure
-            complete = not self.ended and self.expected is not None and self.done >= self.expected
-            if complete:
-                self._finish()
-        finally:
-            _lock.release()
+            complete = self._complete()
         if complete:
             self.end()
 
@@ -391,7 +388,7 @@ class Submission:
         span = self.span
         if span is None:
             return
-        span.set_attributes(totals_attributes(self.sent, self.received))
+        span.set_attributes(traffic_attributes(self.sent, self.received))
         span.set_attributes({semconv.TASK_CHUNKS: self.chunks, semconv.TASK_CHUNKS_TRACED: self.traced_chunks})
         if self.function:
             span.set_attribute(semconv.OTEL_CODE_FUNCTION_NAME, self.function)
@@ -527,10 +524,7 @@ class TaskSender(_channels.ThreadRole):
             pool = self.pool
             if pool is not None:
                 pool.tasks += 1
-                totals = pool.sent
-                totals[0] += 1
-                totals[1] += size
-                totals[2] += seconds
+                add(pool.sent, size, seconds)
         except Exception:
             _log.internal_error("counting a task")
         return stream.getbuffer()
@@ -548,21 +542,18 @@ class ResultReceiver(_channels.ThreadRole):
     def loads(self, loads, data, args, kwargs):
         began = perf_counter()
         try:
-            obj = _forking_loads(data, *args, **kwargs)
+            obj = forking_loads(data, *args, **kwargs)
         except BaseException as exc:
             _log.safely("recording a result that failed to unpickle", self._failed, data, exc, perf_counter() - began)
             raise
         seconds = perf_counter() - began
         if obj is not None:  # else a sentinel, not a result
-            try:  # the hot path (every result), written out flat
+            try:
                 entry, failure = self.outcome(obj)
                 if type(entry) is Submission:
                     entry.result(failure, len(data), seconds, obj)
                 else:
-                    totals = self.pool.received
-                    totals[0] += 1
-                    totals[1] += len(data)
-                    totals[2] += seconds
+                    add(self.pool.received, len(data), seconds)
             except Exception:
                 _log.internal_error("counting a result")
         return obj

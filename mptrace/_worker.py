@@ -21,13 +21,12 @@ Standard library only: spawn workers load this on their start-up path.
 """
 
 import time
-from multiprocessing import reduction
 from threading import get_ident
 
 from mptrace import _channels, _litespan, _log, _tasks, _trailer, semconv
 
 perf_counter = time.perf_counter
-_forking_loads = reduction.ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
+forking_loads = _tasks.forking_loads  # pickle.loads, as multiprocessing calls it
 _TRAILER_SIZE = _trailer.SIZE
 
 
@@ -154,7 +153,7 @@ class WorkerRole(_channels.ThreadRole):
                 and data[-_TRAILER_SIZE:] == self.adopted_trailer):
             # The hot path: another chunk of the same map, nothing new to read or adopt.
             try:
-                return _forking_loads(data, *args, **kwargs)
+                return forking_loads(data, *args, **kwargs)
             except BaseException as exc:
                 _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
                             0.0)
@@ -166,7 +165,7 @@ class WorkerRole(_channels.ThreadRole):
             return self._untraced(data, args, kwargs, trailer)
         began = perf_counter()
         try:
-            obj = _forking_loads(data, *args, **kwargs)
+            obj = forking_loads(data, *args, **kwargs)
         except BaseException as exc:
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
                         perf_counter() - began)
@@ -178,7 +177,7 @@ class WorkerRole(_channels.ThreadRole):
     def _untraced(self, data, args, kwargs, trailer):
         """A task without a span of its own: only its caller's context is adopted."""
         try:
-            task = _forking_loads(data, *args, **kwargs)
+            task = forking_loads(data, *args, **kwargs)
         except BaseException as exc:
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc, 0.0)
             raise
