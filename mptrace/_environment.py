@@ -22,6 +22,7 @@ the value (the SDK would log a warning and silently fall back to a default).
 import os
 from urllib.parse import urlsplit
 
+from mptrace import _grpcfork
 from mptrace._errors import ConfigurationError
 
 EXPORTER_GROUP = "opentelemetry_traces_exporter"
@@ -63,7 +64,8 @@ def build():
     names = exporter_names()
     sampler = custom_sampler()
     check_resource_attributes()
-    made = [(name, _exporter(name, explicit)) for name in names]
+    with _grpcfork.fork_handlers_off():  # the OTLP/gRPC exporter loads gRPC here: see _grpcfork
+        made = [(name, _exporter(name, explicit)) for name in names]
     provider = TracerProvider(resource=Resource.create(), **({"sampler": sampler} if sampler else {}))
     configured = Configured(provider, [], explicit)
     for name, exporter in made:

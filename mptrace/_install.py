@@ -8,7 +8,7 @@ import tempfile
 import threading
 
 from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
-from mptrace import _tasks
+from mptrace import _grpcfork, _tasks
 from mptrace import semconv
 from mptrace._state import reset, state
 
@@ -66,6 +66,7 @@ def install(tracer_provider=None, **options):
         provider = _provider.resolve(tracer_provider)
         if provider is None:
             return
+        _grpcfork.warn_if_exposed()
         _become_root(provider, parsed)
         _apply_patches()
         atexit.register(_at_exit)
