@@ -25,10 +25,10 @@ import os
 import sys
 import types
 
-from mptrace import _fingerprint
+from mptrace import _fingerprint, _log
 
 STATE_DEPTH = 2  # module.name and one level below it
-MAX_MODULES = 64
+MAX_MODULES = 64  # compared at each start(), in import order; beyond that a warning says so once
 MAX_NAMES = 64  # per module
 # Not state: code, and ``from __future__ import ...`` feature flags (a spawn
 # child that does not re-run the main script would otherwise "lack" them).
@@ -115,6 +115,7 @@ class ModuleWatch:
         self._decisions = {}  # module name -> watched? (modules do not move)
         self._watched = []  # names of watched modules, in sys.modules order
         self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
+        self._said_too_many = False
         self._library_paths = _library_paths()
 
     def wanted_name(self, name):
@@ -155,6 +156,11 @@ class ModuleWatch:
             self._modules_seen = len(sys.modules)
             self._watched = [name for name, module in list(sys.modules.items())
                              if module is not None and name != "__mp_main__" and self.watches(name, module)]
+            if len(self._watched) > MAX_MODULES and not self._said_too_many:
+                self._said_too_many = True
+                _log.warning("comparing the state of the first %d of %d application modules; %s and later ones "
+                             "are left out (choose with watch_modules and ignore_modules)",
+                             MAX_MODULES, len(self._watched), self._watched[MAX_MODULES])
         return [(name, sys.modules.get(name)) for name in self._watched[:MAX_MODULES]]
 
     def state_at_start(self):

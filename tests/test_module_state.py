@@ -154,6 +154,31 @@ def test_a_module_keeps_its_import_time_state_through_a_reinstall(tmp_path, monk
     assert "reinstalled_settings" not in launch.attributes.get("mp.state.no_baseline", ())
 
 
+
+def test_more_watched_modules_than_are_compared_are_reported_once(tmp_path, monkeypatch, caplog):
+    """70 real application modules, imported from a directory of the test's: the first 64 are compared."""
+    from mptrace import _modstate
+
+    names = ["many_settings_%02d" % index for index in range(_modstate.MAX_MODULES + 6)]
+    for name in names:
+        (tmp_path / (name + ".py")).write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    watch = _modstate.ModuleWatch(exclude=("tests", "__main__"))  # only this test's modules
+    try:
+        for name in names:
+            __import__(name)
+        with caplog.at_level("WARNING", logger="mptrace"):
+            compared = [name for name, _ in watch.watched_modules()]
+            sys.modules["many_settings_extra"] = sys.modules[names[0]]  # sys.modules grew: a rescan
+            watch.watched_modules()
+    finally:
+        for name in names + ["many_settings_extra"]:
+            sys.modules.pop(name, None)
+    assert compared == names[:_modstate.MAX_MODULES]
+    said = [record.getMessage() for record in caplog.records if "application modules" in record.getMessage()]
+    assert said == ["mptrace: comparing the state of the first 64 of 70 application modules; many_settings_64 "
+                    "and later ones are left out (choose with watch_modules and ignore_modules)"]
+
 def launch_span_of(process, exporter):
     """Start and join ``process``; its mp.process span."""
     process.start()
