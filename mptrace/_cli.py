@@ -136,6 +136,7 @@ def run_command(argv):
     options, target, is_module, program_args = split_program(argv)
     settings = _parse(_run_parser(), options)
     _runner.check(target, is_module)
+    started_with = {name: os.environ.get(name) for name in RUN_VARIABLES}
     _configure_export(settings)
     _name_the_service(target)
     method = settings.start_method
@@ -145,7 +146,20 @@ def run_command(argv):
     import mptrace
 
     mptrace.install()
+    # install() has read them; the program (and any program it runs) sees the environment it was given.
+    _restore_environment(started_with)
     _runner.exit_with(_runner.run(target, program_args, is_module))
+
+
+RUN_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", ENV_TRACE_FILE, ENV_TREE)  # what `run` may set
+
+
+def _restore_environment(values):
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _configure_export(settings):

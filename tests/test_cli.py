@@ -38,6 +38,7 @@ def test_run_a_script_keeps_argv_exit_code_and_writes_a_trace(start_method, tmp_
     assert code == 3, err
     assert "argv ['exit3', '--flag', 'two words']" in out
     assert "main __main__ None" in out  # as python script.py: no __spec__
+    assert "env []\n" in out, "the program saw variables that mptrace run set for install()"
     assert "child got tag-1" in out and "child exit 0" in out, "the %s child did not run the target" % start_method
     # the tree, on stderr
     assert "cli_program" in err and "Process-1" in err and start_method in err
@@ -50,9 +51,10 @@ def test_run_a_script_keeps_argv_exit_code_and_writes_a_trace(start_method, tmp_
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_run_a_module_with_dash_m(start_method, tmp_path):
     code, out, err = mptrace("run", "--start-method", start_method, "--trace-file", str(tmp_path / "t.json"),
-                             "-m", "tests.programs.cli_program", "ok", "x")
+                             "-m", "tests.programs.cli_program", "ok", "x", env={"OTEL_SERVICE_NAME": "given"})
     assert code == 0, err
     assert "argv ['ok', 'x']" in out
+    assert "env ['OTEL_SERVICE_NAME']\n" in out  # what the shell gave is kept; what mptrace run set is not
     assert "main __main__ tests.programs.cli_program" in out  # as python -m: __spec__ names the module
     assert "child got tag-1" in out and "child exit 0" in out
 

@@ -9,6 +9,7 @@ then ends as MODE says: ``ok``, ``exit3``, ``raise``, ``interrupt``, ``wait``
 """
 
 import multiprocessing
+import os
 import sys
 import time
 
@@ -21,6 +22,9 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     print("argv", sys.argv[1:], flush=True)
     print("main", __name__, __spec__.name if __spec__ else None, flush=True)
+    # What `mptrace run` set for install() is gone again: the program sees the environment it was given.
+    print("env", sorted(name for name in ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", "MPTRACE_TRACE_FILE",
+                                          "MPTRACE_TREE") if name in os.environ), flush=True)
     child = multiprocessing.Process(target=child_work, args=("tag-1",))
     child.start()
     child.join()
