@@ -14,11 +14,13 @@ So when mptrace builds the exporters itself, it sets the variable to ``0``
 (fork support off, gRPC's documented default) while gRPC loads and the
 exporter's channel is made, and removes it afterwards: children's environments
 stay as the program made them. A value the user set is kept. When the program
-loaded gRPC before ``install()``, it is too late to choose, and a warning says
-what to do.
+loaded gRPC before ``install()`` (or loads it later), it is too late to
+choose, and a warning says what to do: at ``install()``, or at the first spawn
+or forkserver start after gRPC was loaded.
 """
 
 import contextlib
+import functools
 import os
 import sys
 
@@ -29,6 +31,7 @@ FIRST_AFFECTED_GRPCIO = (1, 80)
 ISSUE = "grpc/grpc#43055"
 
 _loaded_with_handlers_off = False  # whether gRPC first loaded inside fork_handlers_off()
+_warned = False
 
 
 def affected(python=None, grpcio=None):
@@ -40,6 +43,7 @@ def affected(python=None, grpcio=None):
     return grpcio is not None and grpcio >= FIRST_AFFECTED_GRPCIO
 
 
+@functools.lru_cache(maxsize=None)
 def installed_grpcio():
     """grpcio's (major, minor) from its metadata, without importing it; None if absent."""
     from importlib import metadata
@@ -70,9 +74,12 @@ def fork_handlers_off():
 
 
 def warn_if_exposed():
-    """A warning when gRPC is loaded with the fork handlers that abort this Python's children."""
-    if _loaded_with_handlers_off or VARIABLE in os.environ or "grpc" not in sys.modules or not affected():
+    """Once: a warning when gRPC is loaded with the fork handlers that abort this Python's children."""
+    global _warned
+    if (_warned or _loaded_with_handlers_off or "grpc" not in sys.modules or VARIABLE in os.environ
+            or not affected()):
         return
+    _warned = True
     _log.warning("grpcio %s on Python %d.%d can abort children started by spawn or forkserver before they run "
                  "(exit code -6, %s); set %s=0 before gRPC is imported, or export over OTLP/HTTP",
                  ".".join(map(str, installed_grpcio())), sys.version_info[0], sys.version_info[1], ISSUE,

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 
-from mptrace import _litespan, _log, _spool, semconv
+from mptrace import _grpcfork, _litespan, _log, _spool, semconv
 from mptrace._state import launching, state
 
 
@@ -232,6 +232,7 @@ def _record_method(launch, popen):
     if method == "forkserver":
         launch.carrier["fsp"] = _forkserver_preload()
     if method != "fork":
+        _grpcfork.warn_if_exposed()  # a program that loaded gRPC after install()
         _fingerprint_arguments(launch)
         if launch.module_state:
             launch.carrier["state"] = launch.module_state

@@ -45,6 +45,14 @@ def test_a_program_that_loaded_grpc_first_is_warned_only_where_grpc_aborts_child
     assert warned == _grpcfork.affected(), result.stderr
 
 
+def test_a_program_that_loads_grpc_after_install_is_warned_at_its_first_spawn_start():
+    with GrpcReceiver() as receiver:
+        result = run_spawns(receiver, 2, "grpc-after", variables={"OTEL_TRACES_EXPORTER": "none"})
+    assert result.returncode == 0, result.stderr
+    said = result.stderr.count("set %s=0 before gRPC is imported" % _grpcfork.VARIABLE)
+    assert said == (1 if _grpcfork.affected() else 0), result.stderr  # once, not at each start
+
+
 @pytest.mark.parametrize("first", ["grpc-first", "mptrace-first"])
 def test_the_users_own_setting_is_kept_and_not_warned_about(first):
     with GrpcReceiver() as receiver:

@@ -5,7 +5,8 @@
 Starts N spawn children one after another while a thread keeps the exporter
 sending; prints each child's exit code, and what each child saw of
 GRPC_ENABLE_FORK_SUPPORT. With ``grpc-first`` the program imports gRPC before
-``mptrace.install()``, as a program using gRPC for its own work would.
+``mptrace.install()``, as a program using gRPC for its own work would; with
+``grpc-after``, after it (and with an exporter that does not load gRPC).
 """
 
 import multiprocessing
@@ -26,13 +27,15 @@ def keep_exporting(stop):
     while not stop.is_set():
         with tracer.start_as_current_span("background-work"):
             pass
-        time.sleep(0.002)
+        time.sleep(0.01)
 
 
-def main(count):
+def main(count, grpc_after):
     import mptrace
 
     mptrace.install()
+    if grpc_after:
+        __import__("grpc")  # loaded after install(), for the program's own work
     stop = threading.Event()
     exporting = threading.Thread(target=keep_exporting, args=(stop,))
     exporting.start()
@@ -55,5 +58,5 @@ def main(count):
 
 if __name__ == "__main__":
     if "grpc-first" in sys.argv[2:]:
-        import grpc  # noqa: F401 (loaded before install(), as by a program that uses gRPC itself)
-    main(int(sys.argv[1]))
+        __import__("grpc")  # loaded before install(), as by a program that uses gRPC itself
+    main(int(sys.argv[1]), "grpc-after" in sys.argv[2:])
