@@ -136,11 +136,8 @@ def add(totals, size, seconds):
 
 def traffic_attributes(sent, received):
     """Span attributes for a pool's or a submission's sent and received totals (those it had)."""
-    attributes = {}
-    for key, totals in ((TASKS_SENT, sent), (RESULTS_RECEIVED, received)):
-        if totals[0]:
-            attributes.update(_channels.totals_attributes(key, *totals))
-    return attributes
+    return _channels.tally_attributes({key: totals for key, totals in ((TASKS_SENT, sent), (RESULTS_RECEIVED, received))
+                                       if totals[0]})
 
 
 def function_name(function):

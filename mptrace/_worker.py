@@ -254,9 +254,14 @@ class WorkerRole(_channels.ThreadRole):
         else:
             _channels.dumps_roles[get_ident()] = self
 
-    def _end(self, result, size, seconds, hooks):
+    def _take_task(self):
+        """The running TaskRun (or None); from now on nothing runs."""
         task = self.task
         self._running(None)
+        return task
+
+    def _end(self, result, size, seconds, hooks):
+        task = self._take_task()
         span = task.span
         if span is None:
             return
@@ -333,16 +338,14 @@ class WorkerRole(_channels.ThreadRole):
         """The worker is exiting: what is still open ended with it."""
         if self.initializer is not None:
             self._end_initializer(exception or "the worker exited (code %s) before its first task" % exitcode)
-        task = self.task
-        self._running(None)
+        task = self._take_task()
         if task is not None and task.span is not None:
             task.span.set_attribute(semconv.TASK_END_REASON, "the worker exited (code %s) during the task" % exitcode)
             _record_failure(task.span, exception or "the worker exited during the task")
             task.span.end()
 
     def _abandon_task(self, reason):
-        task = self.task
-        self._running(None)
+        task = self._take_task()
         if task is not None and task.span is not None:
             task.span.set_attribute(semconv.TASK_END_REASON, reason)
             task.span.set_status(_litespan.STATUS_ERROR, reason)
