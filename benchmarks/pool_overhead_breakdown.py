@@ -70,7 +70,7 @@ def _cpu(pool):
     return cpu
 
 
-def one_block(options, trace_pool, maps):
+def one_block(context, options, trace_pool, maps):
     if options is not None:
         mptrace.install(tracer_provider=provider, **options)
     original_open = _pool._open_pool
@@ -78,7 +78,7 @@ def one_block(options, trace_pool, maps):
         _pool._open_pool = lambda pool: None
     try:
         with tracer.start_as_current_span("bench"):
-            pool = multiprocessing.get_context("fork").Pool(2)
+            pool = context.Pool(2)
             try:
                 pool.map(square, range(MAP_ITEMS), chunksize=MAP_CHUNKSIZE)  # warm-up
                 before, walls = _cpu(pool), []
@@ -103,16 +103,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--maps", type=int, default=20)
+    parser.add_argument("--start-method", default="fork", choices=multiprocessing.get_all_start_methods())
     options = parser.parse_args()
     pool_class = multiprocessing.pool.Pool
     pool_class._handle_workers = classmethod(_named("handler", pool_class._handle_workers.__func__).__func__)
     pool_class._handle_tasks = _named("tasks", pool_class._handle_tasks)
     pool_class._handle_results = _named("results", pool_class._handle_results)
+    context = multiprocessing.get_context(options.start_method)
     rows = {name: [] for name, _, _ in SETUPS}
     for _ in range(options.rounds):
         for name, install_options, trace_pool in SETUPS:
-            rows[name].append(one_block(install_options, trace_pool, options.maps))
-    print("per map, medians of %d rounds; ms" % options.rounds)
+            rows[name].append(one_block(context, install_options, trace_pool, options.maps))
+    print("%s, per map, medians of %d rounds; ms" % (options.start_method, options.rounds))
     print("%-14s %8s %16s %14s %16s %12s" % ("setup", "wall", "worker handler", "task thread", "result thread",
                                               "workers"))
     for name, found in rows.items():

@@ -21,11 +21,10 @@ PATCH_POINTS = (
     ("multiprocessing.reduction", None, "dump", _pickling.dump_wrapper),
 )
 
-# (module, class, attribute, factory of a plain replacement from the original):
-# hot paths that a wrapt wrapper would slow down.
+# (module, class, attribute, factory of a plain replacement from the original,
+# which the class may inherit): hot paths that a wrapt wrapper would slow down.
 REPLACEMENT_POINTS = (
-    ("multiprocessing.popen_fork", "Popen", "poll", _parent.poll_replacement),
-    ("multiprocessing.popen_forkserver", "Popen", "poll", _parent.poll_replacement),
+    ("multiprocessing.popen_fork", "Popen", "__setattr__", _parent.returncode_observer),
 )
 
 # In the root these pass every span through unchanged; in fork children they
@@ -133,7 +132,7 @@ def _apply_patches(import_now=True):
     for module_name, owner_name, attribute, factory in REPLACEMENT_POINTS:
         owner = _patch_owner(module_name, owner_name)
         if owner is not None and not state.patches.is_patched(owner, attribute):
-            state.patches.replace(owner, attribute, factory(vars(owner)[attribute]))
+            state.patches.replace(owner, attribute, factory(getattr(owner, attribute)))
     _channels.instrument(state.patches, import_now=True)
     _instrument_pools(import_now)
     if "opentelemetry.sdk.trace" in sys.modules:  # never import the SDK just for this

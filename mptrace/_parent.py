@@ -7,9 +7,9 @@ Wrappers (wrapt convention: wrapped, instance, args, kwargs):
 * ``popen_fork.Popen.__init__`` (the spawn and forkserver Popens call it too):
   learns the real start method before the child is launched;
 * ``spawn.get_preparation_data``: adds the Stowaway for spawn/forkserver;
-* ``Popen.poll`` (fork/spawn, and forkserver's own): ends mp.process when the
-  parent observes the exit; ``join``, ``is_alive``, ``exitcode`` and ``close``
-  all go through it.
+* ``popen_fork.Popen.__setattr__`` (inherited by the spawn and forkserver
+  Popens): ends mp.process when ``poll()`` stores the exit code, which is how
+  ``join``, ``is_alive``, ``exitcode`` and ``close`` all learn of the exit.
 
 Children that never get observed are ended when this process exits (a
 multiprocessing finalizer that runs after multiprocessing joins its children).
@@ -275,22 +275,25 @@ def preparation_data_wrapper(wrapped, instance, args, kwargs):
 # -- observing the exit ------------------------------------------------------
 
 
-def poll_replacement(original_poll):
-    """``Popen.poll``: a plain function, not a wrapt wrapper.
+def returncode_observer(original_setattr):
+    """``Popen.__setattr__``: ends mp.process when ``poll()`` stores the child's exit code.
 
-    A Pool's worker-handler thread polls every worker each time its wait
-    returns, and it returns whenever a result is waiting to be read: during a
-    busy map it spins, and a wrapt wrapper here (2 us a call instead of 0.3)
-    made that spin steal measurably more of the GIL from the pool's other threads.
+    Every way of learning a child's exit (``join``, ``is_alive``, ``exitcode``,
+    ``close``, forkserver's own ``poll``) ends in ``poll()`` setting
+    ``returncode``, exactly once. Watching that assignment rather than wrapping
+    ``poll`` keeps ``poll`` itself untouched: a Pool's worker-handler thread
+    polls every worker each time its wait returns, and during a busy map it
+    spins, so even a plain function around ``poll`` took a measurable share
+    of the GIL from the pool's other threads (about 2% of a map's wall time;
+    a wrapt wrapper, 3%). A Popen sets its attributes a handful of times in all.
     """
 
-    def poll(self, *args, **kwargs):
-        returncode = original_poll(self, *args, **kwargs)
-        if returncode is not None and state.children:
-            _observed_exit(self, returncode)
-        return returncode
+    def __setattr__(self, name, value):
+        original_setattr(self, name, value)
+        if name == "returncode" and value is not None and state.children:
+            _observed_exit(self, value)
 
-    return poll
+    return __setattr__
 
 
 def _observed_exit(popen, returncode):

@@ -2,7 +2,8 @@
 
 A patch is (owner, attribute, original): the object whose attribute was
 replaced, the attribute's name, and exactly what ``owner.__dict__`` held before
-(a function, staticmethod, ...). Undoing sets the original back, so after
+(a function, staticmethod, ...; ``ABSENT`` when the attribute was inherited).
+Undoing sets the original back (or deletes what mptrace added), so after
 ``uninstall()`` every patched attribute is ``is``-identical to what it was.
 
 wrapt is imported only when a wrapt patch is made: spawn children patch one
@@ -12,6 +13,7 @@ method with a plain function (see ``replace``) and must not pay for it.
 from collections import namedtuple
 
 Patch = namedtuple("Patch", "owner attribute original")
+ABSENT = object()  # the owner had no attribute of its own: it inherited it
 
 
 class PatchRegistry:
@@ -36,8 +38,8 @@ class PatchRegistry:
         self._patches.append(Patch(owner, attribute, original))
 
     def replace(self, owner, attribute, replacement):
-        """Replace ``owner.attribute`` with a plain object (no wrapt)."""
-        original = vars(owner)[attribute]
+        """Replace ``owner.attribute`` with a plain object (no wrapt); it may be one ``owner`` inherits."""
+        original = vars(owner).get(attribute, ABSENT)
         setattr(owner, attribute, replacement)
         self._patches.append(Patch(owner, attribute, original))
 
@@ -51,12 +53,18 @@ class PatchRegistry:
         """Restore one attribute."""
         for patch in reversed(self._patches):
             if patch.owner is owner and patch.attribute == attribute:
-                setattr(owner, attribute, patch.original)
+                _restore(patch)
                 self._patches.remove(patch)
                 return
 
     def undo_all(self):
         """Restore every attribute, newest patch first."""
         while self._patches:
-            patch = self._patches.pop()
-            setattr(patch.owner, patch.attribute, patch.original)
+            _restore(self._patches.pop())
+
+
+def _restore(patch):
+    if patch.original is ABSENT:
+        delattr(patch.owner, patch.attribute)
+    else:
+        setattr(patch.owner, patch.attribute, patch.original)

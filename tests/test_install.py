@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import mptrace
 from mptrace._install import PATCH_POINTS, REPLACEMENT_POINTS, SDK_PATCH_POINTS
+from mptrace._patching import ABSENT
 from mptrace._state import state
 from tests.programs import TEST_RESOURCE
 from tests import targets
@@ -26,7 +27,8 @@ def patched_attributes():
 
 
 def snapshot():
-    return {(owner, attribute): vars(owner)[attribute] for owner, attribute in patched_attributes()}
+    """What each patched class or module holds itself (ABSENT: it inherits the attribute)."""
+    return {(owner, attribute): vars(owner).get(attribute, ABSENT) for owner, attribute in patched_attributes()}
 
 
 def test_uninstall_restores_every_original_object():
