@@ -221,6 +221,9 @@ class ChildRun:
         self.watch = None
         # Called with (exitcode, exception) as the child ends, before its run span.
         self.closers = []
+        # Called once OpenTelemetry is wired, if that happens while the child runs
+        # (its code imported OpenTelemetry late): what should be current now.
+        self.on_late_wiring = []
 
     def build_run_span(self):
         method = self.carrier["method"]
@@ -385,7 +388,11 @@ def _count_channels_here(run):
 
 
 def _wire_opentelemetry(run, inherited_provider):
-    """Now if the child has OpenTelemetry loaded, else as soon as it imports it."""
+    """Now if the child has OpenTelemetry loaded, else as soon as it has imported it.
+
+    Code that imports the SDK first imports the API halfway through the SDK's
+    own import; wiring needs the SDK, so then the SDK's hook does it.
+    """
     if "opentelemetry.trace" in sys.modules:
         _otel_child = sys.modules.get("mptrace._otel_child")
         if _otel_child is None:
@@ -394,7 +401,8 @@ def _wire_opentelemetry(run, inherited_provider):
     else:
         from mptrace import _importhook
 
-        _importhook.call_after_import("opentelemetry.trace", lambda module: _wire_late(run))
+        for name in ("opentelemetry.trace", "opentelemetry.sdk.trace"):
+            _importhook.call_after_import(name, lambda module: _wire_late(run, module))
 
 
 def _record_imports(run, clock):
@@ -449,10 +457,26 @@ def _compare_module_state(run):
                        {semconv.STATE_NAME: name, semconv.STATE_PARENT: parent, semconv.STATE_CHILD: child})
 
 
-def _wire_late(run):
+# The modules _otel_child imports: wiring waits until none is half-imported.
+_WIRING_NEEDS = ("opentelemetry.context", "opentelemetry.trace", "opentelemetry.sdk.resources",
+                 "opentelemetry.sdk.trace")
+
+
+def _wire_late(run, imported):
+    """``imported`` has just run its code: wire OpenTelemetry, unless a module that needs is still importing."""
+    if run.otel_wired or any(_half_imported(name) for name in _WIRING_NEEDS if name != imported.__name__):
+        return
     from mptrace import _otel_child
 
     _otel_child.wire(run, None)
+    for callback in run.on_late_wiring:
+        _log.safely("making a span current after wiring OpenTelemetry", callback)
+
+
+def _half_imported(name):
+    """Whether module ``name`` is being imported now: in sys.modules, its code not finished."""
+    module = sys.modules.get(name)
+    return module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False) is True
 
 
 def _watch_for_failure(run):

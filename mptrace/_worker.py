@@ -119,6 +119,7 @@ def recognise(run, process):
     role = WorkerRole(run, shapes)
     _channels.assume_role(role)
     run.closers.append(role.close)
+    run.on_late_wiring.append(role.opentelemetry_arrived)
     args = tuple(getattr(process, "_args", ()))
     if len(args) > 2 and args[2] is not None:
         role.start_initializer(args[2], args[0])
@@ -231,6 +232,15 @@ class WorkerRole(_channels.ThreadRole):
             _make_current(self.run, *ids)
             self.adopted = ids
             self.adopted_trailer = None
+
+    def opentelemetry_arrived(self):
+        """The task (or the initializer) imported OpenTelemetry: its span becomes current only now."""
+        run = self.run
+        if self.initializer is not None:
+            span, _ = self.initializer
+            self.initializer = (span, _make_current(run, span.trace_id, span.span_id, span.sampled))
+        elif self.adopted is not None:
+            _make_current(run, *self.adopted)
 
     # -- its result leaves -------------------------------------------------
 
