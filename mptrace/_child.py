@@ -463,7 +463,11 @@ _WIRING_NEEDS = ("opentelemetry.context", "opentelemetry.trace", "opentelemetry.
 
 
 def _wire_late(run, imported):
-    """``imported`` has just run its code: wire OpenTelemetry, unless a module that needs is still importing."""
+    """``imported`` has just run its code: wire OpenTelemetry, unless a module wiring needs is still importing.
+
+    ``imported`` itself still counts as importing (its hook runs inside its
+    import), so it is left out of the check.
+    """
     if run.otel_wired or any(_half_imported(name) for name in _WIRING_NEEDS if name != imported.__name__):
         return
     from mptrace import _otel_child
@@ -474,7 +478,11 @@ def _wire_late(run, imported):
 
 
 def _half_imported(name):
-    """Whether module ``name`` is being imported now: in sys.modules, its code not finished."""
+    """Whether module ``name`` is being imported now: in sys.modules, its code not finished.
+
+    ``__spec__._initializing`` is importlib's own flag for that (it is what
+    makes Python call a module "partially initialized" in an ImportError).
+    """
     module = sys.modules.get(name)
     return module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False) is True
 
