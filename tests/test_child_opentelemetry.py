@@ -1,5 +1,6 @@
 """OpenTelemetry inside children: however the child's code sets it up."""
 
+import concurrent.futures
 import json
 import multiprocessing
 import os
@@ -36,6 +37,16 @@ def test_a_pool_task_whose_module_brings_the_opentelemetry_sdk(traced, method, c
     """The worker imports the task's module, and with it OpenTelemetry's SDK, only to run the first task."""
     with multiprocessing.get_context(method).Pool(1) as pool:
         assert pool.apply(lazy_otel.task_through_the_sdk, (21,)) == 42
+    spans = traced.spans()
+    assert parent_of(spans, one(spans, "lazy-task")).name == "mp.task.run"
+    assert "continuing without it" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_an_executor_task_whose_module_brings_the_opentelemetry_sdk(traced, method, capfd):
+    context = multiprocessing.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as executor:
+        assert executor.submit(lazy_otel.task_through_the_sdk, 21).result(60) == 42
     spans = traced.spans()
     assert parent_of(spans, one(spans, "lazy-task")).name == "mp.task.run"
     assert "continuing without it" not in capfd.readouterr().err
