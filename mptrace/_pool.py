@@ -100,6 +100,8 @@ def handle_tasks_wrapper(wrapped, instance, args, kwargs):
     if trace is None:
         return wrapped(*args, **kwargs)
     sender = _tasks.TaskSender(trace, _submission_of_task, describe_task, _forget_task)
+    args, kwargs = _log.safely("standing in for the task handler's put", _with_argument, args, kwargs, 1, "put",
+                               sender.put_for) or (args, kwargs)
     return _in_role(sender, trace, wrapped, args, kwargs)
 
 
@@ -108,7 +110,19 @@ def handle_results_wrapper(wrapped, instance, args, kwargs):
     trace = pools.get(_argument(args, kwargs, 0, "outqueue")) if pools else None
     if trace is None:
         return wrapped(*args, **kwargs)
-    return _in_role(_tasks.ResultReceiver(_outcome_of_result, trace), trace, wrapped, args, kwargs)
+    receiver = _tasks.ResultReceiver(_outcome_of_result, trace)
+    args, kwargs = _log.safely("standing in for the result handler's get", _with_argument, args, kwargs, 1,
+                               "get", receiver.get_for) or (args, kwargs)
+    return _in_role(receiver, trace, wrapped, args, kwargs)
+
+
+def _with_argument(args, kwargs, index, name, stand_in_for):
+    """(args, kwargs) with argument ``index`` (or keyword ``name``) replaced by ``stand_in_for(it)``."""
+    if len(args) > index:
+        return args[:index] + (stand_in_for(args[index]),) + args[index + 1:], kwargs
+    if name in kwargs:
+        return args, dict(kwargs, **{name: stand_in_for(kwargs[name])})
+    return args, kwargs
 
 
 def _in_role(role, trace, wrapped, args, kwargs):

@@ -28,7 +28,8 @@ from mptrace._pickling import end_with_error, hooks_of
 from mptrace._state import state
 
 perf_counter = time.perf_counter
-forking_loads = reduction.ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
+ForkingPickler = reduction.ForkingPickler
+forking_loads = ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
 
 DEFAULT_SPANS_PER_SECOND = 100
 # A submission's chunks beyond this many get no mp.task.run (unless there is no
@@ -132,6 +133,13 @@ def add(totals, size, seconds):
     totals[0] += 1
     totals[1] += size
     totals[2] += seconds
+
+
+def merge(totals, more):
+    """Add the totals ``more`` to ``totals``."""
+    totals[0] += more[0]
+    totals[1] += more[1]
+    totals[2] += more[2]
 
 
 def traffic_attributes(sent, received):
@@ -272,46 +280,53 @@ class Submission:
     def pickle(self, obj, protocol, describe):
         """The task message for ``obj``: its pickle, then the trailer for the worker.
 
-        ``describe(obj)``: (function, items) of the task, for the spans.
+        ``describe(obj)``: (function, items) of the task, for the spans. A map
+        sends thousands of chunks a second, most of them without a span of their
+        own, so this path makes as few calls as it can; the pool's totals take
+        this submission's when it finishes (``_finish``).
         """
         traced = self.span is not None and (self.chunks == 0 or (  # the first rides on the submission's token
             (self.traced_chunks < self.pool.traced_chunks_limit or limit.rate is None) and limit.take()))
+        stream = io.BytesIO()
+        began = perf_counter()
         try:
-            stream, seconds, hooks = pickle_message(obj, protocol, traced)
+            pickler = (TaskPickler if traced else ForkingPickler)(stream, protocol)
+            pickler.dump(obj)
         except BaseException as exc:
             _log.safely("recording a task that failed to pickle", self._pickle_failed, obj, exc, describe)
             raise
+        seconds = perf_counter() - began
         try:
             size = stream.tell()
             parent = self.parent
             if parent is not None:
-                stream.write(self._trailer(parent, traced))
+                stream.write(self._trailer(parent) if traced else self.context_trailer or self._context_trailer())
             self.chunks += 1
-            pool = self.pool
-            pool.tasks += 1
-            add(self.sent, size, seconds)
-            add(pool.sent, size, seconds)
+            sent = self.sent
+            sent[0] += 1
+            sent[1] += size
+            sent[2] += seconds
             if traced or self.function is None or size >= _channels.span_bytes or seconds >= _channels.span_seconds:
-                self._noted(obj, size, seconds, hooks, traced, describe)
+                self._noted(obj, size, seconds, pickler.hooks if traced else (), traced, describe)
         except Exception:
             _log.internal_error("counting a task")
         return stream.getbuffer()
 
-    def _trailer(self, parent, traced):
-        """The trailer of a traced chunk; or the one all untraced chunks share, made once."""
-        if traced:
-            return _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED
-                                   | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0))
-        trailer = self.context_trailer  # the same for every untraced chunk
-        if trailer is None:
-            trailer = self.context_trailer = context_trailer(parent)
-        return trailer
+    @staticmethod
+    def _trailer(parent):
+        """The trailer of a chunk with its own mp.task.run."""
+        return _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED
+                               | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0))
+
+    def _context_trailer(self):
+        """The trailer every chunk without a span shares (made once): the worker only adopts the context."""
+        self.context_trailer = context_trailer(self.parent)
+        return self.context_trailer
 
     def _noted(self, obj, size, seconds, hooks, traced, describe):
         """What only some task messages need: a traced one's hooks, the function's name, a notable pickle."""
         if traced:
             self.traced_chunks += 1
-            self.pool.traced_tasks += 1
             for hook in hooks:
                 if hook not in self.hooks:
                     self.hooks.append(hook)
@@ -341,8 +356,10 @@ class Submission:
 
     def result(self, failure, size, seconds, obj):
         """One result arrived: count it, and end the span if it was the last."""
-        add(self.received, size, seconds)
-        add(self.pool.received, size, seconds)
+        received = self.received
+        received[0] += 1
+        received[1] += size
+        received[2] += seconds
         if self.span is not None and (size >= _channels.span_bytes or seconds >= _channels.span_seconds):
             message_span(semconv.SPAN_UNPICKLE, "result", _spanparent.of_span(self.span), size, seconds,
                          _channels._type_name(obj)).end()
@@ -353,7 +370,9 @@ class Submission:
             self.done += 1
             if failure is not None and self.failure is None:
                 self.failure = failure
-            complete = self._complete()
+            complete = not self.ended and self.expected is not None and self.done >= self.expected
+            if complete:  # the first to see it ends the span
+                self._finish()
         if complete:
             self.end()
 
@@ -361,21 +380,21 @@ class Submission:
         """The number of results is known now (a map's chunks, an imap's length)."""
         with _lock:
             self.expected = expected
-            complete = self._complete()
+            complete = not self.ended and self.done >= expected
+            if complete:
+                self._finish()
         if complete:
             self.end()
 
-    def _complete(self):
-        """Whether every result is in (the caller holds _lock); the first to see it ends the span."""
-        if self.ended or self.expected is None or self.done < self.expected:
-            return False
-        self._finish()
-        return True
-
     def _finish(self):
-        """No more results count (the caller holds _lock)."""
+        """No more results count (the caller holds _lock); the pool takes this submission's totals."""
         self.ended = True
-        self.pool.pending.discard(self)
+        pool = self.pool
+        pool.pending.discard(self)
+        pool.tasks += self.chunks
+        pool.traced_tasks += self.traced_chunks
+        merge(pool.sent, self.sent)
+        merge(pool.received, self.received)
         if self.registry is not None:
             self.registry.pop(self.key, None)
 
@@ -499,9 +518,34 @@ class TaskSender(_channels.ThreadRole):
         entry = self.find(obj)
         if entry is None:
             return pickler.dumps(obj, protocol, _role_checked=True)
+        return self._pickle(obj, protocol, entry)
+
+    def _pickle(self, obj, protocol, entry):
         if type(entry) is _spanparent.Parent:
             return self._untraced(obj, protocol, entry)
         return entry.pickle(obj, protocol, self.describe)
+
+    def put_for(self, put):
+        """A stand-in for a Pool task handler's ``put`` (its pipe's ``Connection.send``).
+
+        It pickles tasks itself and hands the bytes to the connection's
+        ``_send_bytes``, as ``send`` would: a map's thousands of chunks a second
+        then skip ``send``'s own checks and this thread's role lookup. Anything
+        else (the end-of-work sentinels), and every message once the pipe is
+        closed (so the error is ``send``'s own), goes through ``put``.
+        """
+        connection = getattr(put, "__self__", None)
+        if getattr(put, "__name__", None) != "send" or not hasattr(connection, "_send_bytes"):
+            return put  # not what this CPython was known to pass: the role sees the tasks instead
+        find, pickle = self.find, self._pickle
+
+        def send_task(task):
+            entry = find(task)
+            if entry is None or connection._handle is None:
+                return put(task)
+            connection._send_bytes(pickle(task, None, entry))
+
+        return send_task
 
     def _untraced(self, obj, protocol, parent):
         """An untraced task: its pickle, the caller's context, and the pool's totals."""
@@ -537,9 +581,34 @@ class ResultReceiver(_channels.ThreadRole):
         self.pool = pool
 
     def loads(self, loads, data, args, kwargs):
+        if args or kwargs:  # not how multiprocessing reads its messages: counted as any other
+            return loads(data, *args, _role_checked=True, **kwargs)
+        return self.receive(data)
+
+    def get_for(self, get):
+        """A stand-in for a Pool result handler's ``get`` (its pipe's ``Connection.recv``).
+
+        Reads the message with the connection's ``_recv_bytes`` and unpickles it
+        here, as ``recv`` would, without ``recv``'s checks and this thread's role
+        lookup; once the pipe is closed, ``get`` itself raises its own error.
+        """
+        connection = getattr(get, "__self__", None)
+        if getattr(get, "__name__", None) != "recv" or not hasattr(connection, "_recv_bytes"):
+            return get  # not what this CPython was known to pass: the role sees the results instead
+        receive = self.receive
+
+        def receive_result():
+            if connection._handle is None:
+                return get()
+            return receive(connection._recv_bytes().getbuffer())
+
+        return receive_result
+
+    def receive(self, data):
+        """The message in ``data``, unpickled, counted, and given to its Submission."""
         began = perf_counter()
         try:
-            obj = forking_loads(data, *args, **kwargs)
+            obj = forking_loads(data)
         except BaseException as exc:
             _log.safely("recording a result that failed to unpickle", self._failed, data, exc, perf_counter() - began)
             raise

@@ -429,3 +429,92 @@ def test_no_rate_limit_traces_every_chunk(context):
         spans = traced.spans()
         assert one(spans, "mp.task").attributes["mp.task.chunks_traced"] == 50
         assert len(named(spans, "mp.task.run")) == 50
+
+
+def _pickling_error(obj):
+    """The exception multiprocessing's own pickler raises for ``obj``."""
+    from multiprocessing.reduction import ForkingPickler
+
+    try:
+        ForkingPickler.dumps(obj)
+    except Exception as exc:
+        return exc
+    raise AssertionError("%r pickles" % (obj,))
+
+
+def test_a_task_that_cannot_be_pickled_fails_for_the_caller_as_without_mptrace(traced, context):
+    """The task handler pickles through mptrace's stand-in for its put(): the pool still reports the error."""
+    unpicklable = lambda: None  # noqa: E731
+    expected = _pickling_error(unpicklable)
+    chunks = 12  # more than the 8 traced chunks of Pool(2): the unpicklable one is sent without a span
+    items = list(range(chunks - 1)) + [unpicklable]
+    with traced.tracer.start_as_current_span("work"):
+        with context.Pool(2) as pool:
+            for call in (lambda: pool.apply(targets.square, (unpicklable,)),
+                         lambda: pool.map(targets.square, items, chunksize=1)):
+                with pytest.raises(type(expected)) as raised:
+                    call()
+                assert str(raised.value) == str(expected)
+            assert pool.map(targets.square, range(3)) == [0, 1, 4]  # the pool goes on working
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    failed_map, later_map = sorted(named(spans, "mp.task"), key=lambda s: s.start_time)[1:]
+    assert failed_map.attributes["mp.task.api"] == later_map.attributes["mp.task.api"] == "Pool.map"
+    assert is_error(failed_map) and not is_error(later_map)
+    assert failed_map.attributes["mp.task.chunks"] == chunks - 1  # sent: all but the one that failed to pickle
+    failed = [s for s in children_of(spans, failed_map, "mp.pickle") if is_error(s)]
+    assert len(failed) == 1 and failed[0].attributes["mp.pickle.channel"] == "task"
+
+
+def test_the_task_handlers_stand_in_sends_what_connection_send_would():
+    """put_for(): a task's pickle and its trailer; anything else, and a closed pipe's error, as send() has them."""
+    from multiprocessing import Pipe
+    from multiprocessing.reduction import ForkingPickler
+
+    from mptrace import _spanparent, _tasks, _trailer
+
+    caller = _spanparent.Parent(0x1234, 0x5678, True)
+    sender = _tasks.TaskSender(None, lambda obj: caller if type(obj) is tuple else None, lambda obj: (None, None))
+    reader, writer = Pipe(duplex=False)
+    put = sender.put_for(writer.send)
+    assert put is not writer.send
+    task = (7, 0, targets.square, (3,), {})
+    put(task)
+    data = reader.recv_bytes()
+    assert _trailer.read(data)[:3] == (_trailer.TASK, 0x1234, 0x5678)
+    assert data[:-_trailer.SIZE] == bytes(ForkingPickler.dumps(task))
+    put(None)  # a sentinel: through send() itself, with no trailer
+    assert reader.recv_bytes() == bytes(ForkingPickler.dumps(None))
+    writer.close()
+    for call in (put, writer.send):
+        with pytest.raises(OSError) as raised:
+            call(task)
+        assert str(raised.value) == "handle is closed"
+    reader.close()
+
+
+def test_the_result_handlers_stand_in_reads_what_connection_recv_would(traced):
+    """get_for(): each message unpickled as recv() has it, the end of the pipe as EOFError, a closed one as OSError."""
+    from multiprocessing import Pipe
+
+    from mptrace import _tasks
+
+    pool = _tasks.PoolTrace("test")
+    receiver = _tasks.ResultReceiver(lambda obj: (None, None), pool)
+    reader, writer = Pipe(duplex=False)
+    get = receiver.get_for(reader.recv)
+    assert get is not reader.recv
+    writer.send((1, 0, (True, [1, 4, 9])))
+    writer.send(None)
+    assert get() == (1, 0, (True, [1, 4, 9]))
+    assert get() is None
+    assert pool.received[0] == 1  # the result, not the sentinel
+    writer.close()
+    with pytest.raises(EOFError):
+        get()
+    reader.close()
+    for call in (get, reader.recv):
+        with pytest.raises(OSError) as raised:
+            call()
+        assert str(raised.value) == "handle is closed"
+    pool.end("join")
