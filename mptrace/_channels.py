@@ -72,20 +72,24 @@ class SpanTallies(dict):
 
     Its None entry is the process's own tally. A span seen for the first time
     gets a tally if it is a recording SDK span; any other (the child's run
-    context, a remote or a non-recording span) counts for the process.
+    context, a pool worker's adopted task context, a remote or a non-recording
+    span) counts for the process, and stays here as the one foreign entry
+    until another foreign span takes its place: a pool worker's adopted
+    context is current for thousands of messages, and a hit costs no Python call.
     """
 
     __slots__ = ()
 
     def __missing__(self, span):
-        global _last_foreign_span
-        if span is _last_foreign_span or span is _run_context_span:
-            return process_tally
-        if not _recording_sdk_span(span):
-            _last_foreign_span = span  # a pool worker's adopted context stays current for many tasks
-            return process_tally
-        tally = self[span] = Tally()
-        return tally
+        global _foreign_span
+        if span is not _run_context_span and _recording_sdk_span(span):
+            tally = self[span] = Tally()
+            return tally
+        if _foreign_span is not None:
+            self.pop(_foreign_span, None)
+        _foreign_span = span
+        self[span] = process_tally
+        return process_tally
 
 
 SPAN_KEY = "no OpenTelemetry here"
@@ -99,9 +103,9 @@ current_context = itertools.repeat({}).__next__
 # In a child with OpenTelemetry: the non-recording span that stands for
 # mp.process.run in the context (its traffic is the process's own).
 _run_context_span = None
-# The last span found not to be a recording SDK span (not kept in span_tallies:
-# there may be one per remote context).
-_last_foreign_span = None
+# The one span in span_tallies that is not a recording SDK span (there may be
+# one per remote context: only the latest is kept).
+_foreign_span = None
 
 
 def _recording_sdk_span(span):
@@ -139,7 +143,7 @@ def use_opentelemetry(run_context=None):
 def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SECONDS):
     """Forget every tally (a new role for this process) and set the thresholds."""
     global span_bytes, span_seconds, SPAN_KEY, current_context, capture_context, _make_current_in_feeder
-    global _run_context_span, _last_foreign_span
+    global _run_context_span, _foreign_span
     process_tally.clear()
     span_tallies.clear()
     span_tallies[None] = process_tally
@@ -149,7 +153,7 @@ def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SEC
     SPAN_KEY, current_context = "no OpenTelemetry here", itertools.repeat({}).__next__
     capture_context = _no_context
     _make_current_in_feeder = _no_attach
-    _run_context_span = _last_foreign_span = None
+    _run_context_span = _foreign_span = None
 
 
 def forget_inherited_tallies():
@@ -190,7 +194,7 @@ _totals_names = {}  # key -> its three attribute names (a worker ends a task spa
 def settle(span):
     """Set the totals counted on ``span`` as its attributes (it is about to end)."""
     tally = span_tallies.pop(span, None) if span is not None else None
-    if tally:
+    if tally and tally is not process_tally:  # the process's own totals are not the span's
         span.set_attributes(tally_attributes(tally))
 
 
@@ -198,7 +202,7 @@ def span_end_hook(original_end):
     """A replacement for the SDK's ``Span.end`` that settles the span's tally first."""
 
     def end(self, end_time=None):
-        if len(span_tallies) > 1:
+        if self in span_tallies:
             _log.safely("adding pickle totals to a span", settle, self)
         return original_end(self, end_time)
 

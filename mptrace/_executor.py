@@ -120,6 +120,9 @@ def map_wrapper(wrapped, executor, args, kwargs):
     if trace is None or getattr(_submitting, "map", None) is not None:
         return wrapped(*args, **kwargs)
     submission = _log.safely("opening mp.task", _tasks.Submission, trace, "ProcessPoolExecutor.map", None)
+    chunks = _log.safely("counting a map's chunks ahead", _chunks_ahead, args, kwargs)
+    if submission is not None and chunks is not None:
+        submission.planned(chunks)
     _submitting.map, _submitting.map_chunks = submission, 0
     try:
         return wrapped(*args, **kwargs)
@@ -127,6 +130,18 @@ def map_wrapper(wrapped, executor, args, kwargs):
         _submitting.map = None
         if submission is not None:
             _log.safely("counting a map's chunks", submission.expect, _submitting.map_chunks)
+
+
+_SIZED = (list, tuple, range, str, bytes, dict, set, frozenset)
+
+
+def _chunks_ahead(args, kwargs):
+    """How many chunks ``map(fn, *iterables, chunksize=1)`` will submit, where its iterables' sizes are known
+    without running user code (built-in containers); else None."""
+    iterables, chunksize = args[1:], kwargs.get("chunksize", 1)
+    if not iterables or type(chunksize) is not int or chunksize < 1 or any(type(i) not in _SIZED for i in iterables):
+        return None
+    return -(-min(len(i) for i in iterables) // chunksize)
 
 
 def work_item_init(original):

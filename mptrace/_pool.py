@@ -218,9 +218,15 @@ def map_result_init(original):
         original(self, *args, **kwargs)
         submission = submissions.get(getattr(self, "_job", None)) if submissions else None
         if type(submission) is _tasks.Submission:
-            _log.safely("counting a map's chunks", submission.expect, self._number_left)
+            _log.safely("counting a map's chunks", _plan, submission, self._number_left)
 
     return __init__
+
+
+def _plan(submission, chunks):
+    """A map's chunks are counted before the task handler sends the first."""
+    submission.planned(chunks)
+    submission.expect(chunks)
 
 
 def set_length(original):

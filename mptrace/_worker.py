@@ -3,7 +3,8 @@
 A Pool worker (``multiprocessing.pool.worker``) and an executor worker
 (``concurrent.futures.process._process_worker``) loop in their main thread:
 get a task, call it, put the result. mptrace gives that thread a role (see
-``_channels.loads_roles``):
+``_channels.loads_roles``), and a Pool worker's task queue a stand-in for its
+``get`` that hands each task to the role directly:
 
 * a task message that arrives with a trailer (``_trailer``) begins an
   ``mp.task.run`` span under the caller's ``mp.task`` (the START record is on
@@ -24,6 +25,7 @@ import time
 from threading import get_ident
 
 from mptrace import _channels, _litespan, _log, _tasks, _trailer, semconv
+from mptrace._state import state
 
 perf_counter = time.perf_counter
 forking_loads = _tasks.forking_loads  # pickle.loads, as multiprocessing calls it
@@ -121,6 +123,8 @@ def recognise(run, process):
     run.closers.append(role.close)
     run.on_late_wiring.append(role.opentelemetry_arrived)
     args = tuple(getattr(process, "_args", ()))
+    if shapes is PoolShapes and args:
+        _log.safely("standing in for a pool worker's get", role.stand_in_for_get, args[0])
     if len(args) > 2 and args[2] is not None:
         role.start_initializer(args[2], args[0])
 
@@ -146,27 +150,59 @@ class WorkerRole(_channels.ThreadRole):
         self.initializer = None
         self.adopted = None  # (trace_id, span_id, sampled) made current for tasks
         self.adopted_trailer = None  # the bytes of the untraced tasks' trailer that set ``adopted``
+        self.get_stand_in = None  # a Pool worker's inqueue.get, once stood in for
 
     # -- a task arrives ----------------------------------------------------
 
     def loads(self, loads, data, args, kwargs):
+        if args or kwargs:  # not how multiprocessing reads its messages
+            return loads(data, *args, _role_checked=True, **kwargs)
+        return self.receive(data, loads)
+
+    def stand_in_for_get(self, queue):
+        """A Pool worker's ``inqueue.get``: SimpleQueue.get's own lock and pipe, the task read by ``receive``.
+
+        The worker binds ``get = inqueue.get`` before its loop, so an attribute
+        of the queue object is what every task comes through. It spares each of
+        a map's chunks the channel pickler's lookup of this thread's role. It
+        also ends mp.pool.initializer at the worker's first request for a task.
+        """
+        from multiprocessing import queues
+
+        other = queues._ForkingPickler
+        if type(queue) is not queues.SimpleQueue or getattr(other, "mptrace_channel", None) is None:
+            return  # not what CPython 3.9 to 3.14 passes: the role sees the tasks instead
+        lock, reader, other_loads, receive, role = queue._rlock, queue._reader, other.loads, self.receive, self
+
+        def get():
+            if role.initializer is not None:
+                role._end_initializer()
+            with lock:
+                data = reader.recv_bytes()
+            return receive(data, other_loads)
+
+        state.patches.replace(queue, "get", get)
+        self.get_stand_in = get
+
+    def receive(self, data, other_loads):
+        """The message in ``data``: a task (its trailer read) or, through ``other_loads``, anything else."""
         if (self.adopted_trailer is not None and self.task is None and self.initializer is None
                 and data[-_TRAILER_SIZE:] == self.adopted_trailer):
             # The hot path: another chunk of the same map, nothing new to read or adopt.
             try:
-                return forking_loads(data, *args, **kwargs)
+                return forking_loads(data)
             except BaseException as exc:
                 _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
                             0.0)
                 raise
         trailer = _trailer.read(data)
         if trailer is None or trailer[0] != _trailer.TASK:
-            return loads(data, *args, _role_checked=True, **kwargs)
+            return other_loads(data, _role_checked=True)
         if not trailer[3] & _trailer.TASK_SPAN:
-            return self._untraced(data, args, kwargs, trailer)
+            return self._untraced(data, trailer)
         began = perf_counter()
         try:
-            obj = forking_loads(data, *args, **kwargs)
+            obj = forking_loads(data)
         except BaseException as exc:
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
                         perf_counter() - began)
@@ -175,10 +211,10 @@ class WorkerRole(_channels.ThreadRole):
         begun = _log.safely("starting mp.task.run", self._begin, obj, trailer, len(data) - _trailer.SIZE, seconds)
         return obj if begun is None else begun
 
-    def _untraced(self, data, args, kwargs, trailer):
+    def _untraced(self, data, trailer):
         """A task without a span of its own: only its caller's context is adopted."""
         try:
-            task = forking_loads(data, *args, **kwargs)
+            task = forking_loads(data)
         except BaseException as exc:
             _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc, 0.0)
             raise
@@ -321,6 +357,8 @@ class WorkerRole(_channels.ThreadRole):
                                   sampled=run.run_span.sampled)
         outer = _make_current(run, span.trace_id, span.span_id, span.sampled)
         self.initializer = (span, outer)
+        if self.get_stand_in is not None:
+            return  # it ends the initializer's span itself
         original_get = task_queue.get
         role = self
 

@@ -152,3 +152,18 @@ def test_every_executor_thread_works_in_the_pools_trace(context):
         spans = traced.spans()
         assert_one_trace(spans)
         assert_no_orphans(spans)
+
+
+@pytest.mark.parametrize("items, traced_chunks", [(lambda: list(range(8)), 8), (lambda: list(range(9)), 2),
+                                                   (lambda: iter(range(8)), 2)],
+                         ids=["8 chunks: in full", "9 chunks", "unknown length"])
+def test_a_map_traces_its_chunks_in_full_only_when_short_and_sized(traced, context, items, traced_chunks):
+    """ProcessPoolExecutor(2).map: in full up to 4 chunks per worker, if known before the first is sent."""
+    with ProcessPoolExecutor(2, mp_context=context) as executor:
+        assert len(list(executor.map(targets.square_in_span, items()))) in (8, 9)
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    task = one(spans, "mp.task", **{"mp.task.api": "ProcessPoolExecutor.map"})
+    assert task.attributes["mp.task.chunks_traced"] == traced_chunks
+    assert len(named(spans, "mp.task.run")) == traced_chunks
+

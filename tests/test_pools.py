@@ -24,8 +24,8 @@ POOL_CALLS = {
     "Pool.map_async": (lambda pool: pool.map_async(targets.square_in_span, range(4), chunksize=2).get(30),
                        [0, 1, 4, 9], 2),
     "Pool.imap": (lambda pool: list(pool.imap(targets.square_in_span, range(4), chunksize=2)), [0, 1, 4, 9], 2),
-    "Pool.imap_unordered": (lambda pool: sorted(pool.imap_unordered(targets.square_in_span, range(4))),
-                            [0, 1, 4, 9], 4),
+    "Pool.imap_unordered": (lambda pool: sorted(pool.imap_unordered(targets.square_in_span, range(4), 2)),
+                            [0, 1, 4, 9], 2),
     "Pool.starmap": (lambda pool: pool.starmap(targets.add_in_span, [(1, 2), (3, 4)]), [3, 7], 2),
     "Pool.starmap_async": (lambda pool: pool.starmap_async(targets.add_in_span, [(1, 2), (3, 4)], 1).get(30),
                            [3, 7], 2),
@@ -111,7 +111,7 @@ def test_the_initializer_runs_in_a_span_of_its_own(traced, context):
 
 def test_a_raising_task_is_an_error_on_both_sides(traced, context):
     with traced.tracer.start_as_current_span("work"):
-        with context.Pool(1) as pool:
+        with context.Pool(2) as pool:  # a map's chunks get spans one per worker: both of this one's
             with pytest.raises(ValueError, match="task failed on 7"):
                 pool.apply_async(targets.fail, (7,)).get(30)
             with pytest.raises(KeyError, match="odd 3"):
@@ -404,9 +404,9 @@ def test_every_pool_thread_works_in_the_pools_trace(context):
         assert named(spans, "mp.unpickle")  # the worker handler's wake-up messages, at least
 
 
-def test_a_long_map_traces_as_many_chunks_as_default_chunking_makes(traced, context):
-    traced_chunks = 2 * 4  # what map() makes of a long iterable on Pool(2) by default: 4 chunks per worker
-    chunks = traced_chunks + 8
+@pytest.mark.parametrize("chunks, traced_chunks", [(8, 8), (9, 2)], ids=["4 per worker: in full", "longer"])
+def test_a_map_longer_than_default_chunking_traces_one_chunk_per_worker(traced, context, chunks, traced_chunks):
+    """Pool(2): map's default chunking makes 4 chunks per worker; a map of up to 8 is traced in full."""
     with traced.tracer.start_as_current_span("work"):
         with context.Pool(2) as pool:
             assert pool.map(targets.square_in_span, range(chunks), chunksize=1) == [x * x for x in range(chunks)]
@@ -446,7 +446,7 @@ def test_a_task_that_cannot_be_pickled_fails_for_the_caller_as_without_mptrace(t
     """The task handler pickles through mptrace's stand-in for its put(): the pool still reports the error."""
     unpicklable = lambda: None  # noqa: E731
     expected = _pickling_error(unpicklable)
-    chunks = 12  # more than the 8 traced chunks of Pool(2): the unpicklable one is sent without a span
+    chunks = 12  # more than the 2 traced chunks of Pool(2): the unpicklable one is sent without a span
     items = list(range(chunks - 1)) + [unpicklable]
     with traced.tracer.start_as_current_span("work"):
         with context.Pool(2) as pool:
