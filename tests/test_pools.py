@@ -518,3 +518,21 @@ def test_the_result_handlers_stand_in_reads_what_connection_recv_would(traced):
             call()
         assert str(raised.value) == "handle is closed"
     pool.end("join")
+
+
+def test_a_workers_results_without_spans_are_counted_on_its_process(traced, context):
+    """Results of chunks without mp.task.run are pickled in the caller's adopted context: the worker's own totals."""
+    chunks = 12  # Pool(1): one traced chunk, 11 without
+    with traced.tracer.start_as_current_span("work"):
+        with context.Pool(1) as pool:
+            assert pool.map(targets.square_in_span, range(chunks), chunksize=1) == [x * x for x in range(chunks)]
+            pool.close()
+            pool.join()
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    run = one(spans, "mp.task.run")
+    assert run.attributes["mp.pickle.result.count"] == 1
+    worker = one(spans, "mp.process.run")
+    assert worker.attributes["mp.pickle.queue.count"] == chunks - 1
+    assert worker.attributes["mp.pickle.queue.bytes"] > 0
+    assert not [s for s in named(spans, "task-work") if "mp.pickle.queue.count" in s.attributes]
