@@ -176,7 +176,7 @@ class WorkerRole(_channels.ThreadRole):
 
         def get():
             if role.initializer is not None:
-                role._end_initializer()
+                _log.safely("ending mp.pool.initializer", role._end_initializer)
             with lock:
                 data = reader.recv_bytes()
             return receive(data, other_loads)
