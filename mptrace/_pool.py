@@ -15,8 +15,10 @@ Patches (wrapt unless noted):
   context (what it reads from the pool's change notifier is counted on mp.pool,
   never a span in a trace of its own);
 * ``Pool._handle_tasks`` / ``_handle_results``: the helper threads get the
-  pool's context and a role that pickles tasks (with the trailer) and reads
-  results (ending ``mp.task`` before the caller can see the last result);
+  pool's context, and stand-ins for the ``put`` and ``get`` they are started
+  with, which pickle tasks (with the trailer) and read results (ending
+  ``mp.task`` before the caller can see the last result); a role does the
+  same should CPython pass something else;
 * ``Pool._terminate_pool`` and ``Pool.join``: end mp.pool; tasks without a
   result end as ERROR; workers that the pool itself terminates are marked so;
 * ``ApplyResult.__init__``, ``MapResult.__init__``, ``IMapIterator.__init__``

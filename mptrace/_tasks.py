@@ -28,8 +28,7 @@ from mptrace._pickling import end_with_error, hooks_of
 from mptrace._state import state
 
 perf_counter = time.perf_counter
-ForkingPickler = reduction.ForkingPickler
-forking_loads = ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
+forking_loads = reduction.ForkingPickler.loads  # pickle.loads, as multiprocessing calls it
 
 DEFAULT_SPANS_PER_SECOND = 100
 # How many of a submission's chunks get an mp.task.run (unless there is no rate
@@ -287,48 +286,38 @@ class Submission:
     def pickle(self, obj, protocol, describe):
         """The task message for ``obj``: its pickle, then the trailer for the worker.
 
-        ``describe(obj)``: (function, items) of the task, for the spans. A map
-        sends thousands of chunks a second, most of them without a span of their
-        own, so this path makes as few calls as it can; the pool's totals take
-        this submission's when it finishes (``_finish``).
+        ``describe(obj)``: (function, items) of the task, for the spans. The
+        pool's totals take this submission's when it finishes (``_finish``).
         """
         traced = self.span is not None and (self.chunks == 0 or (  # the first rides on the submission's token
             self.traced_chunks < self.chunk_limit and limit.take()))
-        stream = io.BytesIO()
-        began = perf_counter()
         try:
-            pickler = (TaskPickler if traced else ForkingPickler)(stream, protocol)
-            pickler.dump(obj)
+            stream, seconds, hooks = pickle_message(obj, protocol, traced)
         except BaseException as exc:
             _log.safely("recording a task that failed to pickle", self._pickle_failed, obj, exc, describe)
             raise
-        seconds = perf_counter() - began
         try:
             size = stream.tell()
             parent = self.parent
             if parent is not None:
-                stream.write(self._trailer(parent) if traced else self.context_trailer or self._context_trailer())
+                stream.write(self._trailer(parent, traced))
             self.chunks += 1
-            sent = self.sent
-            sent[0] += 1
-            sent[1] += size
-            sent[2] += seconds
+            add(self.sent, size, seconds)
             if traced or self.function is None or size >= _channels.span_bytes or seconds >= _channels.span_seconds:
-                self._noted(obj, size, seconds, pickler.hooks if traced else (), traced, describe)
+                self._noted(obj, size, seconds, hooks, traced, describe)
         except Exception:
             _log.internal_error("counting a task")
         return stream.getbuffer()
 
-    @staticmethod
-    def _trailer(parent):
-        """The trailer of a chunk with its own mp.task.run."""
-        return _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED
-                               | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0))
-
-    def _context_trailer(self):
-        """The trailer every chunk without a span shares (made once): the worker only adopts the context."""
-        self.context_trailer = context_trailer(self.parent)
-        return self.context_trailer
+    def _trailer(self, parent, traced):
+        """The trailer of a traced chunk; or the one all untraced chunks share, made once."""
+        if traced:
+            return _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED
+                                   | _trailer.TASK_SPAN | (_trailer.ITEM_SPANS if item_spans else 0))
+        trailer = self.context_trailer  # the same for every untraced chunk
+        if trailer is None:
+            trailer = self.context_trailer = context_trailer(parent)
+        return trailer
 
     def _noted(self, obj, size, seconds, hooks, traced, describe):
         """What only some task messages need: a traced one's hooks, the function's name, a notable pickle."""
@@ -363,10 +352,7 @@ class Submission:
 
     def result(self, failure, size, seconds, obj):
         """One result arrived: count it, and end the span if it was the last."""
-        received = self.received
-        received[0] += 1
-        received[1] += size
-        received[2] += seconds
+        add(self.received, size, seconds)
         if self.span is not None and (size >= _channels.span_bytes or seconds >= _channels.span_seconds):
             message_span(semconv.SPAN_UNPICKLE, "result", _spanparent.of_span(self.span), size, seconds,
                          _channels._type_name(obj)).end()
@@ -377,9 +363,7 @@ class Submission:
             self.done += 1
             if failure is not None and self.failure is None:
                 self.failure = failure
-            complete = not self.ended and self.expected is not None and self.done >= self.expected
-            if complete:  # the first to see it ends the span
-                self._finish()
+            complete = self._complete()
         if complete:
             self.end()
 
@@ -387,11 +371,16 @@ class Submission:
         """The number of results is known now (a map's chunks, an imap's length)."""
         with _lock:
             self.expected = expected
-            complete = not self.ended and self.done >= expected
-            if complete:
-                self._finish()
+            complete = self._complete()
         if complete:
             self.end()
+
+    def _complete(self):
+        """Whether every result is in (the caller holds _lock); the first to see it ends the span."""
+        if self.ended or self.expected is None or self.done < self.expected:
+            return False
+        self._finish()
+        return True
 
     def planned(self, chunks):
         """The number of chunks is known before any is sent: a map that short is traced in full."""
