@@ -8,6 +8,8 @@ wrapt: spawn and forkserver children import it on their start-up path, so it
 stays cheap. The functions below load the machinery on first use.
 """
 
+import sys
+
 from mptrace._errors import ConfigurationError
 
 __version__ = "0.1.0"
@@ -23,11 +25,31 @@ def install(tracer_provider=None, **options):
     options raise ``TypeError``/``ValueError`` naming the option; an ``OTEL_*``
     variable it cannot use raises ``ConfigurationError`` (a ``ValueError``)
     naming the variable and its value. With ``OTEL_SDK_DISABLED=true`` it does
-    nothing.
+    nothing. In a process that multiprocessing is starting or that mptrace
+    traces as a child (a spawn or forkserver child re-running the main
+    module's ``install()`` line, a fork server preloading it) it returns at
+    once: the root configures the whole tree and reports its errors once.
     """
+    if _in_child_of_a_traced_program():
+        return None
     from mptrace._install import install as _install
 
     return _install(tracer_provider, **options)
+
+
+def _in_child_of_a_traced_program():
+    """Whether this process is a traced child, or one multiprocessing is still bootstrapping.
+
+    Looked up without importing anything: this runs in every spawn child of a
+    program that calls ``install()`` at top level.
+    """
+    child = sys.modules.get("mptrace._child")
+    if child is not None and child.is_traced_child():
+        return True
+    # multiprocessing's own flag: set while a spawn or forkserver child (or the
+    # fork server, preloading the main module) re-imports the main module.
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and getattr(process.current_process(), "_inheriting", False) is True
 
 
 def uninstall():

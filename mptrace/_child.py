@@ -69,6 +69,12 @@ def _activate(carrier):
     return None
 
 
+def is_traced_child():
+    """Whether this process is a traced child: activated by a stowaway, or given the child role."""
+    activated = _activated
+    return (activated is not None and activated[0] == os.getpid()) or (state.role == "child" and state.active())
+
+
 def _time_start_up():
     """Time the main module's re-import (spawn.prepare) and what unpickling imports."""
     global _clock

@@ -148,7 +148,12 @@ def run_command(argv):
     mptrace.install()
     # install() has read them; the program (and any program it runs) sees the environment it was given.
     _restore_environment(started_with)
-    _runner.exit_with(_runner.run(target, program_args, is_module))
+    from mptrace import _program
+
+    _program.begin("-m " + target if is_module else target)  # the whole run is one trace
+    status, failure = _runner.run(target, program_args, is_module)
+    _program.set_outcome(status, failure)
+    _runner.exit_with(status)
 
 
 RUN_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", ENV_TRACE_FILE, ENV_TREE)  # what `run` may set

@@ -26,14 +26,14 @@ from rich.text import Text
 
 from mptrace import _jaeger_json, _runner, semconv
 from mptrace._errors import UsageError
-from mptrace._tree import terminal_width  # 120 for files and pipes: rich would take 80
+from mptrace._tree import format_size, terminal_width  # terminal_width: 120 for files and pipes, not rich's 80
 from mptrace.testing import start_methods
 
 ABSENT = "-"
 DEFAULT_TIMEOUT = 300.0
 MAX_OUTPUT_LINES = 12
 _METHOD_PREFIX = re.compile(r"^(?:ForkServer|Forkserver|Fork|Spawn)(?=[A-Z])")
-_OWN_LINES = re.compile(r"^mptrace: trace written to ")
+_OWN_LINES = re.compile(r"^mptrace: (trace written to |no spans were recorded)")
 
 
 def parser():
@@ -56,7 +56,7 @@ def compare(target, is_module, args, settings):
     with tempfile.TemporaryDirectory(prefix="mptrace-compare-") as directory:
         runs = [run_once(method, target, is_module, args, settings.timeout, directory) for method in methods]
     print_report(target if not is_module else "-m " + target, runs)
-    return 0
+    return 1 if all(run.failure for run in runs) else 0
 
 
 def _methods(text):
@@ -84,6 +84,7 @@ class Run:
         self.spans = spans
         self.seconds = seconds
         self.problem = problem  # why the trace is missing or incomplete, if it is
+        self.failure = program_failure(self)  # how the program itself failed, if it did
 
 
 def run_once(method, target, is_module, args, timeout, directory):
@@ -118,6 +119,27 @@ def _read_trace(path):
         return [], "wrote no trace (killed, or exited through os._exit?)"
     except ValueError as error:
         return [], "trace unreadable: %s" % error
+
+
+def program_failure(run):
+    """How the program failed in this run, in one phrase, or None when it ran to a clean exit.
+
+    From the run's mp.program span (the exception and where), else from its
+    exit code; a run that timed out or left no trace failed too.
+    """
+    program = next((s for s in run.spans if s.name == semconv.SPAN_PROGRAM and not s.parent_span_id), None)
+    if program is not None and program.status_code == "ERROR":
+        error = _error(program) or "failed"
+        path, line = program.attributes.get(semconv.OTEL_CODE_FILE_PATH), program.attributes.get(
+            semconv.OTEL_CODE_LINE_NUMBER)
+        if path and line and str(path) not in error:
+            error += " at %s:%s" % (os.path.basename(str(path)), line)
+        return error
+    if run.exitcode is None:
+        return run.problem or "did not finish"
+    if run.exitcode != 0:
+        return "exit %s" % run.exitcode
+    return None
 
 
 # -- child processes, matched across runs ----------------------------------------
@@ -183,11 +205,7 @@ def _pickled(launch, spans):
         return "no"
     sizes = [s.attributes.get(semconv.PICKLE_BYTES, 0) for s in spans if s.parent_span_id == launch.span_id
              and s.name == semconv.SPAN_PICKLE and s.attributes.get(semconv.PICKLE_CHANNEL) == "process"]
-    return "yes, %s" % _size(sum(sizes)) if sizes else "yes"
-
-
-def _size(count):
-    return "%d B" % count if count < 1024 else "%.1f KB" % (count / 1024)
+    return "yes, %s" % format_size(sum(sizes)) if sizes else "yes"  # the number the tree shows
 
 
 def _listed(values):
@@ -262,6 +280,9 @@ def _by_method(runs, values):
 
 def _program_differences(runs):
     found = []
+    failures = [run.failure or ABSENT for run in runs]
+    if len(set(failures)) > 1:
+        found.append("program failure differs: %s" % _by_method(runs, failures))
     for what, read in (("exit code", lambda r: str(r.exitcode)), ("standard output", lambda r: r.stdout),
                        ("standard error", lambda r: r.stderr)):
         values = [read(run) for run in runs]
@@ -281,14 +302,35 @@ def print_report(program, runs, file=None):
     console.print(Text("mptrace compare: %s" % program, style="bold"))
     for run in runs:
         line = "  %s: exit %s in %.1f s" % (run.method, run.exitcode, run.seconds)
-        console.print(Text(line + (" (%s)" % run.problem if run.problem else ""),
-                           style="bold red" if run.problem else ""))
+        if run.problem:
+            line += " (%s)" % run.problem
+        if run.failure and run.failure != run.problem:
+            line += ": program " + (run.failure if run.failure.startswith(("failed", "exit")) else "failed: "
+                                    + run.failure)
+        console.print(Text(line, style="bold red" if run.problem or run.failure else ""))
     per_run = [children_of(run) for run in runs]
     for key in _all_keys(per_run):
         console.print(_child_table(key, runs, per_run))
     if _program_differences(runs):
         console.print(_output_table(runs))
+    if all(run.failure for run in runs):
+        _print_every_run_failed(console, runs)
+        return
     _print_findings(console, differences(runs, per_run))
+    failed = [run.method for run in runs if run.failure]
+    if failed:
+        console.print(Text("The program failed under %s." % ", ".join(failed), style="bold red"))
+
+
+def _print_every_run_failed(console, runs):
+    """Nothing to compare: say so, and how each run failed (once, when they all failed alike)."""
+    console.print(Text("The program failed under every start method, so there is nothing to compare:",
+                       style="bold red"))
+    if len({run.failure for run in runs}) == 1:
+        console.print(Text("  %s: %s" % (", ".join(run.method for run in runs), runs[0].failure), style="red"))
+        return
+    for run in runs:
+        console.print(Text("  %s: %s" % (run.method, run.failure), style="red"))
 
 
 def _child_table(key, runs, per_run):

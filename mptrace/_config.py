@@ -21,7 +21,7 @@ TASK_SPAN_MODES = ("chunk", "item")
 
 Options = namedtuple(
     "Options", "spool_dir watch_modules ignore_modules capture_values pickle_span_bytes pickle_span_seconds "
-    "task_spans_per_second task_spans")
+    "task_spans_per_second task_spans program_span")
 
 
 def default_spool_parent():
@@ -46,6 +46,7 @@ _DEFAULTS = {
     "pickle_span_seconds": 0.001,
     "task_spans_per_second": 100,
     "task_spans": "chunk",
+    "program_span": False,
 }
 
 
@@ -70,8 +71,9 @@ def parse(options):
                          % (", ".join(map(repr, TASK_SPAN_MODES)), values["task_spans"]))
     for option in ("watch_modules", "ignore_modules"):
         values[option] = _prefixes(option, values[option])
-    if not isinstance(values["capture_values"], bool):
-        raise TypeError("install() option 'capture_values' must be True or False, got %r" % (values["capture_values"],))
+    for option in ("capture_values", "program_span"):
+        if not isinstance(values[option], bool):
+            raise TypeError("install() option %r must be True or False, got %r" % (option, values[option]))
     spool_dir = values["spool_dir"]
     if spool_dir is not None:
         if not isinstance(spool_dir, (str, os.PathLike)):

@@ -48,6 +48,7 @@ class Root:
         self.options = options
         self.watch = None
         self.import_finder = None
+        self.program = None  # the mp.program span (_program), when the run has one
         self.emit = _span_processor_of(provider).on_end  # hands a finished span to the provider
 
 
@@ -69,6 +70,10 @@ def install(tracer_provider=None, **options):
         _become_root(provider, parsed)
         _apply_patches()
         atexit.register(_at_exit)
+        if parsed.program_span:
+            from mptrace import _program
+
+            _program.begin(_program.default_name())
 
 
 def _become_root(provider, options):
@@ -212,6 +217,9 @@ def _shut_down_root(reason, pools_end="exit", at_exit=False):
     _tasks.end_open_pools(pools_end)
     _parent.poll_children()
     _parent.end_unobserved(reason)
+    from mptrace import _program
+
+    _program.end()  # after every child's mp.process: the run ends when its last child was seen to
     state.root.collector.close(reason)
     provider = state.root.provider
     # At exit, a provider that shuts itself down then (the SDK's default) exports

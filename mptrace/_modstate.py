@@ -174,12 +174,40 @@ class ModuleWatch:
                 continue
             state[name] = current
             baseline = self.baselines.get(name)
-            if baseline is None:
-                if name != "__main__":
+            if baseline is None and name == "__main__":
+                found = _main_not_portable(module, current)
+                if found is None:
                     no_baseline.append(name)
+                not_portable.extend(found or ())
+                continue
+            if baseline is None:
+                no_baseline.append(name)
                 continue
             not_portable.extend("%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current)
         return state, sorted(not_portable), sorted(no_baseline)
+
+
+def _main_not_portable(module, current):
+    """``__main__.name`` of the main module's state set after import, as its source tells; None: no source.
+
+    The main module is run, not imported, so it has no import-time baseline of
+    its own; its source says what a spawn child, which re-runs it without the
+    main block, would hold (see _mainsource).
+    """
+    from mptrace import _mainsource
+
+    source = _mainsource.read(module)
+    if source is None:
+        return None
+    found = []
+    for name, now in current.items():
+        if name in source.literals:
+            changed = _fingerprint.fingerprint([(name, source.literals[name])], max_depth=STATE_DEPTH) != now
+        else:
+            changed = source.set_after_import(name)
+        if changed:
+            found.append("__main__.%s" % name)
+    return found
 
 
 def _has_prefix(name, prefixes):

@@ -41,7 +41,10 @@ def check(target, is_module):
 
 
 def run(target, args, is_module):
-    """Run the program; returns its exit status (an int, or a negative signal number)."""
+    """Run the program; returns (its exit status, the uncaught exception that ended it or None).
+
+    The status is an int, or a negative signal number.
+    """
     try:
         if is_module:
             sys.argv = [target] + list(args)  # runpy sets argv[0] to the module's file, as python -m does
@@ -52,14 +55,14 @@ def run(target, args, is_module):
             sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
             runpy.run_path(target, run_name="__main__")
     except SystemExit as exit_:
-        return _exit_status(exit_.code)
-    except KeyboardInterrupt:
+        return _exit_status(exit_.code), None
+    except KeyboardInterrupt as interrupt:
         _report_uncaught()
-        return -signal.SIGINT
-    except BaseException:
+        return -signal.SIGINT, interrupt
+    except BaseException as error:
         _report_uncaught()
-        return 1
-    return 0
+        return 1, error
+    return 0, None
 
 
 def _report_uncaught():

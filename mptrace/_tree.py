@@ -509,11 +509,12 @@ def _hooks(index, process):
 
 
 def _pickled_part(index, process):
-    """What pickling started the child cost: bytes and hooks; nothing under fork."""
+    """What pickling started the child cost: the process object's bytes (target, arguments, the
+    Process itself; not the start-up data, which is the same for every child) and hooks; nothing under fork."""
     pickles = index.children_named(process.launch, sc.SPAN_PICKLE)
     if _attr(process.launch, sc.ARGS_PICKLED) is not True and not pickles:
         return None
-    sizes = [_int(_attr(p, sc.PICKLE_BYTES)) for p in pickles]
+    sizes = [_int(_attr(p, sc.PICKLE_BYTES)) for p in pickles if _attr(p, sc.PICKLE_CHANNEL) == "process"]
     total = sum(s for s in sizes if s is not None and s > 0)
     text = "pickled " + format_size(total) if total else "pickled"
     hooks = len(_hooks(index, process))
@@ -875,6 +876,10 @@ def _program_name(run):
         name = _str(_resource_attr(span, SERVICE_NAME))
         if name and not name.startswith("unknown_service"):
             return name
+    for span in run.index.named(sc.SPAN_PROGRAM):
+        name = _str(_attr(span, sc.PROGRAM_NAME))
+        if name:
+            return os.path.basename(name)
     return "program"
 
 
@@ -885,28 +890,62 @@ def _total_duration(index):
     return max(ends) - min(starts) if starts and ends and max(ends) >= min(starts) else None
 
 
-def _root_label(run):
-    """The run in one line: which process, how long, how many children, how many errors."""
+def _program_span(run):
+    """The root's mp.program span (the whole run), or None when the run had none."""
+    found = [s for s in run.index.named(sc.SPAN_PROGRAM) if _parent_id(s) is None]
+    return found[0] if found else None
+
+
+def _program_failure(program):
+    """How the program itself ended, when that was a failure: ``failed: Type: message at file:line``."""
+    if program is None or not _failed(program):
+        return None
+    text = _exception_text(program)
+    path, line = _str(_attr(program, sc.OTEL_CODE_FILE_PATH)), _int(_attr(program, sc.OTEL_CODE_LINE_NUMBER))
+    if text is None:  # no exception: it exited with a non-zero status
+        status = _int(_attr(program, sc.OTEL_PROCESS_EXIT_CODE))
+        return "exit %d" % status if status is not None else (_description(program) or "failed")
+    where = "%s:%d" % (_short_path(path), line) if path and line else None
+    if where and (path not in text or str(line) not in text):
+        text += " at " + where
+    return "failed: " + text
+
+
+def _root_label(run, program):
+    """The run in one line: which process, how long, how many children, how the program and they ended.
+
+    Without mp.program, the program's own ending is unknown, and the line says
+    only what it knows: errors in the child processes.
+    """
     processes = len(run.processes) + len(run.unknown)
     errors = sum(p.failed for p in run.processes) + run.failed_tasks() + run.channel_failures()
+    failure = _program_failure(program)
+    if errors:
+        verdict = _plural(errors, "error") + (" in child processes" if failure else "")
+    else:
+        verdict = None if failure else ("no errors" if program is not None else "no errors in child processes")
+    duration = _duration(program) if program is not None else None
     return _line(
-        (_program_name(run), NAME),
+        (_program_name(run), ERROR if failure else NAME),
         ("pid %d" % run.root.pid if run.root.pid else None, None),
-        (format_duration(_total_duration(run.index)), None),
+        (format_duration(duration if duration is not None else _total_duration(run.index)), None),
         (_plural(processes, "child process", "child processes"), None),
-        (_plural(errors, "error") if errors else "no errors", ERROR if errors else OK),
+        (_clip(failure, 160) if failure else None, ERROR),
+        (verdict, ERROR if errors else OK),
     )
 
 
 def _root_node(spans):
     """The whole view as _Nodes: the root process, what it started, and what could not be placed."""
     run = _Run(spans)
+    program = _program_span(run)
     seen = set()
-    details = [_Node(line) for line in _channel_failure_lines(run.index, run.root)]
+    details = [_Node(line) for line in _traceback_lines(program)] if _failed(program) else []
+    details += [_Node(line) for line in _channel_failure_lines(run.index, run.root)]
     children = details + _child_nodes(run, run.root, seen)
     unattached = _unattached_node(run, seen)
     children += [unattached] if unattached else []
-    return _Node(_root_label(run), children)
+    return _Node(_root_label(run, program), children)
 
 
 # -- rich ----------------------------------------------------------------------

@@ -65,7 +65,9 @@ class ProcessTreeExporter(SpanExporter):
         if self._dropped:
             _log.warning("the process tree and trace file show the first %d spans; %d more were left out",
                          MAX_SPANS, self._dropped)
-        if self.trace_file:
+        if self.trace_file and not spans:  # an empty trace must not replace the file of an earlier run
+            _say("no spans were recorded, so no trace was written (%s left as it was)" % self.trace_file, self.file)
+        elif self.trace_file:
             _log.safely("writing the trace file", self._write, spans)
 
     def _write(self, spans):

@@ -16,6 +16,10 @@ SPAN_TASK = "mp.task"  # caller side: one submission (apply_async, map, submit, 
 SPAN_TASK_RUN = "mp.task.run"  # worker side: one task message (a call, or a chunk of a map)
 SPAN_TASK_ITEM = "mp.task.item"  # worker side, on request: one item of a chunk
 SPAN_POOL_INITIALIZER = "mp.pool.initializer"  # worker side: the pool's initializer
+SPAN_PROGRAM = "mp.program"  # the root: the whole program run (mptrace run; install(program_span=True))
+
+# On mp.program.
+PROGRAM_NAME = "mp.program.name"  # the script as given, or "-m module"
 
 # Attributes on mp.process and mp.process.run.
 START_METHOD = "mp.start_method"
@@ -98,6 +102,8 @@ FORK_THREAD_NAMES = "mp.fork.thread_names"
 OTEL_PROCESS_EXIT_CODE = "process.exit.code"
 OTEL_ERROR_TYPE = "error.type"
 OTEL_CODE_FUNCTION_NAME = "code.function.name"
+OTEL_CODE_FILE_PATH = "code.file.path"  # where a failure was raised
+OTEL_CODE_LINE_NUMBER = "code.line.number"
 OTEL_PROCESS_PID = "process.pid"
 OTEL_PROCESS_PARENT_PID = "process.parent_pid"
 OTEL_PROCESS_CREATION_TIME = "process.creation.time"

@@ -20,8 +20,8 @@ def test_state_changed_after_import(start_method, tmp_path):
     spans = run_state_program(start_method, tmp_path)
     launch, run = spans["mp.process"]["attributes"], spans["mp.process.run"]
     # Under every start method: what a spawned child would not see.
-    assert launch["mp.state.not_portable"] == [
-        "state_module.config", "state_module.counter", "state_module.settings"]
+    assert launch["mp.state.not_portable"] == [  # set in the main block: the source says a spawn child lacks it
+        "__main__.configured_in_main", "state_module.config", "state_module.counter", "state_module.settings"]
     diverged = run["attributes"]["mp.state.diverged"]
     if start_method == "fork":
         assert run["attributes"]["mp.state.inherited"] is True
@@ -100,8 +100,8 @@ def test_grandchildren_compare_with_the_child_that_started_them(tmp_path, outer,
     [inner_launch] = [s for s in launches if s["parent"] in {r["span_id"] for r in runs.values()}]
     grandchild_run = runs[inner_launch["span_id"]]
     launch, run = inner_launch["attributes"], grandchild_run["attributes"]
-    if outer == "fork":  # the child inherited the root's import baselines
-        assert launch["mp.state.not_portable"] == ["state_module.counter"]
+    if outer == "fork":  # the child inherited the root's import baselines, and the names of the main block
+        assert launch["mp.state.not_portable"] == ["__main__.inner", "__main__.outer", "state_module.counter"]
         assert "state_module" not in launch.get("mp.state.no_baseline", [])
     else:  # the child imported the module itself, before anyone watched
         assert launch["mp.state.not_portable"] == []
@@ -185,3 +185,24 @@ def launch_span_of(process, exporter):
     process.join(30)
     mptrace.flush()
     return one(exporter.get_finished_spans(), "mp.process")
+
+
+def test_a_main_module_without_source_has_no_baseline(tmp_path):
+    """python -c: no source to read, so mptrace says it has no baseline rather than guessing."""
+    import subprocess
+
+    from tests.subprocesses import ROOT, environment
+
+    code = ("import multiprocessing, mptrace\n"
+            "from tests.programs import in_memory_pipeline\n"
+            "provider, exporter = in_memory_pipeline()\n"
+            "mptrace.install(tracer_provider=provider)\n"
+            "VALUE = 1\n"
+            "p = multiprocessing.get_context('fork').Process(target=print); p.start(); p.join()\n"
+            "mptrace.flush()\n"
+            "[launch] = [s for s in exporter.get_finished_spans() if s.name == 'mp.process']\n"
+            "print(list(launch.attributes['mp.state.no_baseline']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=environment())
+    assert done.returncode == 0, done.stderr
+    assert "'__main__'" in done.stdout

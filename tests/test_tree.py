@@ -261,3 +261,26 @@ def test_garbage_renders_without_raising():
     closed.close()
     _tree.render(spans, file=closed)  # logged, not raised
     assert _tree.summary_lines([]) and _tree.summary_lines(None)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_the_tree_and_compare_show_one_pickled_size(traced, method):
+    """The process object's pickle (target and arguments), not the start-up data added to it."""
+    from mptrace import _compare
+
+    context = multiprocessing.get_context(method)
+    [process] = run_children(context, targets.succeed, ("an argument", list(range(50))))
+    spans = traced.spans()
+    [pickled] = [s for s in spans if s.name == "mp.pickle" and s.attributes["mp.pickle.channel"] == "process"]
+    size = _tree.format_size(pickled.attributes["mp.pickle.bytes"])
+    child = line_with(_tree.summary_lines(spans), "pid %d " % process.pid)
+    assert "pickled %s" % size in child
+    [launch] = [s for s in spans if s.name == "mp.process"]
+
+    class Parsed:  # what compare reads from a trace file
+        def __init__(self, span):
+            self.name, self.attributes = span.name, span.attributes
+            self.span_id = span.context.span_id
+            self.parent_span_id = span.parent.span_id if span.parent else None
+
+    assert _compare._pickled(Parsed(launch), [Parsed(s) for s in spans]) == "yes, %s" % size
