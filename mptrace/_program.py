@@ -16,6 +16,7 @@ failed, the exception and where it was raised.
 
 import os
 import sys
+import threading
 import traceback
 
 from mptrace import _log, semconv
@@ -34,6 +35,7 @@ class ProgramSpan:
         self.span = tracer.start_span(semconv.SPAN_PROGRAM, kind=trace.SpanKind.INTERNAL,
                                       attributes={semconv.PROGRAM_NAME: name})
         self._token = context.attach(trace.set_span_in_context(self.span))
+        self._thread = threading.get_ident()
         self._outcome_known = False
 
     def set_outcome(self, status, failure=None):
@@ -62,7 +64,7 @@ class ProgramSpan:
         from opentelemetry import context
 
         token, self._token = self._token, None
-        if token is not None:
+        if token is not None and threading.get_ident() == self._thread:  # a token belongs to its thread
             try:
                 context.detach(token)
             except Exception:  # another thread, or the context moved on: nothing to undo there

@@ -206,3 +206,28 @@ def test_mptrace_run_sends_one_trace_to_an_otlp_receiver(tmp_path):
     assert len({s.trace_id for s in spans}) == 1, "spans spread over several traces"
     roots = [s for s in spans if s.parent_span_id is None]
     assert [r.name for r in roots] == ["mp.program"]
+
+
+def test_uninstall_ends_the_program_span_and_makes_it_no_longer_current():
+    from opentelemetry import trace
+
+    import mptrace
+    from tests.programs import in_memory_pipeline
+
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider, program_span=True)
+    try:
+        current = trace.get_current_span()
+        assert current.is_recording() and current.name == "mp.program"
+    finally:
+        mptrace.uninstall()
+    assert not trace.get_current_span().get_span_context().is_valid
+    [program] = [s for s in exporter.get_finished_spans() if s.name == "mp.program"]
+    assert program.status.status_code.name == "UNSET"
+
+
+def test_program_span_must_be_a_bool():
+    import mptrace
+
+    with pytest.raises(TypeError, match="program_span"):
+        mptrace.install(program_span="yes")
