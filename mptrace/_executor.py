@@ -172,7 +172,7 @@ def sender_for(queue):
             return None
         return getattr(work_items.get(obj.work_id), "_mptrace", None)
 
-    return _tasks.TaskSender(None, submission_of, describe_call)  # its pool: see _open_pool
+    return _tasks.TaskSender(None, submission_of, describe_call, arguments=call_arguments)  # pool: _open_pool
 
 
 def describe_call(call_item):
@@ -183,6 +183,24 @@ def describe_call(call_item):
         chunk = call_item.args[0] if call_item.args else ()
         return function.args[0], len(chunk)
     return function, None
+
+
+def call_arguments(call_item, api, chunk_size, index):
+    """(path, value) of what a call item hands its worker, named as the caller passed them: for one that
+    failed to pickle. ``fn``, ``args[0]``, ``kwargs['x']``; a map's items as ``iterable[7]`` (one iterable)
+    or ``iterables[1][7]``; ``index``: how many of the submission's call items went before this one."""
+    user_function, items = describe_call(call_item)
+    if items is None:
+        return [("fn", call_item.fn)] + [("args[%d]" % i, a) for i, a in enumerate(call_item.args)] + \
+            [("kwargs[%r]" % (key,), value) for key, value in dict(call_item.kwargs).items()]
+    found = [("fn", user_function)]
+    for position, arguments in enumerate(call_item.args[0]):  # one tuple per item: its value from each iterable
+        item = _tasks.item_index(index, chunk_size, position)
+        if len(arguments) == 1:
+            found.append(("iterable[%s]" % item, arguments[0]))
+        else:
+            found += [("iterables[%d][%s]" % (i, item), a) for i, a in enumerate(arguments)]
+    return found
 
 
 # -- the manager thread: results in, the end ---------------------------------

@@ -101,7 +101,7 @@ def handle_tasks_wrapper(wrapped, instance, args, kwargs):
     trace = pools.get(_argument(args, kwargs, 2, "outqueue")) if pools else None
     if trace is None:
         return wrapped(*args, **kwargs)
-    sender = _tasks.TaskSender(trace, _submission_of_task, describe_task, _forget_task)
+    sender = _tasks.TaskSender(trace, _submission_of_task, describe_task, _forget_task, task_arguments)
     args, kwargs = _log.safely("standing in for the task handler's put", _with_argument, args, kwargs, 1, "put",
                                sender.put_for) or (args, kwargs)
     return _in_role(sender, trace, wrapped, args, kwargs)
@@ -300,6 +300,23 @@ def describe_task(task):
         user_function, chunk = args[0]
         return user_function, len(chunk)
     return function, None
+
+
+_ONE_ITEM_APIS = ("Pool.imap", "Pool.imap_unordered")  # with chunksize 1: each item is a task (func, (item,))
+
+
+def task_arguments(task, api, chunk_size, index):
+    """(path, value) of what a task hands its worker, named as the caller passed them: for a task that
+    failed to pickle. ``func``, ``args[0]``, ``kwds['x']``; a map's items as ``iterable[7]``."""
+    function, args, kwds = task[2], task[3], task[4]
+    user_function, items = describe_task(task)
+    if items is not None:  # a chunk of a map: ((func, chunk),)
+        return [("func", user_function)] + [("iterable[%s]" % _tasks.item_index(task[1], chunk_size, position), item)
+                                            for position, item in enumerate(args[0][1])]
+    if api in _ONE_ITEM_APIS and type(args) is tuple and len(args) == 1 and not kwds:
+        return [("func", function), ("iterable[%d]" % task[1], args[0])]
+    return [("func", function)] + [("args[%d]" % i, a) for i, a in enumerate(args)] + \
+        [("kwds[%r]" % (key,), value) for key, value in dict(kwds).items()]
 
 
 # -- patching ----------------------------------------------------------------

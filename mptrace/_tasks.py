@@ -23,7 +23,7 @@ import threading
 import time
 from multiprocessing import reduction
 
-from mptrace import _channels, _litespan, _log, _spanparent, _trailer, semconv
+from mptrace import _channels, _fingerprint, _litespan, _log, _spanparent, _trailer, semconv
 from mptrace._pickling import end_with_error, hooks_of
 from mptrace._state import state
 
@@ -170,6 +170,18 @@ def message_span(name, channel, under, size, seconds, message_type, hooks=None):
     return span
 
 
+def _culprit(sender, obj, api, chunk_size, index):
+    """(path, hint) of what in the task message ``obj`` cannot be pickled, as the caller named it; or None."""
+    return _fingerprint.find_unpicklable(sender.arguments(obj, api, chunk_size, index))
+
+
+def item_index(index, chunk_size, position):
+    """The index in a map's input of item ``position`` of chunk ``index``: "?" if the chunk size is unknown."""
+    if index == 0 or chunk_size:
+        return str(index * (chunk_size or 0) + position)
+    return "?"
+
+
 # -- the pool ----------------------------------------------------------------
 
 open_pools = set()  # PoolTraces not ended yet
@@ -194,6 +206,7 @@ class PoolTrace:
         self.span = _spanparent.start_span(semconv.SPAN_POOL, _spanparent.capture(), attributes=attributes)
         self.context = _spanparent.of_span(self.span)  # workers start, and helper threads work, in this
         self.parent = _spanparent.ids(self.context)
+        self.span_id = "%016x" % self.parent.span_id if self.parent is not None else None  # named by its tasks
         self.sent, self.received = new_totals(), new_totals()
         self.started = 0
         self.replaced = 0
@@ -247,7 +260,8 @@ class Submission:
     """One call that submits work, from the caller's side."""
 
     __slots__ = ("pool", "span", "parent", "expected", "done", "failure", "sent", "received", "hooks", "chunks",
-                 "traced_chunks", "chunk_limit", "function", "ended", "registry", "key", "futures", "context_trailer")
+                 "traced_chunks", "chunk_limit", "function", "ended", "registry", "key", "futures", "context_trailer",
+                 "api", "first_chunk", "unsent", "unsent_count")
 
     def __init__(self, pool, api, expected=1, registry=None, key=None, caller=None, traced=None):
         """``caller``, ``traced``: already decided by ``submit()``; else decided here.
@@ -255,6 +269,10 @@ class Submission:
         ``registry[key]`` is this submission until it ends (then it is removed).
         """
         self.pool = pool
+        self.api = api
+        self.first_chunk = None  # items in the first chunk sent: a map's chunk size, for the path of an item
+        self.unsent = None  # (exception, why) of the first task message that could not be pickled
+        self.unsent_count = 0
         self.registry = registry
         self.key = key
         self.context_trailer = None
@@ -266,7 +284,7 @@ class Submission:
         self.parent = caller  # what task messages carry: the mp.task span, else the caller's span
         self.span = None
         if traced:
-            self.span = _task_span(caller, api)
+            self.span = _task_span(caller, api, pool)
             self.parent = _spanparent.Parent(self.span.trace_id, self.span.span_id, True)
         self.expected = expected  # results to wait for; None until known (imap)
         self.done = 0
@@ -283,18 +301,20 @@ class Submission:
 
     # -- sending (a pool's task-handler thread, an executor's feeder thread) --
 
-    def pickle(self, obj, protocol, describe):
+    def pickle(self, obj, protocol, sender):
         """The task message for ``obj``: its pickle, then the trailer for the worker.
 
-        ``describe(obj)``: (function, items) of the task, for the spans. The
-        pool's totals take this submission's when it finishes (``_finish``).
+        ``sender.describe(obj)``: (function, items) of the task, for the spans;
+        ``sender.arguments``: where each thing the task hands its worker sits,
+        for a message that fails to pickle. The pool's totals take this
+        submission's when it finishes (``_finish``).
         """
         traced = self.span is not None and (self.chunks == 0 or (  # the first rides on the submission's token
             self.traced_chunks < self.chunk_limit and limit.take()))
         try:
             stream, seconds, hooks = pickle_message(obj, protocol, traced)
         except BaseException as exc:
-            _log.safely("recording a task that failed to pickle", self._pickle_failed, obj, exc, describe)
+            _log.safely("recording a task that failed to pickle", self._pickle_failed, obj, exc, sender)
             raise
         try:
             size = stream.tell()
@@ -304,7 +324,7 @@ class Submission:
             self.chunks += 1
             add(self.sent, size, seconds)
             if traced or self.function is None or size >= _channels.span_bytes or seconds >= _channels.span_seconds:
-                self._noted(obj, size, seconds, hooks, traced, describe)
+                self._noted(obj, size, seconds, hooks, traced, sender.describe)
         except Exception:
             _log.internal_error("counting a task")
         return stream.getbuffer()
@@ -326,26 +346,34 @@ class Submission:
             for hook in hooks:
                 if hook not in self.hooks:
                     self.hooks.append(hook)
-        if self.function is None:
-            function = describe(obj)[0]
+        if self.function is None:  # the first message: chunk 0 of a map, whose size is the map's chunk size
+            function, self.first_chunk = describe(obj)
             self.function = function_name(function) if function is not None else ""
         if self.span is not None and (size >= _channels.span_bytes or seconds >= _channels.span_seconds):
             message_span(semconv.SPAN_PICKLE, "task", _spanparent.of_span(self.span), size, seconds,
                          _channels._type_name(obj), hooks).end()
 
-    def _pickle_failed(self, obj, exc, describe):
-        from mptrace import _fingerprint
-
+    def _pickle_failed(self, obj, exc, sender):
+        """A task message could not be pickled: where the culprit sits, and why, on mp.pickle and mp.task."""
+        index = self.chunks + self.unsent_count  # messages go out in order: how many went before this one
+        self.unsent_count += 1
         if self.span is not None:
+            function, items = sender.describe(obj)
+            if self.function is None:
+                self.function = function_name(function) if function is not None else ""
+            if self.first_chunk is None:
+                self.first_chunk = items
+            found = _log.safely("finding what could not be pickled", _culprit, sender, obj, self.api,
+                                self.first_chunk, index)
             span = message_span(semconv.SPAN_PICKLE, "task", _spanparent.of_span(self.span), None, 0.0,
                                 _channels._type_name(obj))
-            function, _ = describe(obj)
-            found = _fingerprint.find_unpicklable([("function", function), ("task", obj)])
             if found is not None:
                 span.set_attribute(semconv.PICKLE_PATH, found[0])
                 span.set_attribute(semconv.PICKLE_HINT, found[1])
             where = " at %s" % found[0] if found is not None else ""
             end_with_error(span, exc, "pickling a task failed%s" % where)
+            if self.unsent is None:
+                self.unsent = (exc, "could not pickle the task%s" % where)
         self.arrived(exc)  # the pool reports it to the caller as the task's outcome
 
     # -- results (a pool's result-handler thread, an executor's manager thread) --
@@ -413,7 +441,12 @@ class Submission:
             span.set_attribute(semconv.PICKLE_TASK_HOOKS, list(self.hooks))
         failure = self.failure
         if failure is not None:
-            end_with_error(span, failure, "the task raised")
+            unsent = self.unsent
+            if unsent is not None and unsent[0] is failure:  # it never ran: not the task's own exception
+                span.set_attribute(semconv.TASK_END_REASON, unsent[1])
+                end_with_error(span, failure, unsent[1])
+            else:
+                end_with_error(span, failure, "the task raised")
         else:
             span.end()
 
@@ -483,8 +516,10 @@ def context_trailer(parent):
     return _trailer.encode(_trailer.TASK, parent.trace_id, parent.span_id, _trailer.SAMPLED if parent.sampled else 0)
 
 
-def _task_span(caller, api):
+def _task_span(caller, api, pool):
     attributes = {semconv.TASK_API: api}
+    if pool.span_id is not None:
+        attributes[semconv.TASK_POOL] = pool.span_id
     if state.is_root():
         from mptrace._rootspan import RootSpan
 
@@ -504,14 +539,18 @@ class TaskSender(_channels.ThreadRole):
     ``find(obj)``: what the message belongs to: a Submission, the Parent of an
     untraced task, or None for other messages. ``forget(obj)``: drop an
     untraced task that failed to pickle from its registry (None: nothing to drop).
+    ``arguments(obj, api, chunk_size, index)``: the (path, value) pairs a task
+    message hands its worker, named as the caller passed them (``func``,
+    ``args[0]``, ``iterable[7]``), for finding what failed to pickle.
     """
 
     receives = False
 
-    def __init__(self, pool, find, describe, forget=None):
+    def __init__(self, pool, find, describe, forget=None, arguments=None):
         self.pool = pool
         self.find = find
         self.describe = describe
+        self.arguments = arguments or _no_arguments
         self.forget = forget
         self._trailer = (None, None)  # (Parent, its trailer): tight loops share one
 
@@ -524,7 +563,7 @@ class TaskSender(_channels.ThreadRole):
     def _pickle(self, obj, protocol, entry):
         if type(entry) is _spanparent.Parent:
             return self._untraced(obj, protocol, entry)
-        return entry.pickle(obj, protocol, self.describe)
+        return entry.pickle(obj, protocol, self)
 
     def put_for(self, put):
         """A stand-in for a Pool task handler's ``put`` (its pipe's ``Connection.send``).
@@ -570,6 +609,10 @@ class TaskSender(_channels.ThreadRole):
         except Exception:
             _log.internal_error("counting a task")
         return stream.getbuffer()
+
+
+def _no_arguments(obj, api, chunk_size, index):
+    return [("task", obj)]
 
 
 class ResultReceiver(_channels.ThreadRole):

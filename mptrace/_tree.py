@@ -103,6 +103,14 @@ def _span_id(span):
     return _int(span.context.span_id)
 
 
+def _hex(value):
+    """A span id written as hex digits, as an int (None if it is not one)."""
+    try:
+        return int(value, 16) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 @_tolerant(None)
 def _parent_id(span):
     return _int(span.parent.span_id) if span.parent is not None else None
@@ -228,6 +236,7 @@ class _Index:
         self.children = defaultdict(list)
         for span in self.spans:
             self.children[_parent_id(span)].append(span)
+        self.pool_tasks = set()  # span ids of the mp.task spans drawn under their pool
 
     def named(self, name):
         return [s for s in self.spans if _name(s) == name]
@@ -283,6 +292,7 @@ class _Pool:
     def __init__(self, span):
         self.span = span
         self.workers = []
+        self.submitted = []  # the mp.task spans that name this pool, run or not
 
     def task_runs(self):
         """The mp.task.run spans the pool's workers recorded."""
@@ -306,6 +316,7 @@ class _Run:
         self.pools = [_Pool(s) for s in self.index.named(sc.SPAN_POOL)]
         self._place_spans()
         self._place_pools()
+        self._place_tasks()
         self._place_processes()
 
     def recorder_of(self, span):
@@ -329,6 +340,15 @@ class _Run:
         for pool in self.pools:
             self.recorder_of(pool.span).items.append(pool)
 
+    def _place_tasks(self):
+        """Each mp.task under the pool it names; their failed sends are then that pool's, not the caller's."""
+        pools_by_id = {_span_id(p.span): p for p in self.pools}
+        for task in self.index.named(sc.SPAN_TASK):
+            pool = pools_by_id.get(_hex(_attr(task, sc.TASK_POOL)))
+            if pool is not None:
+                pool.submitted.append(task)
+                self.index.pool_tasks.add(_span_id(task))
+
     def _place_processes(self):
         pools_by_id = {_span_id(p.span): p for p in self.pools}
         for process in self.processes:
@@ -345,8 +365,8 @@ class _Run:
                 starter.items.append(process)
 
     def failed_tasks(self):
-        """How many tasks failed, over every pool."""
-        return sum(len(_failed_tasks(self.index, pool)) for pool in self.pools)
+        """How many tasks failed or could not be sent, over every pool."""
+        return sum(len(_failed_tasks(self.index, pool)) + len(_unsent_tasks(self.index, pool)) for pool in self.pools)
 
     def channel_failures(self):
         """How many messages could not be pickled or unpickled, over every process."""
@@ -619,7 +639,7 @@ def _end_reason_lines(process):
 def _channel_failures(index, process):
     """Failed pickles and unpickles of messages (queues, connections, tasks) this process recorded."""
     failed = [s for s in process.recorded if _name(s) in (sc.SPAN_PICKLE, sc.SPAN_UNPICKLE) and _failed(s)]
-    return [s for s in failed if _name(index.parent(s)) != sc.SPAN_PROCESS]
+    return [s for s in failed if _name(index.parent(s)) != sc.SPAN_PROCESS and _parent_id(s) not in index.pool_tasks]
 
 
 def _channel_failure_text(span):
@@ -661,8 +681,8 @@ def _detail_lines(index, process):
 
 
 def _pool_tasks(index, pool):
-    """The mp.task spans whose work ran in this pool's workers, in submission order."""
-    tasks = {}
+    """The mp.task spans submitted to this pool or whose work ran in its workers, in submission order."""
+    tasks = {_span_id(task): task for task in pool.submitted}
     for run in pool.task_runs():
         task = index.parent(run)
         if task is not None and _name(task) == sc.SPAN_TASK:
@@ -677,13 +697,38 @@ def _failed_tasks(index, pool):
         if _failed(run):
             failed_runs[_parent_id(run)].append(run)
     failures = []
+    unsent = {_parent_id(s) for s in _unsent_tasks(index, pool)}
     for task in _pool_tasks(index, pool):
         runs = failed_runs.pop(_span_id(task), [])
-        if _failed(task) or runs:
+        if runs or (_failed(task) and _span_id(task) not in unsent):  # else it never ran: see _unsent_lines
             texts = [_exception_text(r) for r in runs] + [_exception_text(task), _description(task)]
             failures.append((task, next((t for t in texts if t), "failed")))
     lost = [r for runs in failed_runs.values() for r in runs]  # their mp.task never arrived
     return failures + [(r, _exception_text(r) or _description(r) or "failed") for r in lost]
+
+
+def _unsent_tasks(index, pool):
+    """The failed mp.pickle spans of task messages the pool's tasks could not send."""
+    return [s for task in pool.submitted for s in index.children_named(task, sc.SPAN_PICKLE) if _failed(s)]
+
+
+def _unsent_lines(index, pool):
+    """Task messages that could not be pickled: where the culprit sits and what to do, counted per culprit."""
+    counts = Counter(_channel_failure_text(s) for s in _unsent_tasks(index, pool))
+    return [Text(text + (" (×%d)" % n if n > 1 else ""), ERROR) for text, n in counts.items()]
+
+
+def _pool_hook_lines(index, pool):
+    """Custom pickling hooks that ran to send the pool's tasks and to return their results."""
+    lines = []
+    for label, spans, key in (("task pickling hooks", _pool_tasks(index, pool), sc.PICKLE_TASK_HOOKS),
+                              ("result pickling hooks", pool.task_runs(), sc.PICKLE_RESULT_HOOKS)):
+        hooks = []
+        for span in spans:
+            hooks += [h for h in _names(_attr(span, key)) if h not in hooks]
+        if hooks:
+            lines.append(Text("%s: %s" % (label, _listing(hooks))))
+    return lines
 
 
 def _pool_label(pool):
@@ -785,7 +830,8 @@ def _pool_node(run, pool, seen):
     """A pool's line, its task failures and submissions, then its workers (collapsed beyond MAX_LISTED)."""
     workers = sorted(pool.workers, key=lambda p: _start(p.main_span) or 0)
     worker_nodes = _collapse([_process_node(run, w, True, seen) for w in workers], "workers")
-    details = _task_failure_lines(run.index, pool) + _task_summary_line(run.index, pool)
+    details = (_unsent_lines(run.index, pool) + _task_failure_lines(run.index, pool)
+               + _task_summary_line(run.index, pool) + _pool_hook_lines(run.index, pool))
     return _Node(_pool_label(pool), [_Node(line) for line in details] + worker_nodes)
 
 

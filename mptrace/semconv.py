@@ -69,6 +69,7 @@ TASK_INDEX = "mp.task.index"  # mp.task.run: the chunk's index; mp.task.item: th
 TASK_ITEMS = "mp.task.items"  # mp.task.run: items in the chunk
 TASK_CANCELLED = "mp.task.cancelled"  # the submission was cancelled before it ran
 TASK_END_REASON = "mp.task.end_reason"  # why a task ended without a result
+TASK_POOL = "mp.task.pool"  # mp.task: the span id (16 hex digits) of the mp.pool it was submitted to
 PICKLE_TASK_HOOKS = "mp.pickle.task.hooks"  # mp.task: custom hooks that ran pickling the task
 PICKLE_RESULT_HOOKS = "mp.pickle.result.hooks"  # mp.task.run: custom hooks that ran pickling the result
 # Task and result pickling totals: mp.pickle.task.* on mp.task and mp.pool,

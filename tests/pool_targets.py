@@ -126,3 +126,12 @@ def map_in_an_executor(method):
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as executor:
         assert list(executor.map(square_in_span, range(4), chunksize=2)) == [0, 1, 4, 9]
+
+
+class HoldsLock:
+    """A task argument that cannot be pickled: a threading lock sits in its ``lock`` attribute."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()

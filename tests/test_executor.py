@@ -1,5 +1,6 @@
 """concurrent.futures.ProcessPoolExecutor traced from the caller to the worker, under every start method."""
 
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -10,7 +11,8 @@ import pytest
 from tests import pool_targets as targets
 from tests.conftest import traced_with
 from tests.spans import assert_no_orphans, assert_one_trace, describe, is_error, named, one, parent_of, pid_of
-from tests.test_pools import assert_mapped_in_two_chunks, children_of, spans_of_a_child_running, workers_of
+from tests.test_pools import (_pickling_error, assert_mapped_in_two_chunks, assert_unsent_tasks_are_named_under_their_pool,
+                              children_of, spans_of_a_child_running, workers_of)
 
 POOL_TYPE = "concurrent.futures.ProcessPoolExecutor"
 
@@ -167,3 +169,31 @@ def test_a_map_traces_its_chunks_in_full_only_when_short_and_sized(traced, conte
     assert task.attributes["mp.task.chunks_traced"] == traced_chunks
     assert len(named(spans, "mp.task.run")) == traced_chunks
 
+
+
+def test_a_call_that_cannot_be_pickled_is_named_under_its_executor(traced, context):
+    """submit and map get the path and hint a Process argument gets; the future raises the error unchanged."""
+    unpicklable = lambda x: x  # noqa: E731
+    holder = targets.HoldsLock()
+    with open(os.devnull, "rb") as file, traced.tracer.start_as_current_span("work"):
+        with ProcessPoolExecutor(2, mp_context=context) as executor:
+            calls = [  # (how it fails, what fails to pickle)
+                (lambda: executor.submit(unpicklable, 1).result(30), unpicklable),
+                (lambda: executor.submit(targets.square, holder).result(30), holder),
+                (lambda: executor.submit(targets.square, x=file).result(30), file),
+                (lambda: list(executor.map(targets.square, [0, 1, 2, holder.lock], chunksize=2)), holder.lock),
+                (lambda: list(executor.map(targets.add, [1, 2], [3, holder.lock])), holder.lock),
+            ]
+            for call, culprit in calls:
+                expected = _pickling_error(culprit)
+                with pytest.raises(type(expected)) as raised:
+                    call()
+                assert str(raised.value) == str(expected)
+            assert executor.submit(targets.square, 3).result(30) == 9  # the executor goes on working
+    assert_unsent_tasks_are_named_under_their_pool(traced.spans(), "ProcessPoolExecutor", [
+        ("fn", "ProcessPoolExecutor.submit", "lambda", 1),
+        ("args[0].lock", "ProcessPoolExecutor.submit", "lock", 1),
+        ("kwargs['x']", "ProcessPoolExecutor.submit", "file", 1),
+        ("iterable[3]", "ProcessPoolExecutor.map", "lock", 1),  # chunk 1 of size 2, its second item
+        ("iterables[1][1]", "ProcessPoolExecutor.map", "lock", 1),
+    ])

@@ -1,6 +1,7 @@
 """multiprocessing.Pool traced from the caller to the worker, under every start method."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from multiprocessing.pool import ThreadPool
 import pytest
 
 import mptrace
+from mptrace import _tree
 from mptrace._state import state
 from tests import pool_targets as targets
 from tests.conftest import traced_with
@@ -464,6 +466,98 @@ def test_a_task_that_cannot_be_pickled_fails_for_the_caller_as_without_mptrace(t
     assert failed_map.attributes["mp.task.chunks"] == chunks - 1  # sent: all but the one that failed to pickle
     failed = [s for s in children_of(spans, failed_map, "mp.pickle") if is_error(s)]
     assert len(failed) == 1 and failed[0].attributes["mp.pickle.channel"] == "task"
+
+
+HINTS = {"lambda": "a lambda cannot be pickled", "lock": "a threading lock cannot be pickled",
+         "file": "an open file cannot be pickled"}
+
+
+def assert_unsent_tasks_are_named_under_their_pool(spans, pool_type, expected):
+    """``expected``: (path, api, culprit kind, times). Each failed send names its culprit on mp.pickle and
+    mp.task, and the tree draws it under the pool, counted; the root counts it as an error."""
+    failed = [s for s in named(spans, "mp.pickle") if is_error(s)]
+    assert len(failed) == sum(times for *_, times in expected), describe(failed)
+    for path, api, kind, times in expected:
+        pickles = [s for s in failed if s.attributes.get("mp.pickle.path") == path]
+        assert len(pickles) == times, (path, describe(failed))
+        for pickle in pickles:
+            assert pickle.attributes["mp.pickle.channel"] == "task"
+            assert pickle.attributes["mp.pickle.hint"].startswith(HINTS[kind]), pickle.attributes
+            task = parent_of(spans, pickle)
+            assert task.name == "mp.task" and task.attributes["mp.task.api"] == api, describe([task])
+            assert is_error(task) and "raised" not in task.status.description
+            assert task.status.description.startswith("could not pickle the task at %s: " % path)
+            assert task.attributes["mp.task.end_reason"] == "could not pickle the task at %s" % path
+            assert task.attributes["mp.task.pool"] == "%016x" % one(spans, "mp.pool").context.span_id
+    lines = _tree.summary_lines(spans)
+    assert "%d errors" % len(failed) in lines[0], "\n".join(lines)
+    pool_line = line_with(lines, pool_type + "(")
+    assert tree_depth(pool_line) == 1
+    for path, api, kind, times in expected:
+        line = line_with(lines, "could not pickle a task message: %s: %s" % (path, HINTS[kind]))
+        assert tree_depth(line) == 2 and lines.index(line) > lines.index(pool_line), "\n".join(lines)
+        assert line.endswith(" (×%d)" % times) == (times > 1), line
+
+
+def line_with(lines, text):
+    found = [line for line in lines if text in line]
+    assert len(found) == 1, "expected one line with %r in:\n%s" % (text, "\n".join(lines))
+    return found[0]
+
+
+def tree_depth(line):
+    """How deep a line sits in the tree: rich draws four columns of guides per level."""
+    return (len(line) - len(line.lstrip("│├└─ "))) // 4
+
+
+def test_a_task_that_cannot_be_pickled_is_named_under_its_pool(traced, context):
+    """The path and hint a Process argument gets, for every Pool API; the caller sees the error unchanged."""
+    unpicklable = lambda x: x  # noqa: E731
+    holder = targets.HoldsLock()
+    with open(os.devnull, "rb") as file, traced.tracer.start_as_current_span("work"):
+        with context.Pool(2) as pool:
+            calls = [  # (how it fails, what fails to pickle)
+                (lambda: pool.apply_async(unpicklable, (1,)).get(30), unpicklable),
+                (lambda: pool.apply_async(unpicklable, (2,)).get(30), unpicklable),
+                (lambda: pool.apply_async(targets.square, (holder,)).get(30), holder),
+                (lambda: pool.apply(targets.square, (), {"x": file}), file),
+                (lambda: pool.map(targets.square, [0, 1, 2, 3, 4, holder.lock], chunksize=2), holder.lock),
+                (lambda: list(pool.imap(targets.square, [0, 1, 2, holder.lock])), holder.lock),
+                (lambda: pool.starmap(targets.add, [(1, 2), (3, holder.lock)]), holder.lock),
+            ]
+            for call, culprit in calls:
+                expected = _pickling_error(culprit)
+                with pytest.raises(type(expected)) as raised:
+                    call()
+                assert str(raised.value) == str(expected)
+            assert pool.map(targets.square, range(3)) == [0, 1, 4]  # the pool goes on working
+    assert_unsent_tasks_are_named_under_their_pool(traced.spans(), "Pool", [
+        ("func", "Pool.apply_async", "lambda", 2),
+        ("args[0].lock", "Pool.apply_async", "lock", 1),
+        ("kwds['x']", "Pool.apply", "file", 1),
+        ("iterable[5]", "Pool.map", "lock", 1),  # chunk 2 of size 2, its second item
+        ("iterable[3]", "Pool.imap", "lock", 1),
+        ("iterable[1][1]", "Pool.starmap", "lock", 1),
+    ])
+
+
+def test_task_and_result_pickling_hooks_are_shown_under_the_pool(traced, context):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with context.Pool(1) as pool:
+        assert pool.apply(targets.unwrap, (targets.Tricky(21),)) == 42
+        assert pool.apply(targets.make_reduced, (5,)) == targets.Reduced(5)
+    with ProcessPoolExecutor(1, mp_context=context) as executor:
+        assert executor.submit(targets.unwrap, targets.Tricky(1)).result(30) == 2
+        assert executor.submit(targets.make_reduced, 2).result(30) == targets.Reduced(2)
+    lines = _tree.summary_lines(traced.spans())
+    for pool_type in ("Pool(", "ProcessPoolExecutor("):
+        pool_line = line_with(lines, pool_type)
+        under = lines[lines.index(pool_line) + 1:]
+        under = under[:next((i for i, line in enumerate(under) if tree_depth(line) < 2), len(under))]
+        for hooks in ("task pickling hooks: tests.pool_targets.Tricky.__getstate__",
+                      "result pickling hooks: tests.pool_targets.Reduced.__reduce__"):
+            assert [tree_depth(line) for line in under if hooks in line] == [2], "\n".join(lines)
 
 
 def test_the_task_handlers_stand_in_sends_what_connection_send_would():
