@@ -117,13 +117,16 @@ def test_a_process_started_without_the_main_guard_names_the_runtime_error_and_th
 def test_pool_workers_that_all_fail_alike_are_one_counted_finding(start_method, tmp_path):
     result, spans = run_traced(tmp_path, program("prerun_no_guard_pool.py"), start_method)
     assert "workers kept failing" in result.stdout
-    failed = [s for s in spans_named(spans, semconv.SPAN_PROCESS)
-              if s["attributes"].get(semconv.CHILD_FAILURE_PHASE) == semconv.PHASE_MAIN_IMPORT]
+    # A worker can record its failure and be terminated by the pool before it exits: its mp.process
+    # then says SIGTERM, and its mp.process.run still says how it failed.
+    recorded = [s for s in spans if s["attributes"].get(semconv.CHILD_FAILURE_PHASE) == semconv.PHASE_MAIN_IMPORT]
+    failed = {s["span_id"] if s["name"] == semconv.SPAN_PROCESS else s["parent"] for s in recorded}
     assert len(failed) >= 2, spans
     lines = _tree.summary_lines([readable(s) for s in spans])
     findings = [line for line in lines if "RuntimeError" in line]
     assert len(findings) == 1, lines
-    assert "×%d workers failed in main-module import: RuntimeError: %s" % (len(failed), BOOTSTRAP) in findings[0]
+    assert "×%d workers failed in main-module import: RuntimeError: %s" % (len(failed), BOOTSTRAP) in findings[0], \
+        lines
     assert "prerun_no_guard_pool.py:23" in findings[0]
     assert len([line for line in lines if "hint: put the code that starts processes" in line]) == 1, lines
 
