@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from mptrace import _litespan, _log, _spool, semconv
+from mptrace import _litespan, _log, _prerun, _spool, semconv
 from mptrace._state import current_launch, state
 
 # (pid, carrier): the carrier that arrived in this spawn/forkserver child's
@@ -46,6 +46,7 @@ def _activate(carrier):
     global _activated
     try:
         _activated = (os.getpid(), carrier)
+        _prerun.watch(lambda exception: _record_failure_before_run(carrier, exception))
         _time_start_up()
         import multiprocessing.process as mp_process
 
@@ -57,13 +58,9 @@ def _activate(carrier):
                 return bootstrap_wrapper(original.__get__(self), self, args, kwargs)
 
             state.patches.replace(base, "_bootstrap", _bootstrap)
-        if not state.patches.is_patched(base, "start"):
-            state.patches.replace(base, "start", _start_trampoline)
-        from mptrace import _channels, _importhook
+        from mptrace import _channels
 
         _channels.instrument(state.patches, import_now=False)
-        for module_name, class_name in POOL_CLASSES:
-            _importhook.call_after_import(module_name, lambda module, name=class_name: _pool_trampoline(module, name))
     except Exception:
         _log.internal_error("activating mptrace in a spawned child")
     return None
@@ -97,6 +94,47 @@ def _time_start_up():
                 _clock.open_phase("unpickle")  # until _bootstrap begins
 
         state.patches.replace(mp_spawn, "prepare", prepare)
+
+
+def _record_failure_before_run(carrier, exception):
+    """The child dies before run(): its run span, from activation to now, names the failure.
+
+    Runs inside ``sys.excepthook``: it needs only what activation loaded.
+    """
+    run = ChildRun(carrier)
+    run.build_run_span()
+    span = run.run_span
+    span.begin(_clock.activated if _clock is not None else None)
+    attributes = _prerun.failure_attributes(exception)
+    span.set_attributes(attributes)
+    if isinstance(exception, Exception):  # spawn's interpreter and forkserver's child both exit with 1
+        span.set_attributes({semconv.EXITCODE: 1, semconv.OTEL_PROCESS_EXIT_CODE: 1})
+    span.add_event("exception", _prerun.exception_event(exception))
+    span.set_status(_litespan.STATUS_ERROR, _prerun.status_description(attributes))
+    span.end()
+
+
+def _install_trampolines():
+    """In a spawn/forkserver child, once ``_bootstrap`` begins: ``start`` and pool creation load the
+    full instrumentation on first use.
+
+    Not earlier: while the main module is re-imported, a process it starts at
+    its top level (no ``if __name__ == "__main__":``) must fail exactly as
+    without mptrace, with no frame of ours in the traceback it prints.
+    """
+    import multiprocessing.process as mp_process
+
+    base = mp_process.BaseProcess
+    if not state.patches.is_patched(base, "start"):
+        state.patches.replace(base, "start", _start_trampoline)
+    from mptrace import _importhook
+
+    for module_name, class_name in POOL_CLASSES:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            _pool_trampoline(module, class_name)
+        else:
+            _importhook.call_after_import(module_name, lambda module, name=class_name: _pool_trampoline(module, name))
 
 
 def _start_trampoline(self, *args, **kwargs):
@@ -334,6 +372,7 @@ def bootstrap_wrapper(wrapped, process, args, kwargs):
     comes from ``_watch_for_failure`` instead, and the exit code is what
     ``_bootstrap`` returns.
     """
+    _prerun.stop()
     run = _log.safely("starting the child's run span", _begin_run, process)
     if run is None:
         return wrapped(*args, **kwargs)
@@ -354,6 +393,7 @@ def _begin_run(process):
     # A spawn/forkserver child's run span starts at activation, before its imports.
     run.run_span.begin(_clock.activated if fresh_interpreter and _clock is not None else None)
     if fresh_interpreter:
+        _log.safely("installing the start trampolines", _install_trampolines)
         _record_what_arrived(run, process)
     _watch_for_failure(run)
     _wire_opentelemetry(run, inherited_provider)

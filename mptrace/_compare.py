@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mptrace import _jaeger_json, _runner, semconv
+from mptrace import _jaeger_json, _prerun, _runner, semconv
 from mptrace._errors import UsageError
 from mptrace._tree import format_size, terminal_width  # terminal_width: 120 for files and pipes, not rich's 80
 from mptrace.testing import start_methods
@@ -226,8 +226,23 @@ def _ended(launch, run_span):
     code = launch.attributes.get(semconv.EXITCODE)
     signal_name = launch.attributes.get(semconv.EXIT_SIGNAL)
     text = "killed by %s" % signal_name if signal_name else ("exit %s" % code if code is not None else "not observed")
-    error = _error(run_span) or (_error(launch) if code not in (None, 0) else None)
+    error = _failure_before_run(launch, run_span) or _error(run_span) or (
+        _error(launch) if code not in (None, 0) else None)
     return "%s: %s" % (text, error) if error else text
+
+
+def _failure_before_run(launch, run_span):
+    """``failed in main-module import: RuntimeError: ... at x.py:6 (hint: ...)``, for a child that died
+    before run(); None otherwise."""
+    attributes = launch.attributes if semconv.CHILD_FAILURE_PHASE in launch.attributes else (
+        run_span.attributes if run_span is not None else {})
+    phase = attributes.get(semconv.CHILD_FAILURE_PHASE)
+    if not phase:
+        return None
+    message = _prerun.first_paragraph(str(attributes.get(semconv.CHILD_FAILURE_MESSAGE) or ""))
+    text = "failed in %s: %s%s" % (phase, attributes.get(semconv.CHILD_FAILURE_TYPE), ": " + message if message else "")
+    location, hint = attributes.get(semconv.CHILD_FAILURE_LOCATION), attributes.get(semconv.CHILD_FAILURE_HINT)
+    return text + (" at %s" % location if location else "") + (" (hint: %s)" % hint if hint else "")
 
 
 def _error(span):

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 
-from mptrace import _grpcfork, _litespan, _log, _spool, semconv
+from mptrace import _grpcfork, _litespan, _log, _prerun, _spool, semconv
 from mptrace._state import launching, state
 
 
@@ -315,10 +315,23 @@ def _child_exited(launch, returncode):
     if stopped:  # its pool's terminate(): how a pool ends, not a failure
         span.set_attribute(semconv.END_REASON, launch.stopped_by)
     elif returncode != 0:
-        span.set_attribute(semconv.OTEL_ERROR_TYPE, signal_name or str(returncode))
-        _set_error(span, "killed by %s" % signal_name if signal_name else "exit code %d" % returncode)
+        failure = _log.safely("reading a failure before run()", _failure_before_run, launch, returncode)
+        if failure:
+            span.set_attributes(failure)
+            _set_error(span, _prerun.status_description(failure))
+        else:
+            span.set_attribute(semconv.OTEL_ERROR_TYPE, signal_name or str(returncode))
+            _set_error(span, "killed by %s" % signal_name if signal_name else "exit code %d" % returncode)
     span.end()
     _report_exit(launch.carrier["rsid"], returncode, signal_name, launch.stopped_by if stopped else None)
+
+
+def _failure_before_run(launch, returncode):
+    """What a spawn/forkserver child that exited with 1 recorded, if it died before run()."""
+    carrier = launch.carrier
+    if returncode != 1 or carrier.get("method") not in ("spawn", "forkserver"):
+        return None
+    return _prerun.read_failure(carrier["tree"]["dir"], carrier["rsid"])
 
 
 def _report_exit(run_span_id, returncode, signal_name, stopped_by=None):

@@ -478,10 +478,39 @@ def _launch_pickle_failure(index, process):
     return failures[0] if failures else None
 
 
+def _failure_before_run(process):
+    """(phase, "Type: message", location, hint) of a child that died before run(), or None."""
+    phase = _str(process.attr(sc.CHILD_FAILURE_PHASE))
+    if phase is None:
+        return None
+    kind = _str(process.attr(sc.CHILD_FAILURE_TYPE)) or "error"
+    message = _first_paragraph(_str(process.attr(sc.CHILD_FAILURE_MESSAGE)) or "")
+    location = _str(process.attr(sc.CHILD_FAILURE_LOCATION))
+    return (phase, kind + (": " + message if message else ""), _short_path(location) if location else None,
+            _str(process.attr(sc.CHILD_FAILURE_HINT)))
+
+
+def _first_paragraph(message):
+    """A message's first paragraph on one line: CPython's main-guard message runs to 15 indented lines."""
+    paragraphs = [" ".join(p.split()) for p in message.strip().split("\n\n")]
+    return next((p for p in paragraphs if p), "")
+
+
+def _failure_before_run_lines(failure):
+    """Under the process: what, in which phase, where, and what to do."""
+    phase, exception, location, hint = failure
+    lines = [Text("failed before run(), in %s%s" % (phase, ", at " + location if location else ""), ERROR),
+             Text(_clip(exception, 240), ERROR)]
+    return lines + ([Text("hint: " + hint, WARNING)] if hint else [])
+
+
 def _failure_text(index, process):
     """The error in one phrase: the exception that ended the child, or that stopped its start."""
     if not process.failed:
         return None
+    before_run = _failure_before_run(process)
+    if before_run is not None:
+        return "%s in %s" % (before_run[1], before_run[0])
     pickle = _launch_pickle_failure(index, process)
     for span in (process.run, process.launch, pickle):
         text = _exception_text(span)
@@ -664,7 +693,10 @@ def _channel_failure_lines(index, process):
 def _detail_lines(index, process):
     """The lines under a process: only what deserves a reader's attention."""
     lines = []
-    if process.failed:  # the child's traceback; a failed start raised in the caller, who saw it
+    before_run = _failure_before_run(process)
+    if before_run is not None:
+        lines += _failure_before_run_lines(before_run)
+    elif process.failed:  # the child's traceback; a failed start raised in the caller, who saw it
         lines += _traceback_lines(process.run)
     lines += _pickle_failure_lines(index, process)
     lines += _synthesized_lines(process)
@@ -829,10 +861,38 @@ def _process_node(run, process, in_pool, seen):
 def _pool_node(run, pool, seen):
     """A pool's line, its task failures and submissions, then its workers (collapsed beyond MAX_LISTED)."""
     workers = sorted(pool.workers, key=lambda p: _start(p.main_span) or 0)
-    worker_nodes = _collapse([_process_node(run, w, True, seen) for w in workers], "workers")
+    failed_alike, workers = _failed_alike_before_run(workers)
+    worker_nodes = [_failed_alike_node(failure, group, seen) for failure, group in failed_alike]
+    worker_nodes += _collapse([_process_node(run, w, True, seen) for w in workers], "workers")
     details = (_unsent_lines(run.index, pool) + _task_failure_lines(run.index, pool)
                + _task_summary_line(run.index, pool) + _pool_hook_lines(run.index, pool))
     return _Node(_pool_label(pool), [_Node(line) for line in details] + worker_nodes)
+
+
+def _failed_alike_before_run(workers):
+    """([(failure, workers)], the rest): workers that died before run() the same way, two or more.
+
+    A pool whose workers cannot start (a spawn pool created at the top level
+    of an unguarded main module) replaces them over and over: one finding, counted.
+    """
+    groups = defaultdict(list)
+    for worker in workers:
+        failure = _failure_before_run(worker)
+        if failure is not None:
+            groups[failure].append(worker)
+    alike = [(failure, group) for failure, group in groups.items() if len(group) > 1]
+    grouped = {id(w) for _, group in alike for w in group}
+    return alike, [w for w in workers if id(w) not in grouped]
+
+
+def _failed_alike_node(failure, group, seen):
+    """One line for workers that failed before run() alike: how many, where, the pids, and the hint."""
+    seen.update(id(w) for w in group)
+    phase, exception, location, hint = failure
+    pids = _span_of_values([w.pid for w in group], str)
+    label = _line(("×%d workers failed in %s: %s" % (len(group), phase, _clip(exception, 160)), ERROR),
+                  ("at " + location if location else None, None), ("pids " + pids if pids else None, QUIET))
+    return _Node(label, [_Node(Text("hint: " + hint, WARNING))] if hint else [])
 
 
 def _item_start(item):

@@ -41,6 +41,17 @@ STATE_CHILD = "mp.state.child"  # event attribute: the child's value when run() 
 PARENT_PID = "mp.parent.pid"  # the pid of the process that called start()
 SPAN_SYNTHESIZED = "mp.span.synthesized"  # ended by the collector for a dead process
 END_REASON = "mp.process.end_reason"  # why mp.process ended without an observed exit
+# A spawn/forkserver child that failed before run() (on mp.process.run, and on mp.process once the
+# parent has seen the exit): in which phase of its start, with what, where, and what to do.
+CHILD_FAILURE_PHASE = "mp.child.failure.phase"  # one of the PHASE_* values below
+CHILD_FAILURE_TYPE = "mp.child.failure.type"  # the exception's type name (error.type has it qualified)
+CHILD_FAILURE_MESSAGE = "mp.child.failure.message"  # the exception's message, bounded
+CHILD_FAILURE_LOCATION = "mp.child.failure.location"  # path:line of the deepest frame of the program's own code
+CHILD_FAILURE_HINT = "mp.child.failure.hint"  # what to do about it, when mptrace knows
+# Phases of a spawn/forkserver child's start (values of CHILD_FAILURE_PHASE).
+PHASE_PREPARATION = "preparation"  # prepare(): name, authkey, sys.path, working directory, ...
+PHASE_MAIN_IMPORT = "main-module import"  # prepare() re-running the main module as __mp_main__
+PHASE_UNPICKLING = "process-object unpickling"  # rebuilding the Process: target, args, kwargs
 
 # Attributes on mp.pickle (PICKLE_HOOKS also on mp.process, for the process object).
 PICKLE_CHANNEL = "mp.pickle.channel"

@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
 
@@ -111,3 +113,21 @@ def assert_no_orphans_json(spans):
     ids = {s["span_id"] for s in spans}
     orphans = [s["name"] for s in spans if s["parent"] is not None and s["parent"] not in ids]
     assert orphans == [], orphans
+
+
+PRERUN_PROGRAMS = [("prerun_no_guard.py",), ("prerun_failures.py", "syntax"), ("prerun_failures.py", "setstate")]
+
+
+@pytest.mark.parametrize("program", PRERUN_PROGRAMS, ids="-".join)
+def test_a_child_that_dies_before_run_prints_the_same_traceback(start_method, program, tmp_path):
+    """The failure is recorded from sys.excepthook, and no frame of mptrace's shows in what the child prints."""
+    if start_method == "fork":
+        pytest.skip("a fork child neither re-imports the main module nor unpickles its process object")
+    script, args = os.path.join(ROOT, "tests", "programs", program[0]), (start_method,) + program[1:]
+    plain = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    traced = run_module("tests.programs.run_traced", str(tmp_path / "spans.json"), script, *args)
+    assert plain.returncode == traced.returncode == 0
+    assert traced.stdout == plain.stdout == "exit code 1\n"
+    temporary = re.compile(r"/tmp\w{8}/")  # the syntax case writes its broken module to a fresh directory
+    assert "Traceback" in plain.stderr
+    assert temporary.sub("/", traced.stderr) == temporary.sub("/", plain.stderr)

@@ -18,6 +18,7 @@ def as_json(span):
         "description": span.status.description, "attributes": dict(span.attributes),
         "pid": span.resource.attributes.get("process.pid"),
         "events": [{"name": e.name, "attributes": dict(e.attributes)} for e in span.events],
+        "start": span.start_time, "end": span.end_time,
     }
 
 
