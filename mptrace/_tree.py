@@ -37,6 +37,7 @@ SEPARATOR = " · "
 MAX_LISTED = 8  # siblings shown one by one; beyond that, identical ones collapse into one line
 MAX_NAMES = 6  # names listed on one detail line before "+N more"
 MAX_VALUE = 40  # characters of a described value (state, differences) shown
+FAILURE_SHOWN = 160  # characters of a child's failure on its process line
 DEFAULT_WIDTH = 100
 PLAIN_WIDTH = 10000  # summary_lines never wraps
 POOL_TERMINATED = "terminated by its pool"  # mp.process.end_reason of a worker its pool stopped: not an error
@@ -499,8 +500,9 @@ def _first_paragraph(message):
 def _failure_before_run_lines(failure):
     """Under the process: what, in which phase, where, and what to do."""
     phase, exception, location, hint = failure
-    lines = [Text("failed before run(), in %s%s" % (phase, ", at " + location if location else ""), ERROR),
-             Text(_clip(exception, 240), ERROR)]
+    lines = [Text("failed before run(), in %s%s" % (phase, ", at " + location if location else ""), ERROR)]
+    if len("%s in %s" % (exception, phase)) > FAILURE_SHOWN:  # the process line cut it short
+        lines.append(Text(_clip(exception, 240), ERROR))
     return lines + ([Text("hint: " + hint, WARNING)] if hint else [])
 
 
@@ -835,7 +837,7 @@ def _process_parts(index, process, in_pool):
     failure = _failure_text(index, process)
     head = [p for p in ((target, QUIET) if target else None, None if in_pool else _start_method_part(process)) if p]
     tail = [p for p in (_exit_part(index, process), _pickled_part(index, process),
-                        (_clip(failure, 160), ERROR) if failure else None) if p]
+                        (_clip(failure, FAILURE_SHOWN), ERROR) if failure else None) if p]
     pid = process.pid
     identity = [("pid %d" % pid, None) if pid else None, (format_duration(_duration(process.main_span)), QUIET)]
     if in_pool:  # a worker's share of the pool's work
