@@ -13,7 +13,12 @@ site-packages; ``__main__`` included), configurable by prefix:
   will not see the change), under every start method;
 * a spawn or forkserver child compares its own state, when ``run()`` begins,
   with the parent's at ``start()``: differing names go to
-  ``mp.state.diverged``, with both descriptions as span events.
+  ``mp.state.diverged``, with both descriptions and each differing path as
+  span events; what it could not compare (a module it has not imported, a
+  value too large to digest) goes to ``mp.state.unknown``: cannot tell.
+
+Fingerprints carry keyed digests (see _fingerprint), so a change that keeps
+every size (``"prod"`` to ``"test"``) still differs.
 
 Modules imported before ``install()`` have no baseline; they are listed in
 ``mp.state.no_baseline`` instead of guessed at. The comparison side uses only
