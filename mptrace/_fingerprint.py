@@ -344,49 +344,43 @@ def _walk(path, value, depth_left, walk):
     entries = walk.entries
     if len(entries) >= MAX_ENTRIES:
         return
-    entries[path] = describe(value, walk.capture_values)
-    complete = _described_in_full(value, entries[path])
+    entries[path] = description = describe(value, walk.capture_values)
+    children = None  # not opened
     if not (depth_left <= 0 or id(value) in walk.seen or value is None or isinstance(value, _NUMBERS + _TEXT + _CODE)):
         walk.seen.add(id(value))
         if walk.classes is not None:
             walk.classes.add(type(value))
-        children, every_child = _children(path, value), _holds_more_than_shown(value)
+        children = _children(path, value)
         for child_path, child in children:
             _walk(child_path, child, depth_left - 1, walk)
-        complete = complete or (not every_child and all(p in entries for p, _ in children))
-    elif isinstance(value, (list, tuple, dict, set, frozenset)) or _has_attributes(value):
-        complete = complete or _builtin_len(value) == 0 and not _has_attributes(value)
-    if walk.key is not None and not complete:
+    if walk.key is not None and not _shown_in_full(value, description, children, walk):
         entries[path] += " #" + walk.digest(value)
 
 
-def _described_in_full(value, description):
-    """Whether ``description`` alone shows everything the value holds."""
+def _shown_in_full(value, description, children, walk):
+    """Whether the entries show everything ``value`` holds (``children``: those it was opened to, or None)."""
     if value is None or type(value) in (bool, int, float, complex):
         return not description.startswith("int(bits=")
-    if isinstance(value, _TEXT):
-        return type(value) in _TEXT and description == repr(value)  # captured, and short enough
+    if isinstance(value, _TEXT):  # only a captured value, short enough, shows it
+        return walk.capture_values and type(value) in _TEXT and description == repr(value)
     if isinstance(value, _CODE) or is_process_handle(value):
         return True  # by name; a handle's pickle carries a handle, not its state
-    if isinstance(value, (list, tuple, dict, set, frozenset)):
-        return False  # its items decide
-    return not _has_attributes(value) and not _value_of_opaque(value)
-
-
-def _holds_more_than_shown(value):
-    """Whether ``_children`` leaves out some of what ``value`` holds."""
     if isinstance(value, (set, frozenset)):
-        return _builtin_len(value) > 0
+        return _builtin_len(value) == 0
     if isinstance(value, (list, tuple, dict)):
-        return _builtin_len(value) > MAX_ITEMS
-    if is_process_handle(value):
+        size = _builtin_len(value)
+        return size == 0 or (children is not None and size <= MAX_ITEMS and _all_entered(children, walk))
+    if _value_of_opaque(value):
         return False
-    return len(_public_attributes(value, limit=None)) > MAX_ITEMS or bool(_value_of_opaque(value))
+    if children is None:
+        return not _public_attributes(value, limit=1)
+    if len(children) == MAX_ITEMS and len(_public_attributes(value, limit=MAX_ITEMS + 1)) > MAX_ITEMS:
+        return False
+    return _all_entered(children, walk)
 
 
-def _has_attributes(value):
-    return not isinstance(value, (list, tuple, dict, set, frozenset)) and not is_process_handle(value) and \
-        bool(_public_attributes(value, limit=1))
+def _all_entered(children, walk):
+    return all(path in walk.entries for path, _ in children)
 
 
 def _children(path, value):
