@@ -291,7 +291,7 @@ class ChildRun:
             from mptrace._modstate import ModuleWatch
 
             include, exclude = self.tree.get("watch", ((), ()))
-            self.watch = self.inherited_watch or ModuleWatch(include, exclude)
+            self.watch = self.inherited_watch or ModuleWatch(include, exclude, _digest_key(self.tree))
         return self.watch
 
     def current_parent(self):
@@ -470,37 +470,62 @@ def _record_imports(run, clock):
         span.end(end)
 
 
+MAX_ARG_DIFFERENCES = 16  # differing paths on one mp.arg.changed event; the rest are counted
+
+
 def _compare_arguments(run, process):
     """mp.args.changed: what pickling changed between the parent's start() and here."""
     from mptrace import _fingerprint
 
     items = _fingerprint.process_items(process._target, process._args, process._kwargs)
     classes = set()
-    arrived = _fingerprint.fingerprint(items, run.carrier.get("capture"), classes)
+    arrived = _fingerprint.fingerprint(items, run.carrier.get("capture"), classes, key=_digest_key(run.tree))
     changes = _fingerprint.changed_arguments(run.carrier["fp"], arrived)
     span = run.run_span
     span.set_attribute(semconv.ARGS_CHANGED, sorted(changes))
     for argument in sorted(changes):
+        differences = changes[argument]
+        if len(differences) > MAX_ARG_DIFFERENCES:
+            differences = differences[:MAX_ARG_DIFFERENCES - 1] + [
+                "+%d more" % (len(differences) - MAX_ARG_DIFFERENCES + 1)]
         span.add_event(semconv.EVENT_ARG_CHANGED, {
-            semconv.ARG: argument, semconv.ARG_DIFFERENCES: "; ".join(changes[argument][:5])})
+            semconv.ARG: argument, semconv.ARG_DIFFERENCES: "; ".join(differences)})
+    unknown = _fingerprint.uncompared_arguments(run.carrier["fp"], arrived)
+    if unknown:
+        span.set_attribute(semconv.ARGS_UNKNOWN, sorted(unknown))
     hooks = _fingerprint.setstate_hooks(classes)
     if hooks:
         span.set_attribute(semconv.UNPICKLE_HOOKS, hooks)
 
 
 def _compare_module_state(run):
-    """mp.state.diverged: watched globals this child sees differently from the parent."""
+    """mp.state.diverged: watched globals this child sees differently from the parent.
+
+    What it could not compare (a module it has not imported, a value too large
+    to digest) goes to mp.state.unknown: not diverged, but not inherited either.
+    """
     parent_state = run.carrier.get("state")
-    found = []
+    found, unknown, compared = [], [], []
     if parent_state:
         from mptrace import _modstate
 
-        found = _modstate.diverged(parent_state)
+        found, unknown, compared = _modstate.compare_with_parent(parent_state, _digest_key(run.tree))
     span = run.run_span
-    span.set_attribute(semconv.STATE_DIVERGED, [name for name, _, _ in found])
-    for name, parent, child in found:
-        span.add_event(semconv.EVENT_STATE_DIVERGED,
-                       {semconv.STATE_NAME: name, semconv.STATE_PARENT: parent, semconv.STATE_CHILD: child})
+    span.set_attribute(semconv.STATE_DIVERGED, [name for name, _, _, _ in found])
+    span.set_attribute(semconv.STATE_COMPARED, compared)
+    span.set_attribute(semconv.STATE_UNKNOWN, [what for what, _ in unknown])
+    for name, parent, child, differences in found:
+        span.add_event(semconv.EVENT_STATE_DIVERGED, {
+            semconv.STATE_NAME: name, semconv.STATE_PARENT: parent, semconv.STATE_CHILD: child,
+            semconv.STATE_DIFFERENCES: differences})
+    for what, why in unknown:
+        span.add_event(semconv.EVENT_STATE_UNKNOWN, {semconv.STATE_NAME: what, semconv.STATE_REASON: why})
+
+
+def _digest_key(tree):
+    """The process tree's key for digests in fingerprints (see _fingerprint), as bytes."""
+    key = tree.get("dk")
+    return bytes.fromhex(key) if key else None
 
 
 # The modules _otel_child imports: wiring waits until none is half-imported.

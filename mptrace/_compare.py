@@ -188,7 +188,7 @@ def _facts(launch, run_span, spans):
         "arguments pickled": _pickled(launch, spans),
         "pickling hooks": _listed(attributes.get(semconv.PICKLE_HOOKS)),
         "arguments changed": _changed(run_span),
-        "state diverged": _listed(run_attributes.get(semconv.STATE_DIVERGED)),
+        "state diverged": _diverged(run_span),
         "state not portable": _listed(attributes.get(semconv.STATE_NOT_PORTABLE)),
         "ended": _ended(launch, run_span),
     }
@@ -220,6 +220,20 @@ def _changed(run_span):
     if differences:
         return "; ".join(differences)
     return _listed(run_span.attributes.get(semconv.ARGS_CHANGED))
+
+
+def _diverged(run_span):
+    """Each differing path of the state the child saw differently, with both sides (or only the names)."""
+    if run_span is None:
+        return ABSENT
+    differences = []
+    for name, _, attributes in run_span.events:
+        if name == semconv.EVENT_STATE_DIVERGED:
+            differences.extend(str(d) for d in attributes.get(semconv.STATE_DIFFERENCES) or
+                               [attributes.get(semconv.STATE_NAME)])
+    if differences:
+        return "; ".join(differences)
+    return _listed(run_span.attributes.get(semconv.STATE_DIVERGED))
 
 
 def _ended(launch, run_span):

@@ -13,9 +13,18 @@ never run), and it is bounded in depth and size. Numbers, booleans and None
 are described by value; strings, bytes and other objects by type and size only
 unless values are captured on purpose (they may hold secrets).
 
+Given the process tree's digest key, a description that does not show the
+whole value (a string's size, a container at the depth limit or with more than
+MAX_ITEMS items, a set, an object's type) ends in `` #`` and a keyed digest of
+the full content (``str(len=4) #1f0c9a2e44b7``), or `` #?`` where the content
+walk ran out of budget. The key never leaves the process tree, so a digest in
+an exported trace cannot be brute-forced; humans are shown ``visible()``.
+
 Standard library only: spawn children import this on their start-up path.
 """
 
+import hashlib
+import re
 import sys
 import types
 
@@ -23,6 +32,12 @@ MAX_DEPTH = 4
 MAX_ITEMS = 16  # per container
 MAX_ENTRIES = 200  # per fingerprint
 MAX_VALUE = 40  # characters of a captured value
+# The content walk behind digests, per fingerprint: past these, a digest is unknown ("#?").
+MAX_DIGEST_NODES = 20000  # values (containers, objects, their items)
+MAX_DIGEST_BYTES = 8 << 20  # bytes of strings and bytes hashed
+MAX_DIGEST_DEPTH = 64  # nesting
+DIGEST_HEX = 12  # hex characters of a digest shown in a fingerprint
+UNKNOWN = "?"  # the digest of content the walk could not finish
 
 _NUMBERS = (bool, int, float, complex)
 _TEXT = (str, bytes, bytearray)
@@ -41,6 +56,8 @@ def type_name(cls):
 def describe(value, capture_values=False):
     """A short description of one value, by value only where that is safe."""
     if value is None or isinstance(value, _NUMBERS):
+        if type(value) is int and value.bit_length() > 128:  # repr of a huge int is slow, or raises (3.11+)
+            return "int(bits=%d)" % value.bit_length()
         return _clip(repr(value)) if type(value) in (type(None), bool, int, float, complex) else type_name(type(value))
     if isinstance(value, _TEXT):
         size = len(value)
@@ -56,15 +73,210 @@ def describe(value, capture_values=False):
     return type_name(type(value))
 
 
-def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH):
+def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH, key=None):
     """``{path: description}`` for ``items``, an iterable of (path, value).
 
     ``classes``, if given, is a set that receives the type of every object walked.
+    ``key`` (bytes), if given, adds digests where a description hides content.
     """
-    entries = {}
+    walk = _Walk(capture_values, classes, key)
     for path, value in items:
-        _walk(path, value, max_depth, entries, set(), capture_values, classes)
-    return entries
+        walk.seen = set()
+        _walk(path, value, max_depth, walk)
+    return walk.entries
+
+
+# -- digests -------------------------------------------------------------------
+
+_DIGEST = re.compile(r" #([0-9a-f]{%d}|\?)$" % DIGEST_HEX)
+
+
+def visible(description):
+    """The description without its digest: what a human is shown."""
+    match = _DIGEST.search(description) if description else None
+    return description[:match.start()] if match else description
+
+
+def digest_of(description):
+    """The digest a description ends in, ``?`` if unknown, None if it has none."""
+    match = _DIGEST.search(description) if description else None
+    return match.group(1) if match else None
+
+
+def compare(was, now):
+    """How description ``now`` differs from ``was``: None (it does not), "visible",
+    "digest" (only the hidden content differs) or "unknown" (cannot tell)."""
+    if was == now:
+        return None if digest_of(was) != UNKNOWN else "unknown"
+    if was is None or now is None or visible(was) != visible(now):
+        return "visible"
+    if UNKNOWN in (digest_of(was), digest_of(now)) or None in (digest_of(was), digest_of(now)):
+        return "unknown"
+    return "digest"
+
+
+def hidden_change(description):
+    """Words for a change only the digest shows: ``changed (same size)`` where a size is shown."""
+    return "changed (same size)" if "len=" in visible(description) else "changed"
+
+
+def differences(before, after):
+    """``[(path, kind)]`` of the deepest paths where two fingerprints differ (see ``compare``).
+
+    A path is left out when a path below it differs too: the deeper one says
+    where (below a path that cannot tell, any deeper finding will do; below
+    one that changed, only a change), unless its type changed.
+    """
+    found = [(path, compare(before.get(path), after.get(path))) for path in sorted(set(before) | set(after))]
+    found = [(path, kind) for path, kind in found if kind is not None]
+    changed = [path for path, kind in found if kind != "unknown"]
+    listed = [path for path, _ in found]
+    return [(path, kind) for path, kind in found if _type_changed(before.get(path), after.get(path))
+            or not any(_below(other, path) for other in (listed if kind == "unknown" else changed))]
+
+
+def _type_changed(was, now):
+    """Whether two descriptions name different types: what the paths below cannot say."""
+    if was is None or now is None:
+        return False
+    return visible(was).split("(")[0] != visible(now).split("(")[0]
+
+
+def _below(path, ancestor):
+    return len(path) > len(ancestor) and path.startswith(ancestor) and path[len(ancestor)] in ".["
+
+
+class _Walk:
+    """One fingerprint's entries, and the budget and memory of its content digests."""
+
+    def __init__(self, capture_values, classes, key):
+        self.entries = {}
+        self.seen = set()
+        self.capture_values = capture_values
+        self.classes = classes
+        self.key = key
+        self.nodes_left = MAX_DIGEST_NODES
+        self.bytes_left = MAX_DIGEST_BYTES
+        self.tokens = {}  # id -> content token of a container, object or string digested already
+        self.open = []  # ids being digested, outermost first: a cycle refers back to one of them
+
+    def digest(self, value):
+        """The keyed hex digest of ``value``'s full content, or UNKNOWN."""
+        token = self.token(value, 0)
+        if token is None:
+            return UNKNOWN
+        return hashlib.blake2b(token, key=self.key, digest_size=DIGEST_HEX // 2).hexdigest()
+
+    def token(self, value, depth):
+        """An unkeyed hash of ``value``'s content, never user code; None if over budget."""
+        if value is None or type(value) in (bool, int, float, complex):
+            return b"n" + repr(value).encode() if type(value) is not int or value.bit_length() <= 128 else \
+                _hash(b"i", value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True))
+        known = self.tokens.get(id(value))
+        if known is not None:
+            return known[1]
+        if id(value) in self.open:
+            return b"cycle %d" % (len(self.open) - self.open.index(id(value)))
+        self.nodes_left -= 1
+        if self.nodes_left < 0 or depth > MAX_DIGEST_DEPTH:
+            return None
+        self.open.append(id(value))
+        try:
+            token = self._content(value, depth)
+        finally:
+            self.open.pop()
+        if token is not None:
+            self.tokens[id(value)] = (value, token)  # the value too: a temporary's id must not be reused
+        return token
+
+    def _content(self, value, depth):
+        kind = type_name(type(value)).encode("utf-8", "replace")
+        if isinstance(value, _TEXT):
+            data = _text_bytes(value)
+            self.bytes_left -= len(data)
+            return _hash(kind, data) if self.bytes_left >= 0 else None
+        if isinstance(value, _NUMBERS):  # a subclass (IntEnum, ...): its number decides
+            return self._parts(kind, [_builtin_number(value)], depth)
+        if isinstance(value, _CODE) or is_process_handle(value):
+            return _hash(kind, describe(value).encode("utf-8", "replace"))
+        if isinstance(value, dict):
+            if not self._affordable(dict.__len__(value)):
+                return None
+            pairs = [(self.token(k, depth + 1), self.token(v, depth + 1)) for k, v in list(dict.items(value))]
+            if any(k is None or v is None for k, v in pairs):
+                return None
+            return _hash(kind, *sorted(_hash(b"kv", k, v) for k, v in pairs))  # == ignores the order
+        if isinstance(value, (list, tuple)):
+            base = list if isinstance(value, list) else tuple
+            if not self._affordable(base.__len__(value)):
+                return None
+            return self._parts(kind, list(base.__iter__(value)), depth)
+        if isinstance(value, (set, frozenset)):
+            base = set if isinstance(value, set) else frozenset
+            if not self._affordable(base.__len__(value)):
+                return None
+            tokens = [self.token(item, depth + 1) for item in list(base.__iter__(value))]
+            return None if None in tokens else _hash(kind, *sorted(tokens))  # unordered
+        named = [(b"a" + name.encode("utf-8", "replace"), attribute)
+                 for name, attribute in _public_attributes(value, limit=None)]
+        named += [(b"=", extra) for extra in _value_of_opaque(value)]
+        tokens = [self.token(attribute, depth + 1) for _, attribute in named]
+        if None in tokens:
+            return None
+        return _hash(kind, *[_hash(name, token) for (name, _), token in zip(named, tokens)])
+
+    def _parts(self, kind, items, depth):
+        tokens = [self.token(item, depth + 1) for item in items]
+        return None if None in tokens else _hash(kind, *tokens)
+
+    def _affordable(self, size):
+        self.nodes_left -= size
+        return self.nodes_left >= 0
+
+
+def _hash(*parts):
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(b"%d:" % len(part))
+        hasher.update(part)
+    return hasher.digest()
+
+
+def _text_bytes(value):
+    if isinstance(value, str):
+        return str.encode(value, "utf-8", "surrogatepass")
+    return bytes(value) if type(value) is not bytes else value
+
+
+def _builtin_number(value):
+    """The plain number a subclass instance holds, through the base type's own slots."""
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return complex.__add__(value, 0j)
+
+
+# Standard-library value types whose state is not in __dict__ or __slots__:
+# their own repr (never a user's: the type must match exactly) shows it.
+_OPAQUE_BY_REPR = {"datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta",
+                   "datetime.timezone", "decimal.Decimal", "fractions.Fraction", "re.Pattern"}
+
+
+def _value_of_opaque(value):
+    """What decides an object's value beyond its public attributes, read without its code."""
+    if type_name(type(value)) in _OPAQUE_BY_REPR:
+        try:
+            return [repr(value)]
+        except Exception:
+            return []
+    enum = sys.modules.get("enum")
+    if enum is not None and enum.Enum in type(value).__mro__:  # a member: its name, from its __dict__
+        try:
+            return [dict.get(object.__getattribute__(value, "__dict__"), "_name_")]
+        except Exception:
+            return []
+    return []
 
 
 def setstate_hooks(classes):
@@ -89,21 +301,35 @@ def process_items(target, args, kwargs):
 
 
 def changed_arguments(before, after):
-    """``{argument: [differences]}`` between two fingerprints, per top-level argument."""
+    """``{argument: [differences]}`` between two fingerprints, per top-level argument.
+
+    Only the deepest differing paths are listed; a change only a digest shows
+    reads ``changed (same size)`` or ``changed``.
+    """
     changes = {}
-    for path in sorted(set(before) | set(after)):
+    for path, kind in differences(before, after):
         was, now = before.get(path), after.get(path)
-        if was == now:
-            continue
-        top = _top_level(path)
+        if kind == "unknown":
+            continue  # see uncompared_arguments
         if was is None:
-            difference = "%s: appeared as %s" % (path, now)
+            difference = "%s: appeared as %s" % (path, visible(now))
         elif now is None:
-            difference = "%s: was %s, missing on arrival" % (path, was)
+            difference = "%s: was %s, missing on arrival" % (path, visible(was))
+        elif kind == "digest":
+            difference = "%s: %s" % (path, hidden_change(now))
         else:
-            difference = "%s: was %s, arrived %s" % (path, was, now)
-        changes.setdefault(top, []).append(difference)
+            difference = "%s: was %s, arrived %s" % (path, visible(was), visible(now))
+        changes.setdefault(_top_level(path), []).append(difference)
     return changes
+
+
+def uncompared_arguments(before, after):
+    """``{argument: [paths]}`` whose content was too large to digest: changed or not, cannot tell."""
+    unknown = {}
+    for path, kind in differences(before, after):
+        if kind == "unknown":
+            unknown.setdefault(_top_level(path), []).append(path)
+    return unknown
 
 
 def _top_level(path):
@@ -113,17 +339,48 @@ def _top_level(path):
     return path
 
 
-def _walk(path, value, depth_left, entries, seen, capture_values, classes):
+def _walk(path, value, depth_left, walk):
+    """Describe ``value`` at ``path`` and what it holds; a digest where that hides content."""
+    entries = walk.entries
     if len(entries) >= MAX_ENTRIES:
         return
-    entries[path] = describe(value, capture_values)
-    if depth_left <= 0 or id(value) in seen or value is None or isinstance(value, _NUMBERS + _TEXT + _CODE):
-        return
-    seen.add(id(value))
-    if classes is not None:
-        classes.add(type(value))
-    for child_path, child in _children(path, value):
-        _walk(child_path, child, depth_left - 1, entries, seen, capture_values, classes)
+    entries[path] = description = describe(value, walk.capture_values)
+    children = None  # not opened
+    if not (depth_left <= 0 or id(value) in walk.seen or value is None or isinstance(value, _NUMBERS + _TEXT + _CODE)):
+        walk.seen.add(id(value))
+        if walk.classes is not None:
+            walk.classes.add(type(value))
+        children = _children(path, value)
+        for child_path, child in children:
+            _walk(child_path, child, depth_left - 1, walk)
+    if walk.key is not None and not _shown_in_full(value, description, children, walk):
+        entries[path] += " #" + walk.digest(value)
+
+
+def _shown_in_full(value, description, children, walk):
+    """Whether the entries show everything ``value`` holds (``children``: those it was opened to, or None)."""
+    if value is None or type(value) in (bool, int, float, complex):
+        return not description.startswith("int(bits=")
+    if isinstance(value, _TEXT):  # only a captured value, short enough, shows it
+        return walk.capture_values and type(value) in _TEXT and description == repr(value)
+    if isinstance(value, _CODE) or is_process_handle(value):
+        return True  # by name; a handle's pickle carries a handle, not its state
+    if isinstance(value, (set, frozenset)):
+        return _builtin_len(value) == 0
+    if isinstance(value, (list, tuple, dict)):
+        size = _builtin_len(value)
+        return size == 0 or (children is not None and size <= MAX_ITEMS and _all_entered(children, walk))
+    if _value_of_opaque(value):
+        return False
+    if children is None:
+        return not _public_attributes(value, limit=1)
+    if len(children) == MAX_ITEMS and len(_public_attributes(value, limit=MAX_ITEMS + 1)) > MAX_ITEMS:
+        return False
+    return _all_entered(children, walk)
+
+
+def _all_entered(children, walk):
+    return all(path in walk.entries for path, _ in children)
 
 
 def _children(path, value):
@@ -148,7 +405,8 @@ def is_process_handle(value):
     return module.startswith(("multiprocessing", "concurrent.futures"))
 
 
-def _public_attributes(value):
+def _public_attributes(value, limit=MAX_ITEMS):
+    """(name, value) of the public attributes in ``__dict__`` and ``__slots__``, by name; ``limit`` of them."""
     attributes = []
     try:
         state = object.__getattribute__(value, "__dict__")
@@ -164,7 +422,8 @@ def _public_attributes(value):
                 attributes.append((name, object.__getattribute__(value, name)))
             except Exception:
                 continue  # an empty slot
-    return sorted(attributes, key=lambda item: item[0])[:MAX_ITEMS]
+    attributes.sort(key=lambda item: item[0])
+    return attributes if limit is None else attributes[:limit]
 
 
 def _slot_names(cls):

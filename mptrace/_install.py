@@ -89,6 +89,7 @@ def _become_root(provider, options):
         "pk": [options.pickle_span_bytes, options.pickle_span_seconds],
         "watch": [list(options.watch_modules), list(options.ignore_modules)],
         "tasks": [options.task_spans_per_second, options.task_spans],
+        "dk": _digest_key(),
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}
@@ -100,11 +101,26 @@ def _become_root(provider, options):
     _watch_modules(state.root)
 
 
+# The key of the digests in fingerprints, hex: made once in the root, it reaches
+# children only in the carrier (state.tree) and fork memory, never a span, so an
+# exported digest cannot be brute-forced. Kept through uninstall(): import-time
+# baselines outlive an install (see _modstate) and must stay comparable.
+_key = None
+
+
+def _digest_key():
+    global _key
+    if _key is None:
+        _key = os.urandom(16).hex()
+    return _key
+
+
 def _watch_modules(root):
     """Record each application module's state right after it is imported."""
     from mptrace import _importhook, _modstate
 
-    root.watch = _modstate.ModuleWatch(root.options.watch_modules, root.options.ignore_modules)
+    root.watch = _modstate.ModuleWatch(root.options.watch_modules, root.options.ignore_modules,
+                                       bytes.fromhex(state.tree["dk"]))
     root.import_finder = _importhook.install(
         _importhook.AfterImportFinder(root.watch.wanted_name, root.watch.record_baseline))
 

@@ -13,7 +13,12 @@ site-packages; ``__main__`` included), configurable by prefix:
   will not see the change), under every start method;
 * a spawn or forkserver child compares its own state, when ``run()`` begins,
   with the parent's at ``start()``: differing names go to
-  ``mp.state.diverged``, with both descriptions as span events.
+  ``mp.state.diverged``, with both descriptions and each differing path as
+  span events; what it could not compare (a module it has not imported, a
+  value too large to digest) goes to ``mp.state.unknown``: cannot tell.
+
+Fingerprints carry keyed digests (see _fingerprint), so a change that keeps
+every size (``"prod"`` to ``"test"``) still differs.
 
 Modules imported before ``install()`` have no baseline; they are listed in
 ``mp.state.no_baseline`` instead of guessed at. The comparison side uses only
@@ -36,8 +41,19 @@ _NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, t
               __future__._Feature)
 
 
-def state_of(module):
-    """``{name: fingerprint}`` of a module's state (not functions, classes, modules)."""
+# What a name holding process handles (a Process, a list of Queues, ...) is
+# recorded as: not compared, as a child re-creates such handles by design.
+PROCESS_HANDLES = "<process handles>"
+MAX_DIFFERENCES = 32  # per diverged name, on its event
+TOO_LARGE = "too large to compare in full"  # why a name could not be compared
+
+
+def state_of(module, key=None):
+    """``{name: fingerprint}`` of a module's state (not functions, classes, modules).
+
+    ``key``: the process tree's digest key (see _fingerprint), so that a change
+    the descriptions hide (``"prod"`` to ``"test"``) still shows.
+    """
     try:
         namespace = object.__getattribute__(module, "__dict__")
     except Exception:
@@ -46,43 +62,119 @@ def state_of(module):
     for name, value in sorted(dict.items(namespace), key=lambda item: str(item[0])):
         if not isinstance(name, str) or name.startswith("__") or isinstance(value, _NOT_STATE):
             continue
-        if _fingerprint.is_process_handle(value):
-            continue
         if len(state) >= MAX_NAMES:
             break
-        state[name] = _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH)
+        if _holds_only_process_handles(value):
+            state[name] = {name: PROCESS_HANDLES}
+            continue
+        state[name] = _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
     return state
 
 
+def _holds_only_process_handles(value):
+    """A handle, or a non-empty list, tuple, set or dict (its values) of nothing but handles."""
+    if _fingerprint.is_process_handle(value):
+        return True
+    for base in (list, tuple, set, frozenset):
+        if isinstance(value, base):
+            items = list(base.__iter__(value))
+            break
+    else:
+        if not isinstance(value, dict):
+            return False
+        items = list(dict.values(value))
+    return bool(items) and all(_fingerprint.is_process_handle(item) for item in items)
+
+
+def _is_handles(fingerprint, name):
+    return fingerprint is not None and fingerprint.get(name) == PROCESS_HANDLES
+
+
 def differing_names(before, after):
-    """Names whose fingerprint differs (or that only one side has)."""
-    return sorted(n for n in set(before) | set(after) if before.get(n) != after.get(n))
+    """Names whose fingerprint differs (or that only one side has); handles left out."""
+    return sorted(n for n in set(before) | set(after) if classify(before.get(n), after.get(n), n) == "changed")
 
 
-def diverged(parent_state):
-    """In a child: ``[(module.name, parent description, child description)]``.
+def uncertain_names(before, after):
+    """Names whose content was too large to digest on one side: changed or not, cannot tell."""
+    return sorted(n for n in set(before) | set(after) if classify(before.get(n), after.get(n), n) == "unknown")
 
-    Modules the child has not imported (yet) are left out: importing them here
-    to look would run their code.
+
+def classify(was, now, name):
+    """"same", "changed" or "unknown" (cannot tell) for one name's two fingerprints."""
+    if _is_handles(was, name) or _is_handles(now, name):
+        return "same"
+    if was is None or now is None:
+        return "same" if was is now else "changed"
+    kinds = set(kind for _, kind in _fingerprint.differences(was, now))
+    if kinds - {"unknown"}:
+        return "changed"
+    return "unknown" if kinds else "same"
+
+
+def compare_with_parent(parent_state, key=None):
+    """In a child: what it sees differently from its parent's state at start().
+
+    Returns (diverged, unknown, compared): ``[(module.name, parent description,
+    child description, [differences])]``, ``[(module or module.name, why)]``
+    for what it could not compare, and the modules it compared. Modules the
+    child has not imported (yet) are not compared: importing them here to look
+    would run their code.
     """
-    found = []
+    diverged, unknown, compared = [], [], []
     for module_name, names in sorted(parent_state.items()):
         module = sys.modules.get("__mp_main__" if module_name == "__main__" else module_name)
         if module is None:
+            unknown.append((module_name, "not imported in the child when run() began"))
             continue
-        mine = state_of(module)
+        compared.append(module_name)
+        mine = state_of(module, key)
+        for name in uncertain_names(names, mine):
+            unknown.append(("%s.%s" % (module_name, name), TOO_LARGE))
         for name in differing_names(names, mine):
-            found.append(("%s.%s" % (module_name, name), _summary(names.get(name), name),
-                          _summary(mine.get(name), name)))
+            qualified = "%s.%s" % (module_name, name)
+            diverged.append((qualified, _summary(names.get(name), name), _summary(mine.get(name), name),
+                             name_differences(qualified, name, names.get(name), mine.get(name))))
+    return diverged, unknown, compared
+
+
+def diverged(parent_state, key=None):
+    """In a child: ``[(module.name, parent description, child description)]`` (see compare_with_parent)."""
+    return [found[:3] for found in compare_with_parent(parent_state, key)[0]]
+
+
+def name_differences(qualified, name, parent, child):
+    """``["settings.CONFIG['retries']: parent 5, child 1", ...]``, the deepest paths first found."""
+    if parent is None or child is None:
+        return ["%s: parent %s, child %s" % (qualified, _summary(parent, name), _summary(child, name))]
+    found = []
+    for path, kind in _fingerprint.differences(parent, child):
+        where = qualified + path[len(name):]
+        was, now = parent.get(path), child.get(path)
+        if kind == "unknown":
+            continue
+        if kind == "digest":
+            found.append("%s: %s" % (where, _fingerprint.hidden_change(now)))
+        else:
+            found.append("%s: parent %s, child %s" % (
+                where, _visible_or_missing(was), _visible_or_missing(now)))
+    if len(found) > MAX_DIFFERENCES:
+        found = found[:MAX_DIFFERENCES - 1] + ["+%d more" % (len(found) - MAX_DIFFERENCES + 1)]
     return found
 
 
+def _visible_or_missing(description):
+    return "<missing>" if description is None else _fingerprint.visible(description)
+
+
 def _summary(fingerprint, name):
-    """``3``, or ``dict(len=2), ['a']=1, ['b']=2``: the value and a few parts of it."""
+    """``3``, or ``dict(len=2), ['a']=1, ['b']=2``: the value and a few parts of it (no digests)."""
     if fingerprint is None:
         return "<missing>"
-    parts = [fingerprint.get(name, "?")]
-    parts.extend("%s=%s" % (path[len(name):], value) for path, value in sorted(fingerprint.items()) if path != name)
+    visible = _fingerprint.visible
+    parts = [visible(fingerprint.get(name, "?"))]
+    parts.extend("%s=%s" % (path[len(name):], visible(value))
+                 for path, value in sorted(fingerprint.items()) if path != name)
     return ", ".join(parts[:5])
 
 
@@ -108,8 +200,9 @@ def _remembered_for_loaded_modules():
 class ModuleWatch:
     """Which modules are the application's, and their import-time state."""
 
-    def __init__(self, include=(), exclude=()):
+    def __init__(self, include=(), exclude=(), key=None):
         self.include = tuple(include)
+        self.key = key  # the process tree's digest key, bytes
         self.exclude = tuple(exclude) + ("mptrace",)
         self.baselines = _remembered_for_loaded_modules()
         self._decisions = {}  # module name -> watched? (modules do not move)
@@ -147,7 +240,7 @@ class ModuleWatch:
     def record_baseline(self, module):
         name = getattr(module, "__name__", None)
         if name and name not in self.baselines and self.watches(name, module):
-            self.baselines[name] = state_of(module)
+            self.baselines[name] = state_of(module, self.key)
             _remembered_baselines[name] = (id(module), self.baselines[name])
 
     def watched_modules(self):
@@ -164,12 +257,13 @@ class ModuleWatch:
         return [(name, sys.modules.get(name)) for name in self._watched[:MAX_MODULES]]
 
     def state_at_start(self):
-        """(state {module: {name: fp}}, not_portable [module.name], no_baseline [module])."""
-        state, not_portable, no_baseline = {}, [], []
+        """(state {module: {name: fp}}, not_portable [module.name], no_baseline [module],
+        unknown [module.name]: whether changed since import, cannot tell)."""
+        state, not_portable, no_baseline, unknown = {}, [], [], []
         for name, module in self.watched_modules():
             if module is None:
                 continue
-            current = state_of(module)
+            current = state_of(module, self.key)
             if not current:
                 continue
             state[name] = current
@@ -184,7 +278,8 @@ class ModuleWatch:
                 no_baseline.append(name)
                 continue
             not_portable.extend("%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current)
-        return state, sorted(not_portable), sorted(no_baseline)
+            unknown.extend("%s.%s" % (name, n) for n in uncertain_names(baseline, current))
+        return state, sorted(not_portable), sorted(no_baseline), sorted(unknown)
 
 
 def _main_not_portable(module, current):

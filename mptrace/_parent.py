@@ -96,10 +96,12 @@ def _record_module_state(launch):
     watch = _module_watch()
     if watch is None:
         return
-    module_state, not_portable, no_baseline = watch.state_at_start()
+    module_state, not_portable, no_baseline, unknown = watch.state_at_start()
     launch.span.set_attribute(semconv.STATE_NOT_PORTABLE, not_portable)
     if no_baseline:
         launch.span.set_attribute(semconv.STATE_NO_BASELINE, no_baseline)
+    if unknown:
+        launch.span.set_attribute(semconv.STATE_UNKNOWN, unknown)
     launch.module_state = module_state
 
 
@@ -202,7 +204,14 @@ def _fingerprint_arguments(launch):
 
     capture = state.root.options.capture_values if state.is_root() else bool(launch.carrier.get("capture"))
     launch.carrier["capture"] = capture
-    launch.carrier["fp"] = _fingerprint.fingerprint(_fingerprint.process_items(process._target, args, kwargs), capture)
+    launch.carrier["fp"] = _fingerprint.fingerprint(_fingerprint.process_items(process._target, args, kwargs), capture,
+                                                    key=_digest_key())
+
+
+def _digest_key():
+    """The process tree's key for digests in fingerprints (see _fingerprint), as bytes."""
+    key = (state.tree or {}).get("dk")
+    return bytes.fromhex(key) if key else None
 
 
 MAX_THREAD_NAMES = 16

@@ -595,47 +595,86 @@ def _synthesized_lines(process):
     return [Text("%s before it could report: mptrace ended %s for it" % (how, _plural(len(cut), "span")), WARNING)]
 
 
+MAX_DIFFERENCES = 3  # differing paths shown per line; the rest are counted
+
+
 def _changed_argument_lines(process):
-    """One line per argument that arrived different from what the parent passed."""
+    """One line per argument that arrived different from what the parent passed: where, and how."""
     lines, described = [], set()
     for event in _events(process.run, sc.EVENT_ARG_CHANGED):
         attributes = _event_attributes(event)
         argument = _str(attributes.get(sc.ARG)) or "an argument"
         differences = _str(attributes.get(sc.ARG_DIFFERENCES))
         described.add(argument)
-        lines.append(Text("%s arrived changed%s" % (argument, ": " + _clip(differences, 120) if differences else ""),
-                          WARNING))
+        shown = _first_differences(differences.split("; ")) if differences else ""
+        lines.append(Text("%s arrived changed%s" % (argument, ": " + shown if shown else ""), WARNING))
     rest = [a for a in _names(_attr(process.run, sc.ARGS_CHANGED)) if a not in described]
     if rest:
         lines.append(Text("arrived changed: " + _listing(rest), WARNING))
+    unknown = _names(_attr(process.run, sc.ARGS_UNKNOWN))
+    if unknown:
+        lines.append(Text("cannot tell whether these arrived changed (too large to compare in full): " +
+                          _listing(unknown), QUIET))
     return lines
 
 
-def _diverged_values(process):
-    """name -> "parent X, child Y" from the mp.state.diverged events."""
+def _first_differences(differences):
+    """``a: parent 5, child 1; b: changed; +4 more``: the first few, and how many more."""
+    more = 0
+    listed = []
+    for difference in differences:
+        counted = re.match(r"^\+(\d+) more$", difference)
+        if counted:
+            more += int(counted.group(1))
+        else:
+            listed.append(_clip(difference, 100))
+    more += max(0, len(listed) - MAX_DIFFERENCES)
+    return "; ".join(listed[:MAX_DIFFERENCES]) + ("; +%d more" % more if more else "")
+
+
+def _diverged_differences(process):
+    """name -> its differing paths with both sides, from the mp.state.diverged events."""
     values = {}
     for event in _events(process.run, sc.EVENT_STATE_DIVERGED):
         attributes = _event_attributes(event)
         name = _str(attributes.get(sc.STATE_NAME))
-        if name:
-            values[name] = "parent %s, child %s" % (_clip(attributes.get(sc.STATE_PARENT, "?")),
-                                                    _clip(attributes.get(sc.STATE_CHILD, "?")))
+        if not name:
+            continue
+        differences = _names(attributes.get(sc.STATE_DIFFERENCES))
+        if not differences:  # a trace from an mptrace without per-path differences
+            differences = ["%s: parent %s, child %s" % (name, _clip(attributes.get(sc.STATE_PARENT, "?")),
+                                                        _clip(attributes.get(sc.STATE_CHILD, "?")))]
+        values[name] = differences
     return values
 
 
 def _state_lines(process):
     """Module state the child saw differently, and state a spawn child would not see."""
     diverged = _names(_attr(process.run, sc.STATE_DIVERGED))
-    values = _diverged_values(process)
+    values = _diverged_differences(process)
     lines = []
     if diverged:
-        shown = [n + (" (%s)" % values[n] if n in values else "") for n in diverged]
-        lines.append(Text("state diverged: " + _listing(shown, 4), WARNING))
+        shown = [difference for name in diverged for difference in values.get(name, [name])]
+        lines.append(Text("state diverged: " + _first_differences(shown), WARNING))
     not_portable = [n for n in _names(_attr(process.launch, sc.STATE_NOT_PORTABLE)) if n not in diverged]
     if not_portable:
         why = "not portable (set after import; a spawn or forkserver child re-imports it): "
         lines.append(Text(why + _listing(not_portable), WARNING))
+    too_large = _names(_attr(process.launch, sc.STATE_UNKNOWN)) + _state_too_large(process)
+    if too_large:
+        lines.append(Text("state not compared (too large to compare in full): " + _listing(sorted(set(too_large))),
+                          QUIET))
     return lines
+
+
+def _state_too_large(process):
+    """The child's mp.state.unknown entries that were too large (not those of modules it had not imported)."""
+    found = []
+    for event in _events(process.run, sc.EVENT_STATE_UNKNOWN):
+        attributes = _event_attributes(event)
+        if "too large" in (_str(attributes.get(sc.STATE_REASON)) or ""):
+            found.append(_str(attributes.get(sc.STATE_NAME)))
+    return found
 
 
 def _hook_lines(index, process):

@@ -38,6 +38,13 @@ EVENT_STATE_DIVERGED = "mp.state.diverged"  # on mp.process.run, one per diverge
 STATE_NAME = "mp.state.name"  # event attribute: module.name
 STATE_PARENT = "mp.state.parent"  # event attribute: the parent's value at start(), described
 STATE_CHILD = "mp.state.child"  # event attribute: the child's value when run() began, described
+STATE_DIFFERENCES = "mp.state.differences"  # event attribute: each differing path, both sides or "changed"
+# On mp.process (whether changed since import) and mp.process.run (whether the child sees it
+# as the parent had it): module.name or module that could not be compared: cannot tell.
+STATE_UNKNOWN = "mp.state.unknown"
+STATE_COMPARED = "mp.state.compared"  # on mp.process.run (spawn, forkserver): the modules the child compared
+EVENT_STATE_UNKNOWN = "mp.state.unknown"  # on mp.process.run, one per entry of mp.state.unknown
+STATE_REASON = "mp.state.reason"  # event attribute: why it could not be compared
 PARENT_PID = "mp.parent.pid"  # the pid of the process that called start()
 SPAN_SYNTHESIZED = "mp.span.synthesized"  # ended by the collector for a dead process
 END_REASON = "mp.process.end_reason"  # why mp.process ended without an observed exit
@@ -95,6 +102,7 @@ PICKLE_RESULT_HOOKS = "mp.pickle.result.hooks"  # mp.task.run: custom hooks that
 EVENT_ARG_CHANGED = "mp.arg.changed"
 ARG = "mp.arg"  # event attribute: which argument (args[0], kwargs['x'], target)
 ARG_DIFFERENCES = "mp.arg.differences"  # event attribute: what differs, bounded
+ARGS_UNKNOWN = "mp.args.unknown"  # on mp.process.run: arguments too large to compare in full: cannot tell
 
 # On mp.import.
 IMPORT_PHASE = "mp.import.phase"  # "main": re-running the main module; "unpickle": the process object's imports

@@ -60,6 +60,22 @@ class Process:
         return tuple(self.launch.attributes.get("mp.state.not_portable", ()))
 
     @property
+    def state_unknown(self):
+        """Module state (``module.name``, or a whole module) that could not be compared: cannot tell.
+
+        From the parent (whether it changed since import) and from the child (whether it saw it as the
+        parent had it).
+        """
+        found = list(self.launch.attributes.get("mp.state.unknown", ()))
+        found += [name for name in self._run_attribute("mp.state.unknown") if name not in found]
+        return tuple(found)
+
+    @property
+    def args_unknown(self):
+        """Arguments too large to compare in full: whether pickling changed them, cannot tell."""
+        return tuple(self._run_attribute("mp.args.unknown"))
+
+    @property
     def args_changed(self):
         return tuple(self._run_attribute("mp.args.changed"))
 
@@ -240,11 +256,18 @@ class SpanRecorder:
         if found.start_method != "fork" and name in found.not_portable:
             self._fail("expected %s to inherit %s from its parent, but a %s child re-imports it: the parent "
                        "changed it after import" % (found.name, name, found.start_method), found)
+        if found.start_method != "fork":
+            why = _why_state_unknown(found, name)
+            if why:
+                self._fail("cannot tell whether %s inherited %s from its parent: %s" % (found.name, name, why), found)
 
     def assert_arg_changed(self, argument, process=None):
         """An argument (``args[0]``, ``kwargs['x']``, ``target``) arrived different from what was passed."""
         __tracebackhide__ = True  # pytest shows the test's line, not ours
         found = self.process(process)
+        if argument not in found.args_changed and argument in found.args_unknown:
+            self._fail("cannot tell whether %s arrived changed in %s: too large to compare in full" % (
+                argument, found.name), found)
         if argument not in found.args_changed:
             self._fail("expected %s to arrive changed in %s; changed: %s" % (
                 argument, found.name, ", ".join(found.args_changed) or "nothing"), found)
@@ -255,6 +278,9 @@ class SpanRecorder:
         if found.args_changed:
             self._fail("expected %s's arguments to arrive as passed, but %s changed" % (
                 found.name, ", ".join(found.args_changed)), found)
+        if found.args_unknown:
+            self._fail("cannot tell whether %s's arguments arrived as passed: %s too large to compare in full" % (
+                found.name, ", ".join(found.args_unknown)), found)
 
     def assert_no_errors(self):
         """No span of any process ended in ERROR."""
@@ -271,6 +297,35 @@ class SpanRecorder:
         if process is not None:
             lines = _around(lines, process)
         raise AssertionError("%s\n\nprocess tree:\n%s" % (message, "\n".join("  " + line for line in lines)))
+
+
+def _why_state_unknown(process, name):
+    """Why a spawn or forkserver child's view of ``name`` is unknown, or None if it was compared."""
+    if process.run is None:
+        return "the child never reported (no mp.process.run span)"
+    for unknown in process.state_unknown:
+        if name == unknown or name.startswith(unknown + "."):
+            return "%s: %s" % (unknown, _state_reason(process, unknown))
+    # A module the child compared needs no import-time baseline: it has it already and will not re-import it.
+    compared = process.run.attributes.get("mp.state.compared")
+    if compared is not None and _module_of(name, list(compared)) is None:
+        return "the child compared no module holding it (compared: %s); a module is compared when it is " \
+               "watched and the child has imported it when run() begins" % (", ".join(compared) or "none")
+    return None
+
+
+def _state_reason(process, unknown):
+    """The why of an mp.state.unknown entry, from its event (the parent's side has no event)."""
+    for event in process.run.events if process.run is not None else ():
+        if event.name == "mp.state.unknown" and event.attributes.get("mp.state.name") == unknown:
+            return event.attributes.get("mp.state.reason", "not compared")
+    return "too large to compare in full"
+
+
+def _module_of(name, modules):
+    """The longest of ``modules`` that ``name`` (``module.attribute``) lives in, or None."""
+    holding = [m for m in modules if name.startswith(m + ".")]
+    return max(holding, key=len) if holding else None
 
 
 def _has(span, attributes):

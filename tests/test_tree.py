@@ -164,7 +164,7 @@ def test_the_founding_program_under_spawn_shows_what_arrived_different(traced, f
     details = lines[child + 1:]
     assert all(depth(line) == 2 for line in details), "\n".join(lines)
     assert "args[0] arrived changed: args[0].c: was 3, arrived 0" in line_with(details, "arrived changed")
-    assert "tree_founding_mock.to_mock (parent 1, child None)" in line_with(details, "state diverged")
+    assert "tree_founding_mock.to_mock: parent 1, child None" in line_with(details, "state diverged")
     assert "tree_founding_main.A.__getstate__" in line_with(details, "pickling hooks")
     assert "1 hook" in lines[child] and "exit 0" in lines[child]
 
