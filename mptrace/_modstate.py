@@ -269,7 +269,7 @@ class ModuleWatch:
             state[name] = current
             baseline = self.baselines.get(name)
             if baseline is None and name == "__main__":
-                found = _main_not_portable(module, current)
+                found = _main_not_portable(module, current, self.key)
                 if found is None:
                     no_baseline.append(name)
                 not_portable.extend(found or ())
@@ -282,27 +282,26 @@ class ModuleWatch:
         return state, sorted(not_portable), sorted(no_baseline), sorted(unknown)
 
 
-def _main_not_portable(module, current):
+def _main_not_portable(module, current, key=None):
     """``__main__.name`` of the main module's state set after import, as its source tells; None: no source.
 
     The main module is run, not imported, so it has no import-time baseline of
     its own; its source says what a spawn child, which re-runs it without the
-    main block, would hold (see _mainsource).
+    main block, would hold (see _mainsource). Names bound at import to a
+    literal are compared like any baseline; the others only by where the
+    source binds them.
     """
     from mptrace import _mainsource
 
     source = _mainsource.read(module)
     if source is None:
         return None
-    found = []
-    for name, now in current.items():
-        if name in source.literals:
-            changed = _fingerprint.fingerprint([(name, source.literals[name])], max_depth=STATE_DEPTH) != now
-        else:
-            changed = source.set_after_import(name)
-        if changed:
-            found.append("__main__.%s" % name)
-    return found
+    literal_baseline = {name: _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+                        for name, value in source.literals.items() if name in current}
+    found = differing_names(literal_baseline, {n: current[n] for n in literal_baseline})
+    found += [name for name in current if name not in source.literals and not _is_handles(current[name], name)
+              and source.set_after_import(name)]
+    return sorted("__main__.%s" % name for name in found)
 
 
 def _has_prefix(name, prefixes):

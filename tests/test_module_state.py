@@ -206,3 +206,18 @@ def test_a_main_module_without_source_has_no_baseline(tmp_path):
                           env=environment())
     assert done.returncode == 0, done.stderr
     assert "'__main__'" in done.stdout
+
+
+def test_main_module_globals_changed_in_main_are_not_portable(start_method, tmp_path):
+    """The main module has no import hook: its source tells what a spawn child would re-create."""
+    _, spans = run_traced(tmp_path, "tests/programs/main_state.py", start_method)
+    launches = [s for s in spans if s["name"] == "mp.process"]
+    assert len(launches) == 2
+    for launch in launches:
+        assert launch["attributes"]["mp.state.not_portable"] == [
+            "__main__.LIMITS", "__main__.MODE", "__main__.STARTED_BY"]
+        assert "__main__" not in launch["attributes"].get("mp.state.no_baseline", [])
+    for run in (s for s in spans if s["name"] == "mp.process.run"):
+        diverged = run["attributes"]["mp.state.diverged"]
+        expected = [] if start_method == "fork" else ["__main__.LIMITS", "__main__.MODE", "__main__.STARTED_BY"]
+        assert diverged == expected, "a list of Process handles is not state"
