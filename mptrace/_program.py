@@ -33,7 +33,8 @@ class ProgramSpan:
         from opentelemetry import context, trace
 
         self.span = tracer.start_span(semconv.SPAN_PROGRAM, kind=trace.SpanKind.INTERNAL,
-                                      attributes={semconv.PROGRAM_NAME: name})
+                                      attributes={semconv.PROGRAM_NAME: name,
+                                                  semconv.OTEL_PROCESS_PID: os.getpid()})
         self._token = context.attach(trace.set_span_in_context(self.span))
         self._thread = threading.get_ident()
         self._outcome_known = False

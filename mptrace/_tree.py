@@ -406,6 +406,9 @@ def _root_pid(index, processes, child_pids):
     """
     votes = Counter(_starter_pid(p) for p in processes if p.launch is not None and _pid(p.launch) is None)
     votes.pop(None, None)
+    if not votes:  # the program's own span says which process it ran in
+        votes = Counter(_int(_attr(s, sc.OTEL_PROCESS_PID)) for s in index.named(sc.SPAN_PROGRAM) if _pid(s) is None)
+        votes.pop(None, None)
     if not votes:
         votes = Counter(p for p in map(_pid, index.spans) if p is not None and p not in child_pids)
     return votes.most_common(1)[0][0] if votes else None
