@@ -15,6 +15,7 @@ from mptrace._state import state
 from tests import pool_targets as targets
 from tests.conftest import traced_with
 from tests.subprocesses import ROOT
+from tests.test_tree import depth, line_with
 from tests.spans import (assert_no_orphans, assert_one_trace, describe, is_error, named, one, parent_of,
                          pid_of)
 
@@ -492,22 +493,20 @@ def assert_unsent_tasks_are_named_under_their_pool(spans, pool_type, expected):
     lines = _tree.summary_lines(spans)
     assert "%d errors" % len(failed) in lines[0], "\n".join(lines)
     pool_line = line_with(lines, pool_type + "(")
-    assert tree_depth(pool_line) == 1
+    assert depth(pool_line) == 1
     for path, api, kind, times in expected:
         line = line_with(lines, "could not pickle a task message: %s: %s" % (path, HINTS[kind]))
-        assert tree_depth(line) == 2 and lines.index(line) > lines.index(pool_line), "\n".join(lines)
+        assert depth(line) == 2 and lines.index(line) > lines.index(pool_line), "\n".join(lines)
         assert line.endswith(" (×%d)" % times) == (times > 1), line
 
 
-def line_with(lines, text):
-    found = [line for line in lines if text in line]
-    assert len(found) == 1, "expected one line with %r in:\n%s" % (text, "\n".join(lines))
-    return found[0]
-
-
-def tree_depth(line):
-    """How deep a line sits in the tree: rich draws four columns of guides per level."""
-    return (len(line) - len(line.lstrip("│├└─ "))) // 4
+def assert_each_fails_as_untraced(calls):
+    """Each (call, culprit) raises what pickling the culprit raises without mptrace, message and all."""
+    for call, culprit in calls:
+        expected = _pickling_error(culprit)
+        with pytest.raises(type(expected)) as raised:
+            call()
+        assert str(raised.value) == str(expected)
 
 
 def test_a_task_that_cannot_be_pickled_is_named_under_its_pool(traced, context):
@@ -525,11 +524,7 @@ def test_a_task_that_cannot_be_pickled_is_named_under_its_pool(traced, context):
                 (lambda: list(pool.imap(targets.square, [0, 1, 2, holder.lock])), holder.lock),
                 (lambda: pool.starmap(targets.add, [(1, 2), (3, holder.lock)]), holder.lock),
             ]
-            for call, culprit in calls:
-                expected = _pickling_error(culprit)
-                with pytest.raises(type(expected)) as raised:
-                    call()
-                assert str(raised.value) == str(expected)
+            assert_each_fails_as_untraced(calls)
             assert pool.map(targets.square, range(3)) == [0, 1, 4]  # the pool goes on working
     assert_unsent_tasks_are_named_under_their_pool(traced.spans(), "Pool", [
         ("func", "Pool.apply_async", "lambda", 2),
@@ -554,10 +549,10 @@ def test_task_and_result_pickling_hooks_are_shown_under_the_pool(traced, context
     for pool_type in ("Pool(", "ProcessPoolExecutor("):
         pool_line = line_with(lines, pool_type)
         under = lines[lines.index(pool_line) + 1:]
-        under = under[:next((i for i, line in enumerate(under) if tree_depth(line) < 2), len(under))]
+        under = under[:next((i for i, line in enumerate(under) if depth(line) < 2), len(under))]
         for hooks in ("task pickling hooks: tests.pool_targets.Tricky.__getstate__",
                       "result pickling hooks: tests.pool_targets.Reduced.__reduce__"):
-            assert [tree_depth(line) for line in under if hooks in line] == [2], "\n".join(lines)
+            assert [depth(line) for line in under if hooks in line] == [2], "\n".join(lines)
 
 
 def test_the_task_handlers_stand_in_sends_what_connection_send_would():
