@@ -60,7 +60,6 @@ class Collector:
                        "lost_spans": 0, "lost_files": 0}
         self.lost_reasons = {}  # why spans were lost -> how many (spans, or files whose count is unknown)
         self._lost_marked = {}  # spool file name -> (spans its writer said it lost, the marker's name)
-        self._directory_gone = False
         self._shut_down = False  # whether the provider's processors were shut down (at the last collection)
         self._queues = ()  # (queue, size limit) of each batch processor behind emit
 
@@ -219,9 +218,6 @@ class Collector:
 
     def _lose_exited_files(self):
         """The spool directory was removed: every exited child's file, read or not, went with it."""
-        if not self._directory_gone:
-            self._directory_gone = True
-            _log.warning("the spool directory %s was removed while the program ran", self.directory)
         for name in list(self._exited):
             self._lose("the spool directory was removed", files=1)
             self._finish(name)
