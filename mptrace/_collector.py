@@ -56,7 +56,12 @@ class Collector:
         self._exited = {}  # spool file name -> (exitcode, signal name, time, stopped by)
         self._lock = threading.RLock()
         self._last_collect = 0.0
-        self.counts = {"spans": 0, "synthesized": 0, "corrupt_records": 0, "files": 0}
+        self.counts = {"spans": 0, "synthesized": 0, "corrupt_records": 0, "files": 0,
+                       "lost_spans": 0, "lost_files": 0}
+        self.lost_reasons = {}  # why spans were lost -> how many (spans, or files whose count is unknown)
+        self._lost_marked = {}  # spool file name -> (spans its writer said it lost, the marker's name)
+        self._shut_down = False  # whether the provider's processors were shut down (at the last collection)
+        self._queues = ()  # (queue, size limit) of each batch processor behind emit
 
     # -- public --------------------------------------------------------------
 
@@ -64,11 +69,16 @@ class Collector:
         """Read whatever every spool file gained since the last call."""
         with self._lock:
             self._last_collect = time.monotonic()
+            self._shut_down, self._queues = _processor_state(self._emit)
             try:
-                names = sorted(n for n in os.listdir(self.directory) if n.endswith(_spool.SUFFIX))
+                listed = os.listdir(self.directory)
+            except FileNotFoundError:
+                self._lose_exited_files()
+                return
             except OSError:
                 return
-            for name in names:
+            self._take_lost_markers(listed)
+            for name in sorted(n for n in listed if n.endswith(_spool.SUFFIX)):
                 self._read(name)
             for name in [n for n in self._exited if n in self._files]:
                 self._finish(name)
@@ -159,14 +169,65 @@ class Collector:
             raise CorruptRecord("unknown record type %r" % (kind,))
 
     def _hand_over(self, span):
+        if self._shut_down:
+            self._lose("the tracer provider was shut down before these spans arrived", 1)
+            return
+        for queue, limit in self._queues:
+            if len(queue) >= limit:  # the SDK would drop one to make room
+                self._lose("the span processor's queue was full (the exporter is slower than the children)", 1)
+                return
+        try:
+            self._emit(span)
+        except Exception:
+            self._lose("a span processor raised", 1, exc_info=True)
+            return
         self.counts["spans"] += 1
-        self._emit(span)
+
+    # -- what was lost ---------------------------------------------------------
+
+    def _lose(self, reason, spans=0, files=0, exc_info=False):
+        """Count spans (or whole files of them) that never reach the provider; say so once per reason."""
+        self.counts["lost_spans"] += spans
+        self.counts["lost_files"] += files
+        first = reason not in self.lost_reasons
+        self.lost_reasons[reason] = self.lost_reasons.get(reason, 0) + (spans or files)
+        if first:
+            what = "spans are" if spans else "the spans of whole processes are"
+            _log.warning_with("%s: %s lost (counted in mptrace.stats()['%s']; further losses of this kind are "
+                              "counted, not logged)", exc_info, reason, what, "lost_spans" if spans else "lost_files")
+
+    def _take_lost_markers(self, listed):
+        """Count what children said they could not write (see _spool.lost_marker)."""
+        for name in listed:
+            marked = _spool.parse_lost_marker(name)
+            if marked is None:
+                continue
+            spool_name, failure, count = marked
+            seen, _ = self._lost_marked.get(spool_name, (0, None))
+            if count > seen:
+                self._lost_marked[spool_name] = (count, name)
+                self._lose("a child could not write its spool file (%s)" % _describe_errno(failure), count - seen)
+
+    def _forget_marker(self, spool_name):
+        _, marker = self._lost_marked.pop(spool_name, (0, None))
+        if marker is not None:
+            try:
+                os.unlink(os.path.join(self.directory, marker))
+            except OSError:
+                pass
+
+    def _lose_exited_files(self):
+        """The spool directory was removed: every exited child's file, read or not, went with it."""
+        for name in list(self._exited):
+            self._lose("the spool directory was removed", files=1)
+            self._finish(name)
 
     # -- ending what a dead process left open --------------------------------
 
     def _finish(self, name, reason=None):
         spool_file = self._files.pop(name, None)
         exitcode, signal_name, when, stopped_by = self._exited.pop(name, (None, None, time.time_ns(), None))
+        self._forget_marker(name)
         if spool_file is None:
             return
         self._read_rest(spool_file)
@@ -211,6 +272,31 @@ class Collector:
             return
         self.counts["synthesized"] += 1
         self._hand_over(span)
+
+
+def _describe_errno(name):
+    import errno
+
+    number = getattr(errno, name, None)
+    return "%s, %s" % (name, os.strerror(number)) if isinstance(number, int) else name
+
+
+def _processor_state(emit):
+    """(whether they were shut down, [(queue, limit)]) of the span processors behind ``emit``.
+
+    The SDK's processors drop spans after ``shutdown()`` and when a batch queue
+    is full, and only log it. Read through their private (long stable)
+    attributes; where those differ, nothing is known and nothing is counted.
+    """
+    shut_down, queues = False, []
+    for processor in getattr(getattr(emit, "__self__", None), "_span_processors", ()):
+        batch = getattr(processor, "_batch_processor", processor)
+        shut_down = shut_down or getattr(batch, "_shutdown", False) is True or getattr(batch, "done", False) is True
+        queue = getattr(batch, "_queue", getattr(batch, "queue", None))
+        limit = getattr(batch, "_max_queue_size", getattr(batch, "max_queue_size", None))
+        if isinstance(limit, int) and not isinstance(limit, bool) and hasattr(queue, "__len__"):
+            queues.append((queue, limit))
+    return shut_down, queues
 
 
 def _why_unended(exitcode, signal_name, reason):

@@ -24,6 +24,10 @@ Options = namedtuple(
     "task_spans_per_second task_spans program_span")
 
 
+# Memory-backed directories shared by all users (see default_spool_parent).
+SHARED_MEMORY_DIRS = ("/dev/shm",)
+
+
 def default_spool_parent():
     """Where the private spool directory goes when nobody said.
 
@@ -32,10 +36,16 @@ def default_spool_parent():
     more than a fork. XDG_RUNTIME_DIR is private to the user; /dev/shm is
     shared, but the spool directory itself is created with mode 0700.
     """
-    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
-        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
-            return candidate
-    return None  # tempfile's default
+    usable = spool_parents(None)
+    return usable[0]
+
+
+def spool_parents(chosen):
+    """Where to try to create the spool directory, in order: ``chosen`` (the
+    option) or the memory-backed ones, then tempfile's default (None)."""
+    candidates = (chosen,) if chosen else (os.environ.get("XDG_RUNTIME_DIR"),) + SHARED_MEMORY_DIRS
+    usable = [c for c in candidates if c and os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)]
+    return usable + [None]
 
 _DEFAULTS = {
     "spool_dir": None,
@@ -81,8 +91,6 @@ def parse(options):
         if not os.path.isdir(spool_dir):
             raise ValueError("install() option 'spool_dir' is not a directory: %r" % (os.fspath(spool_dir),))
         values["spool_dir"] = os.fspath(spool_dir)
-    else:
-        values["spool_dir"] = default_spool_parent()
     return Options(**values)
 
 

@@ -66,8 +66,11 @@ def install(tracer_provider=None, **options):
         provider = _provider.resolve(tracer_provider)
         if provider is None:
             return
+        directory = _make_spool_directory(parsed.spool_dir)
+        if directory is None:
+            return
         _grpcfork.warn_if_exposed()
-        _become_root(provider, parsed)
+        _become_root(provider, parsed, directory)
         _apply_patches()
         atexit.register(_at_exit)
         if parsed.program_span:
@@ -76,11 +79,29 @@ def install(tracer_provider=None, **options):
             _program.begin(_program.default_name())
 
 
-def _become_root(provider, options):
+def _make_spool_directory(chosen):
+    """The private spool directory: in ``chosen`` (the option), else the first
+    memory-backed directory where it can be made, else the system temporary
+    directory. None, having said why, when it can be made nowhere: then
+    nothing is traced, and the program runs as it would without mptrace."""
+    failures = []
+    for parent in _config.spool_parents(chosen):
+        try:
+            directory = tempfile.mkdtemp(prefix="mptrace-", dir=parent)
+        except OSError as error:  # also tempfile's "no usable temporary directory"
+            failures.append("%s (%s)" % (parent or "the temporary directory", error.strerror or error))
+            continue
+        if chosen and failures:
+            _log.warning("cannot create the spool directory in %s; using %s", failures[0], directory)
+        return directory
+    _log.warning("not tracing: cannot create a spool directory in %s", ", ".join(failures))
+    return None
+
+
+def _become_root(provider, options, directory):
     from mptrace._collector import Collector
 
     emit = _span_processor_of(provider).on_end
-    directory = tempfile.mkdtemp(prefix="mptrace-", dir=options.spool_dir)
     state.role = "root"
     state.owner_pid = os.getpid()
     state.tree = {
@@ -225,6 +246,7 @@ def stats():
     if not state.is_root():
         return {}
     counts = dict(state.root.collector.counts)
+    counts["lost_reasons"] = dict(state.root.collector.lost_reasons)
     counts.update(_channels.tally_attributes(_channels.process_tally))  # pickles no span enclosed
     return counts
 

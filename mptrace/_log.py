@@ -22,6 +22,11 @@ def warning(message, *args):
     _logger().warning("mptrace: " + message, *args)
 
 
+def warning_with(message, exc_info, *args):
+    """A warning, with the exception being handled when ``exc_info`` is true."""
+    _logger().warning("mptrace: " + message, *args, exc_info=exc_info)
+
+
 def info(message, *args):
     _logger().info("mptrace: " + message, *args)
 

@@ -100,7 +100,9 @@ _to_own_spool = SpoolSpanProcessor()
 
 
 def _in_child():
-    return state.role == "child" and state.active()
+    """Whether this is a traced child, or a copy of one made by a plain ``os.fork()``
+    (its writer then opens a file of its own: see _spool.SpoolWriter)."""
+    return state.role == "child" and state.child is not None
 
 
 def multi_on_start_wrapper(wrapped, instance, args, kwargs):

@@ -15,6 +15,7 @@ This module imports nothing beyond the standard library: spawn children load it
 on their start-up path.
 """
 
+import errno
 import json
 import os
 import zlib
@@ -104,6 +105,27 @@ def file_name(run_span_id):
     return "%016x%s" % (run_span_id, SUFFIX)
 
 
+# A writer that cannot write says so in the name of an empty file beside its
+# spool file: "<spool file>.lost-<errno name>-<spans lost>". Creating an empty
+# file and renaming it need no data blocks, so this works on a full disk and
+# under RLIMIT_FSIZE, where the spool file itself can grow no more.
+LOST_MARK = ".lost-"
+_END_PREFIX = b'{"t":"end"'
+
+
+def lost_marker(spool_name, reason, count):
+    return "%s%s%s-%d" % (spool_name, LOST_MARK, reason, count)
+
+
+def parse_lost_marker(name):
+    """(spool file name, reason, spans lost) of a marker file name, or None."""
+    spool_name, mark, rest = name.partition(LOST_MARK)
+    reason, _, count = rest.rpartition("-")
+    if not mark or not spool_name.endswith(SUFFIX) or not reason or not count.isdigit():
+        return None
+    return spool_name, reason, int(count)
+
+
 class SpoolWriter:
     """Appends records to this process's spool file.
 
@@ -118,6 +140,9 @@ class SpoolWriter:
         self._fd = None
         self._pid = None
         self.broken = False
+        self.lost = 0  # spans whose END this process could not write
+        self._marker = None  # the name of this writer's lost-span marker file, once it has one
+        self._failure = None  # the errno name of the write that broke it
         pid, parent_pid = PLACEHOLDERS[:2]
         resource = dict(resource_attributes, **{"process.pid": pid, "process.parent_pid": parent_pid})
         # Fields: pid, process.pid, process.parent_pid.
@@ -128,7 +153,8 @@ class SpoolWriter:
 
     def write_body(self, body):
         """Append one record body (see ``encode_body`` and ``template``)."""
-        if self.broken:
+        if self.broken and self._pid == os.getpid():
+            self._count_lost(body)
             return
         try:
             if self._pid != os.getpid():
@@ -137,14 +163,33 @@ class SpoolWriter:
             while data:
                 written = os.write(self._fd, data)
                 data = data[written:]
+        except OSError as error:
+            # The spool directory is gone, the disk is full, the file may grow no
+            # more: the program runs on unaffected, and the root learns what was lost.
+            self.broken, self._pid = True, os.getpid()
+            self._failure = errno.errorcode.get(error.errno, "OSError")
+            self._count_lost(body)
+
+    def _count_lost(self, body):
+        """Count a span whose END could not be written, in the marker's name (best effort)."""
+        if not body.startswith(_END_PREFIX):
+            return
+        self.lost += 1
+        marker = lost_marker(self.name, self._failure, self.lost)
+        try:
+            if self._marker is None:
+                os.close(os.open(os.path.join(self.directory, marker), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            else:
+                os.rename(os.path.join(self.directory, self._marker), os.path.join(self.directory, marker))
+            self._marker = marker
         except OSError:
-            # The root has gone (or cleaned up): children run on unaffected.
-            self.broken = True
+            pass  # the directory itself is gone: the root sees that on its own
 
     def _open(self):
         pid = os.getpid()
         if self._pid is not None:  # inherited through a plain os.fork()
             self.name = "pid%d-%s%s" % (pid, os.urandom(4).hex(), SUFFIX)
+            self.broken, self.lost, self._marker = False, 0, None
         path = os.path.join(self.directory, self.name)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(path, flags, 0o600)
