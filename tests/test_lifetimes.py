@@ -97,9 +97,10 @@ def test_closing_and_joining_pools_gives_back_every_file_descriptor(traced, cont
 
 REFUSED = (
     (dict(processes=0), ValueError),
-    (dict(processes=1, maxtasksperchild=0), ValueError),
     (dict(processes=1, initializer=3), TypeError),
 )
+if sys.version_info >= (3, 10):  # 3.9 accepts it
+    REFUSED += ((dict(processes=1, maxtasksperchild=0), ValueError),)
 
 
 def test_a_pool_that_refuses_its_arguments_leaves_nothing_behind(traced, context):
