@@ -10,6 +10,7 @@ wrapt is imported only when a wrapt patch is made: spawn children patch one
 method with a plain function (see ``replace``) and must not pay for it.
 """
 
+import functools
 from collections import namedtuple
 
 Patch = namedtuple("Patch", "owner attribute original")
@@ -31,10 +32,8 @@ class PatchRegistry:
 
         ``wrapper(wrapped, instance, args, kwargs)`` follows wrapt's convention.
         """
-        import wrapt
-
         original = vars(owner)[attribute]
-        setattr(owner, attribute, wrapt.FunctionWrapper(original, wrapper))
+        setattr(owner, attribute, _function_wrapper(original)(original, wrapper))
         self._patches.append(Patch(owner, attribute, original))
 
     def replace(self, owner, attribute, replacement):
@@ -61,6 +60,36 @@ class PatchRegistry:
         """Restore every attribute, newest patch first."""
         while self._patches:
             _restore(self._patches.pop())
+
+
+def _function_wrapper(original):
+    """wrapt's FunctionWrapper; for a staticmethod or classmethod, one whose bound form holds no instance."""
+    import wrapt
+
+    return _class_level_wrapper() if isinstance(original, (staticmethod, classmethod)) else wrapt.FunctionWrapper
+
+
+@functools.lru_cache(maxsize=None)
+def _class_level_wrapper():
+    """A FunctionWrapper that binds a staticmethod or classmethod through the class alone.
+
+    ``pool._terminate_pool`` (a classmethod) is bound to the class, never to
+    the pool, so ``util.Finalize(pool, pool._terminate_pool, ...)`` keeps no
+    pool alive. wrapt's bound wrapper stores the instance it was reached
+    through, though for these two it hands the wrapper the class or None
+    instead: binding through the class changes nothing the wrapper sees, and
+    keeps the original's lifetimes (else a pool in the finaliser registry lives,
+    with its workers and threads, until exit).
+    """
+    import wrapt
+
+    class ClassLevelWrapper(wrapt.FunctionWrapper):
+        def __get__(self, instance, owner=None):
+            if owner is None and instance is not None:
+                owner = type(instance)
+            return super().__get__(None, owner)
+
+    return ClassLevelWrapper
 
 
 def _restore(patch):

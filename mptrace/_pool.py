@@ -7,7 +7,9 @@ them by the pool's result queue (``outqueue``), which every one receives.
 
 Patches (wrapt unless noted):
 
-* ``Pool._setup_queues``: opens mp.pool (ThreadPool has its own, so thread
+* ``Pool._repopulate_pool``: opens mp.pool once ``__init__`` has checked its
+  arguments (so a refused ``Pool()`` leaves nothing behind), and ends it as
+  failed if the first workers cannot start (ThreadPool inherits it: thread
   pools are not traced);
 * ``Pool._repopulate_pool_static``: starts workers under mp.pool, initial ones
   and replacements alike, and counts them;
@@ -51,19 +53,39 @@ def forget():
 # -- the pool and its workers ------------------------------------------------
 
 
-def setup_queues_wrapper(wrapped, pool, args, kwargs):
-    result = wrapped(*args, **kwargs)
-    if state.active():
-        _log.safely("opening mp.pool", _open_pool, pool)
-    return result
+def repopulate_pool_wrapper(wrapped, pool, args, kwargs):
+    """``Pool._repopulate_pool``: ``__init__`` has checked its arguments and starts the first workers.
+
+    mp.pool opens here, not before, so that a ``Pool()`` whose arguments are
+    refused registers nothing; one whose workers cannot start ends it as failed.
+    """
+    trace = _log.safely("opening mp.pool", _open_pool, pool) if state.active() else None
+    if trace is None:
+        return wrapped(*args, **kwargs)
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _log.safely("ending the mp.pool of a Pool() that raised", _pool_failed, pool, exc)
+        raise
 
 
 def _open_pool(pool):
+    import multiprocessing.pool as mp_pool
+
+    if isinstance(pool, mp_pool.ThreadPool):  # it inherits _repopulate_pool; its workers are threads
+        return None
     trace = _tasks.PoolTrace(POOL_TYPE)
     method = _log.safely("reading a pool's start method", pool._ctx.get_start_method)
     if method:
         trace.span.set_attribute(semconv.START_METHOD, method)
     pools[pool._outqueue] = trace
+    return trace
+
+
+def _pool_failed(pool, exc):
+    trace = pools.pop(pool._outqueue, None)
+    if trace is not None:
+        trace.end("failed", failure=("Pool() could not start its workers", exc))
 
 
 def repopulate_wrapper(wrapped, instance, args, kwargs):
@@ -323,7 +345,7 @@ def task_arguments(task, api, chunk_size, index):
 
 # (class, attribute, wrapt wrapper)
 WRAPPED = (
-    ("Pool", "_setup_queues", setup_queues_wrapper),
+    ("Pool", "_repopulate_pool", repopulate_pool_wrapper),
     ("Pool", "_repopulate_pool_static", repopulate_wrapper),
     ("Pool", "_handle_workers", handle_workers_wrapper),
     ("Pool", "_handle_tasks", handle_tasks_wrapper),

@@ -230,8 +230,11 @@ class PoolTrace:
         if replacing:
             self.replaced += count
 
-    def end(self, how, reason=None):
-        """The pool is gone (``how``: join, terminate, shutdown, broken, exit); so are unfinished tasks."""
+    def end(self, how, reason=None, failure=None):
+        """The pool is gone (``how``: join, terminate, shutdown, broken, exit, failed); so are unfinished tasks.
+
+        ``failure``: (what failed, the exception) when its creation raised; the span ends as ERROR.
+        """
         with _lock:
             if self.ended:
                 return
@@ -250,7 +253,10 @@ class PoolTrace:
             semconv.POOL_TASKS_TRACED: self.traced_tasks,
         })
         span.set_attributes(traffic_attributes(self.sent, self.received))
-        span.end()
+        if failure is not None:
+            end_with_error(span, failure[1], failure[0])
+        else:
+            span.end()
 
 
 # -- one submission ----------------------------------------------------------

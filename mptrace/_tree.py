@@ -41,7 +41,7 @@ FAILURE_SHOWN = 160  # characters of a child's failure on its process line
 DEFAULT_WIDTH = 100
 PLAIN_WIDTH = 10000  # summary_lines never wraps
 POOL_TERMINATED = "terminated by its pool"  # mp.process.end_reason of a worker its pool stopped: not an error
-POOL_ENDINGS = {"exit": "ended at exit", "broken": "broken"}  # else "ended by join", "ended by terminate", ...
+POOL_ENDINGS = {"exit": "ended at exit", "broken": "broken", "failed": "failed to start"}  # else "ended by join", "ended by terminate", ...
 EXCEPTION_EVENT = "exception"  # OpenTelemetry's exception event and its attributes
 EXCEPTION_TYPE, EXCEPTION_MESSAGE = "exception.type", "exception.message"
 EXCEPTION_STACKTRACE = "exception.stacktrace"
@@ -822,7 +822,7 @@ def _pool_label(pool):
         ("%s started" % _plural(started, "worker") if started is not None else None, None),
         ("%d replaced" % replaced if replaced else None, WARNING),
         ("%s (%d traced)" % (_plural(tasks, "task"), traced or 0) if tasks is not None else None, None),
-        (POOL_ENDINGS.get(end, "ended by %s" % end) if end else None, ERROR if end == "broken" else QUIET),
+        (POOL_ENDINGS.get(end, "ended by %s" % end) if end else None, ERROR if end in ("broken", "failed") else QUIET),
     )
 
 

@@ -78,7 +78,7 @@ POOL_WORKERS_STARTED = "mp.pool.workers_started"
 POOL_WORKERS_REPLACED = "mp.pool.workers_replaced"  # started to replace a worker that exited
 POOL_TASKS = "mp.pool.tasks"  # task messages sent to workers
 POOL_TASKS_TRACED = "mp.pool.tasks_traced"  # ... of which got an mp.task.run span
-POOL_END = "mp.pool.end"  # how it ended: join, terminate, shutdown, broken, exit
+POOL_END = "mp.pool.end"  # how it ended: join, terminate, shutdown, broken, exit, failed (its creation raised)
 # On mp.task (caller side) and mp.task.run / mp.task.item (worker side).
 TASK_API = "mp.task.api"  # Pool.apply_async, Pool.map, ProcessPoolExecutor.submit, ...
 TASK_CHUNKS = "mp.task.chunks"  # task messages the submission sent
