@@ -9,8 +9,10 @@ zipapp), when the child runs another interpreter (``set_executable``) or with
 ``-I``/``-S``, and it finds the wrong thing when the current directory holds a
 folder named ``mptrace`` (a clone of this repository, say).
 
-So the stowaway pickles as a call of a builtin, ``exec``, of the loader below:
-standard library only, nothing that unpickling can fail to find. The loader
+So the stowaway pickles as a call of a builtin, ``exec``, of the loader below
+(compiled by the parent when the child's bytecode is the same: see
+``_BOOTSTRAP``): standard library only, nothing that unpickling can fail to
+find, nothing that can raise out of it. The loader
 loads the package from the very file the parent loaded (``origin``), looked up
 in the parent's directory only, never through the child's ``sys.path``, and
 activates the child (``mptrace._child._activate``). It changes neither
@@ -29,61 +31,65 @@ import sys
 
 NOTE_SUFFIX = ".untraced"
 
-# Runs in the child, in a namespace of its own: ``exec(_LOADER, {"place": ..., "carrier": ...})``.
+# Runs in the child, in a namespace of its own that holds ``place`` and ``carrier``.
 # Python 3.9 syntax; nothing but builtins and modules every spawn child has loaded.
 _LOADER = '''
-def load(place, carrier):
-    import sys
-    before = [name for name in sys.modules if name == "mptrace" or name.startswith("mptrace.")]
+import sys
+
+
+def load(location, origin, carrier):
+    before = set(sys.modules)
     try:
         package = sys.modules.get("mptrace")
         if package is None:
-            load_package(*place)
-        elif getattr(getattr(package, "__spec__", None), "origin", None) != place[1]:
-            raise ImportError("another mptrace is loaded here: %s" % getattr(package, "__file__", None))
+            load_package(location, origin)
+        elif getattr(package.__spec__, "origin", None) != origin:
+            raise ImportError("another mptrace is loaded here: %s" % package.__spec__)
         from mptrace._child import _activate
     except Exception as error:
-        for name in [n for n in sys.modules if (n == "mptrace" or n.startswith("mptrace.")) and n not in before]:
-            del sys.modules[name]
-        leave_note(carrier, error)
+        for name in set(sys.modules) - before:
+            if name.partition(".")[0] == "mptrace":
+                del sys.modules[name]
+        try:
+            with open(carrier["tree"]["dir"] + "/%016x" % carrier["rsid"] + NOTE_SUFFIX, "x") as note:
+                note.write("%s: %s" % (type(error).__name__, error))
+        except Exception:
+            pass
         return
     _activate(carrier)
 
 
 def load_package(location, origin):
-    """Import the package whose __init__ is ``origin``, found in ``location`` (or by an import hook)."""
-    import sys
-    import importlib.machinery
-    import importlib.util
+    import importlib.machinery, importlib.util
 
     cached = location in sys.path_importer_cache
     spec = importlib.machinery.PathFinder.find_spec("mptrace", [location])
     if not cached:
         sys.path_importer_cache.pop(location, None)
-    if spec is None or spec.origin != origin:  # not a directory or zip: a frozen application, say
+    if spec is None or spec.origin != origin:  # not in a directory or zip: a frozen application, say
         spec = importlib.util.find_spec("mptrace")
     if spec is None or spec.origin != origin or spec.loader is None:
-        raise ImportError("the parent's mptrace cannot be loaded: no %s" % origin)
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["mptrace"] = package
+        raise ImportError("the parent's mptrace cannot be loaded: no " + origin)
+    package = sys.modules["mptrace"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(package)
 
 
-def leave_note(carrier, error):
-    import os
-    try:
-        name = "%016x" % carrier["rsid"] + NOTE_SUFFIX
-        with open(os.path.join(carrier["tree"]["dir"], name), "x", encoding="utf-8", errors="replace") as note:
-            note.write("%s: %s" % (type(error).__name__, error))
-    except Exception:
-        pass
+load(place[0], place[1], carrier)
+'''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
 
-
+# What unpickling the stowaway runs: the loader, compiled by the parent when the child's
+# interpreter reads the same bytecode (compiling it costs a child about 1 ms), else its source.
+_BOOTSTRAP = """
 try:
-    load(place, carrier)
+    import importlib.util, marshal
+    loader = marshal.loads(code) if importlib.util.MAGIC_NUMBER == magic else source
+except Exception:
+    loader = source
+try:
+    exec(loader)
 except Exception:
     pass
-'''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
+"""
 
 
 class Stowaway:
@@ -93,7 +99,23 @@ class Stowaway:
         self.carrier = carrier
 
     def __reduce__(self):
-        return exec, (_LOADER, {"place": _place_of_mptrace(), "carrier": self.carrier})
+        code, magic = _compiled_loader()
+        return exec, (_BOOTSTRAP, {"code": code, "magic": magic, "source": _LOADER,
+                                   "place": _place_of_mptrace(), "carrier": self.carrier})
+
+
+_compiled = None
+
+
+def _compiled_loader():
+    """(the loader's code object, marshalled; the bytecode's magic number), once per process."""
+    global _compiled
+    if _compiled is None:
+        import importlib.util
+        import marshal
+
+        _compiled = (marshal.dumps(compile(_LOADER, "<mptrace stowaway>", "exec")), importlib.util.MAGIC_NUMBER)
+    return _compiled
 
 
 _place = None

@@ -7,6 +7,7 @@ mptrace are a bare venv (no packages at all) or ``-I -S``.
 """
 
 import json
+import pickle
 import os
 import shutil
 import subprocess
@@ -142,3 +143,55 @@ def test_child_that_cannot_load_mptrace_runs_untraced_and_the_parent_says_so(tmp
     reason = untraced["attributes"][semconv.CHILD_UNTRACED_REASON]
     assert os.path.join(vendor, "mptrace") in reason
     assert untraced["attributes"][semconv.EXITCODE] == 0
+
+
+UNPICKLE = '''
+import json, pickle, sys
+path_before = list(sys.path)
+with open(sys.argv[1], "rb") as f:
+    data = pickle.load(f)
+child = sys.modules.get("mptrace._child")
+print(json.dumps({
+    "data": data, "sys_path_unchanged": sys.path == path_before,
+    "mptrace": getattr(sys.modules.get("mptrace"), "__file__", None),
+    "modules": sorted(name for name in sys.modules if name.partition(".")[0] == "mptrace"),
+    "activated": child is not None and child._activated is not None,
+}))
+'''
+
+
+@pytest.mark.parametrize("bytecode", ["compiled", "source"])
+def test_unpickling_the_stowaway_loads_the_parents_mptrace(tmp_path, bare_python, bytecode, monkeypatch):
+    """In an interpreter without mptrace; from source when the child's bytecode differs from the parent's."""
+    from mptrace import _stowaway
+
+    if bytecode == "source":
+        monkeypatch.setattr(_stowaway, "_compiled", (b"not code", b"\0\0\r\n"))
+    stowaway = tmp_path / "stowaway.pickle"
+    stowaway.write_bytes(pickle.dumps({"mptrace": _stowaway.Stowaway({"tree": {"dir": str(tmp_path)}, "rsid": 7})}))
+    result = subprocess.run([bare_python, "-I", "-S", "-c", UNPICKLE, str(stowaway)], capture_output=True, text=True,
+                            cwd=str(tmp_path), env=environment(), timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout)
+    assert report["data"] == {"mptrace": None} and report["sys_path_unchanged"]
+    assert report["mptrace"] == os.path.join(ROOT, "mptrace", "__init__.py") and report["activated"]
+    assert not list(tmp_path.glob("*" + _stowaway.NOTE_SUFFIX))
+
+
+def test_a_child_that_cannot_load_mptrace_takes_back_what_it_loaded_and_leaves_a_note(tmp_path, bare_python, vendor,
+                                                                                       monkeypatch):
+    """The package is there but fails to import (here: a module it needs is broken): nothing of it stays."""
+    from mptrace import _stowaway
+
+    with open(os.path.join(vendor, "mptrace", "_child.py"), "a") as broken:
+        broken.write("\nraise RuntimeError('broken on purpose')\n")
+    monkeypatch.setattr(_stowaway, "_place", (vendor, os.path.join(vendor, "mptrace", "__init__.py")))
+    stowaway = tmp_path / "stowaway.pickle"
+    stowaway.write_bytes(pickle.dumps({"mptrace": _stowaway.Stowaway({"tree": {"dir": str(tmp_path)}, "rsid": 7})}))
+    result = subprocess.run([bare_python, "-I", "-S", "-c", UNPICKLE, str(stowaway)], capture_output=True, text=True,
+                            cwd=str(tmp_path), env=environment(), timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout)
+    assert report["data"] == {"mptrace": None} and report["sys_path_unchanged"]
+    assert report["modules"] == [] and not report["activated"]
+    assert _stowaway.take_note(str(tmp_path), 7) == "RuntimeError: broken on purpose"
