@@ -70,6 +70,9 @@ def load_package(location, origin):
         spec = importlib.util.find_spec("mptrace")
     if spec is None or spec.origin != origin or spec.loader is None:
         raise ImportError("the parent's mptrace cannot be loaded: no " + origin)
+    if not hasattr(spec.loader, "exec_module"):  # 3.9's zipimporter
+        spec.loader.load_module("mptrace")
+        return
     package = sys.modules["mptrace"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(package)
 

@@ -62,8 +62,15 @@ def assert_runs_as_untraced(tmp_path, method, *options, children=1, **how):
     untraced = run_program(tmp_path, method, *options, traced=False, **how)
     assert untraced[0] == 0 and untraced[1].count("exit code 0") == children, untraced
     traced = run_program(tmp_path, method, *options, **how)
-    assert traced[:3] == untraced[:3]
+    assert traced[:2] == untraced[:2]
+    assert without_parent_warnings(traced[2]) == untraced[2]
     return traced[3]
+
+
+def without_parent_warnings(stderr):
+    """Leave out what the parent's mptrace logs: with OpenTelemetry added to sys.path by hand, 3.9 counts
+    its modules among the program's own and says it watches only the first 64."""
+    return "".join(line for line in stderr.splitlines(True) if not line.startswith("mptrace: comparing the state"))
 
 
 def child_reports(stdout):
@@ -82,6 +89,14 @@ def assert_child_traced(spans, count=1):
 @pytest.mark.parametrize("method", METHODS)
 def test_vendored_copy_added_to_sys_path_at_run_time(tmp_path, method, vendor, bare_python):
     spans = assert_runs_as_untraced(tmp_path, method, "--path", vendor, "--path", DEPENDENCIES, python=bare_python)
+    assert_child_traced(spans)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_vendored_zip_added_to_sys_path_at_run_time(tmp_path, method, vendor, bare_python):
+    """As a zipapp carries it: the child loads the package from inside the zip, as the parent did."""
+    archive = shutil.make_archive(str(tmp_path / "vendor"), "zip", vendor)
+    spans = assert_runs_as_untraced(tmp_path, method, "--path", archive, "--path", DEPENDENCIES, python=bare_python)
     assert_child_traced(spans)
 
 
