@@ -7,7 +7,8 @@ How a child finds out it is traced:
   left in this thread (``_state.current_launch``).
 * spawn and forkserver: the parent adds a ``Stowaway`` to the preparation data,
   which the child unpickles before it re-imports the main module or unpickles
-  the process object (the pattern coverage.py uses). Unpickling it calls
+  the process object (the pattern coverage.py uses). Unpickling it loads the
+  parent's mptrace, wherever the parent found it (see ``_stowaway``), and calls
   ``_activate``, which patches ``_bootstrap`` here, before any user code runs.
 
 In spawn and forkserver children nothing here imports OpenTelemetry or wrapt:
@@ -31,18 +32,8 @@ _activated = None
 _clock = None
 
 
-class Stowaway:
-    """Rides in the spawn preparation data; unpickling it activates mptrace."""
-
-    def __init__(self, carrier):
-        self.carrier = carrier
-
-    def __reduce__(self):
-        return _activate, (self.carrier,)
-
-
 def _activate(carrier):
-    """Runs while the child unpickles its preparation data. Never raises."""
+    """Runs while the child unpickles its preparation data (see _stowaway). Never raises."""
     global _activated
     try:
         _activated = (os.getpid(), carrier)

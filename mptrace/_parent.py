@@ -275,7 +275,7 @@ def preparation_data_wrapper(wrapped, instance, args, kwargs):
     data = wrapped(*args, **kwargs)
     launch = launching.__dict__.get("launch")
     if launch is not None and isinstance(data, dict):
-        from mptrace._child import Stowaway
+        from mptrace._stowaway import Stowaway
 
         data["mptrace"] = Stowaway(launch.carrier)
     return data
@@ -320,6 +320,7 @@ def _child_exited(launch, returncode):
     span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, returncode)
     if signal_name:
         span.set_attribute(semconv.EXIT_SIGNAL, signal_name)
+    _log.safely("checking that the child reported", _note_if_untraced, launch)
     stopped = launch.stopped_by is not None and signal_name == "SIGTERM"
     if stopped:  # its pool's terminate(): how a pool ends, not a failure
         span.set_attribute(semconv.END_REASON, launch.stopped_by)
@@ -333,6 +334,24 @@ def _child_exited(launch, returncode):
             _set_error(span, "killed by %s" % signal_name if signal_name else "exit code %d" % returncode)
     span.end()
     _report_exit(launch.carrier["rsid"], returncode, signal_name, launch.stopped_by if stopped else None)
+
+
+# mp.child.untraced_reason when the child left no note (see _stowaway).
+NO_SPAN_REASON = "the child sent no span: it ended before mptrace recorded anything in it"
+
+
+def _note_if_untraced(launch):
+    """A spawn/forkserver child that sent no span ran untraced: mp.process says so, and why if it told."""
+    carrier = launch.carrier
+    if carrier.get("method") not in ("spawn", "forkserver") or not carrier["sampled"]:
+        return
+    directory = carrier["tree"]["dir"]
+    if os.path.exists(os.path.join(directory, _spool.file_name(carrier["rsid"]))):
+        return
+    from mptrace import _stowaway
+
+    reason = _stowaway.take_note(directory, carrier["rsid"]) or NO_SPAN_REASON
+    launch.span.set_attributes({semconv.CHILD_TRACED: False, semconv.CHILD_UNTRACED_REASON: reason})
 
 
 def _failure_before_run(launch, returncode):

@@ -55,6 +55,10 @@ CHILD_FAILURE_TYPE = "mp.child.failure.type"  # the exception's type name (error
 CHILD_FAILURE_MESSAGE = "mp.child.failure.message"  # the exception's message, bounded
 CHILD_FAILURE_LOCATION = "mp.child.failure.location"  # path:line of the deepest frame of the program's own code
 CHILD_FAILURE_HINT = "mp.child.failure.hint"  # what to do about it, when mptrace knows
+# On mp.process of a spawn/forkserver child that sent no span (it could not load the parent's mptrace, or
+# it ended before it recorded anything): false, and why, as far as the parent knows. Absent when it did.
+CHILD_TRACED = "mp.child.traced"
+CHILD_UNTRACED_REASON = "mp.child.untraced_reason"
 # Phases of a spawn/forkserver child's start (values of CHILD_FAILURE_PHASE).
 PHASE_PREPARATION = "preparation"  # prepare(): name, authkey, sys.path, working directory, ...
 PHASE_MAIN_IMPORT = "main-module import"  # prepare() re-running the main module as __mp_main__

@@ -1,0 +1,148 @@
+"""The stowaway: how a spawn or forkserver child of a traced parent loads mptrace.
+
+The parent adds a ``Stowaway`` to the preparation data. The child unpickles
+that data before multiprocessing applies the parent's ``sys.path`` and working
+directory (``spawn.prepare``), so at that moment the child's own import system
+cannot be trusted to find the parent's mptrace: it finds nothing when the
+program put mptrace on ``sys.path`` at run time (a vendored copy, a checkout, a
+zipapp), when the child runs another interpreter (``set_executable``) or with
+``-I``/``-S``, and it finds the wrong thing when the current directory holds a
+folder named ``mptrace`` (a clone of this repository, say).
+
+So the stowaway pickles as a call of a builtin, ``exec``, of the loader below
+(compiled by the parent when the child's bytecode is the same: see
+``_BOOTSTRAP``): standard library only, nothing that unpickling can fail to
+find, nothing that can raise out of it. The loader
+loads the package from the very file the parent loaded (``origin``), looked up
+in the parent's directory only, never through the child's ``sys.path``, and
+activates the child (``mptrace._child._activate``). It changes neither
+``sys.path`` nor any module but mptrace's own. If that package cannot be loaded,
+or another ``mptrace`` is loaded already, the child runs untraced: the loader
+takes back what it added to ``sys.modules``, leaves a note in the spool
+directory saying why, and returns. The parent reads the note when it observes
+the child's exit (``take_note``).
+
+In a traced child, ``mptrace`` in ``sys.modules`` is the parent's package, so
+the program's own ``import mptrace`` there gives what it gave in the parent.
+"""
+
+import os
+import sys
+
+NOTE_SUFFIX = ".untraced"
+
+# Runs in the child, in a namespace of its own that holds ``place`` and ``carrier``.
+# Python 3.9 syntax; nothing but builtins and modules every spawn child has loaded.
+_LOADER = '''
+import sys
+
+
+def load(location, origin, carrier):
+    before = set(sys.modules)
+    try:
+        package = sys.modules.get("mptrace")
+        if package is None:
+            load_package(location, origin)
+        elif getattr(package.__spec__, "origin", None) != origin:
+            raise ImportError("another mptrace is loaded here: %s" % package.__spec__)
+        from mptrace._child import _activate
+    except Exception as error:
+        for name in set(sys.modules) - before:
+            if name.partition(".")[0] == "mptrace":
+                del sys.modules[name]
+        try:
+            with open(carrier["tree"]["dir"] + "/%016x" % carrier["rsid"] + NOTE_SUFFIX, "x") as note:
+                note.write("%s: %s" % (type(error).__name__, error))
+        except Exception:
+            pass
+        return
+    _activate(carrier)
+
+
+def load_package(location, origin):
+    import importlib.machinery, importlib.util
+
+    cached = location in sys.path_importer_cache
+    spec = importlib.machinery.PathFinder.find_spec("mptrace", [location])
+    if not cached:
+        sys.path_importer_cache.pop(location, None)
+    if spec is None or spec.origin != origin:  # not in a directory or zip: a frozen application, say
+        spec = importlib.util.find_spec("mptrace")
+    if spec is None or spec.origin != origin or spec.loader is None:
+        raise ImportError("the parent's mptrace cannot be loaded: no " + origin)
+    if not hasattr(spec.loader, "exec_module"):  # 3.9's zipimporter
+        spec.loader.load_module("mptrace")
+        return
+    package = sys.modules["mptrace"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+
+
+load(place[0], place[1], carrier)
+'''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
+
+# What unpickling the stowaway runs: the loader, compiled by the parent when the child's
+# interpreter reads the same bytecode (compiling it costs a child about 1 ms), else its source.
+_BOOTSTRAP = """
+try:
+    import importlib.util, marshal
+    loader = marshal.loads(code) if importlib.util.MAGIC_NUMBER == magic else source
+except Exception:
+    loader = source
+try:
+    exec(loader)
+except Exception:
+    pass
+"""
+
+
+class Stowaway:
+    """Rides in the spawn preparation data; unpickling it loads and activates mptrace."""
+
+    def __init__(self, carrier):
+        self.carrier = carrier
+
+    def __reduce__(self):
+        code, magic = _compiled_loader()
+        return exec, (_BOOTSTRAP, {"code": code, "magic": magic, "source": _LOADER,
+                                   "place": _place_of_mptrace(), "carrier": self.carrier})
+
+
+_compiled = None
+
+
+def _compiled_loader():
+    """(the loader's code object, marshalled; the bytecode's magic number), once per process."""
+    global _compiled
+    if _compiled is None:
+        import importlib.util
+        import marshal
+
+        _compiled = (marshal.dumps(compile(_LOADER, "<mptrace stowaway>", "exec")), importlib.util.MAGIC_NUMBER)
+    return _compiled
+
+
+_place = None
+
+
+def _place_of_mptrace():
+    """(the directory the package is in, its ``__init__``'s path): where this process loaded mptrace from."""
+    global _place
+    if _place is None:
+        package = sys.modules["mptrace"]
+        spec = getattr(package, "__spec__", None)
+        origin = getattr(spec, "origin", None) or package.__file__
+        locations = list(getattr(spec, "submodule_search_locations", None) or [os.path.dirname(origin)])
+        _place = (os.path.dirname(locations[0]), origin)
+    return _place
+
+
+def take_note(directory, run_span_id):
+    """Why the child with this run span could not load mptrace, if it left a note (which goes)."""
+    path = os.path.join(directory, "%016x%s" % (run_span_id, NOTE_SUFFIX))
+    try:
+        with open(path, encoding="utf-8", errors="replace") as note:
+            reason = note.read(1000)
+        os.unlink(path)
+    except OSError:
+        return None
+    return reason
