@@ -83,3 +83,13 @@ def test_the_script_exits_1_on_a_difference_and_prints_the_table(tmp_path):
     assert done.returncode == 1, done.stdout
     assert "| test_multiprocessing_fork.test_processes | 2     | 2            | 1             |" in done.stdout
     assert "UNEXPECTED  test.test_multiprocessing_fork.test_processes.WithProcessesTestPool.test_async" in done.stdout
+
+
+def test_a_warning_in_a_file_that_also_failed_counts_as_env_changed(tmp_path):
+    """3.10 reports such a file "failed (2 failures)", not "env changed": its warnings say it."""
+    write_run(tmp_path, "plain")
+    write_run(tmp_path, "traced")
+    with open(os.path.join(str(tmp_path), "traced", "test_multiprocessing_fork.log"), "a") as log:
+        log.write("Warning -- Dangling threads: {<Thread(Thread-3 (_handle_results), stopped daemon 1)>}\n")
+    processes = compare(tmp_path)["test_multiprocessing_fork.test_processes"]
+    assert processes.unexpected() == [("test_multiprocessing_fork.test_processes", "env changed traced only")]

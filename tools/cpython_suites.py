@@ -42,6 +42,9 @@ PTH_LINE = ("import os; exec(compile(open(%r).read(), %r, 'exec'), {'__name__': 
 # Test ids (or file names, for "env changed") whose premise mptrace necessarily
 # changes, with the reason. Nothing else may differ.
 ALLOWED = {
+    "test.test_multiprocessing_spawn.test_misc.MiscTestCase.test_spawn_sys_executable_none_allows_import":
+        "its program asserts that multiprocessing is not imported yet at start-up; install(), run at start-up "
+        "here, imports multiprocessing to patch it (3.13)",
 }
 
 Outcome = collections.namedtuple("Outcome", "passed failed skipped")
@@ -120,11 +123,15 @@ def id_of(match):
 
 
 def read_log(path):
-    """What regrtest said in its output: the files it reported "env changed", and each warning with the test before it."""
+    """What regrtest said in its output: the files it reported "env changed", and each warning with the test before it.
+
+    A file with failures is reported "failed", not "env changed", even when it
+    also altered its environment: its "Warning -- Dangling ..." lines say so.
+    """
     env_changed, warnings = set(), []
     if not os.path.exists(path):
         return env_changed, warnings
-    last_test = "(before the first test)"
+    last_test = None
     with open(path, encoding="utf-8", errors="replace") as log:
         for line in log:
             test = TEST_LINE.match(line)
@@ -166,6 +173,15 @@ class FileComparison:
     def count(self, mode, outcome):
         return sum(1 for result in self.results[mode].values() if result == outcome)
 
+    def altered(self, mode):
+        """Whether the file left its environment changed: said so by regrtest, or by a warning."""
+        return self.env_changed[mode] or bool(self.warnings[mode])
+
+    def altered_cell(self, mode):
+        if not self.altered(mode):
+            return "no"
+        return "yes (%d warnings)" % len(self.warnings[mode])
+
     def lost_passes(self):
         """Tests that passed plain and did not pass traced (failed, skipped or missing)."""
         plain, traced = self.results["plain"], self.results["traced"]
@@ -175,7 +191,7 @@ class FileComparison:
         """(what, why it is not allowed) for each difference that ALLOWED does not excuse."""
         problems = [(test, "passed plain, %s traced" % self.results["traced"].get(test, "missing"))
                     for test in self.lost_passes() if test not in ALLOWED]
-        if self.env_changed["traced"] and not self.env_changed["plain"] and self.name not in ALLOWED:
+        if self.altered("traced") and not self.altered("plain") and self.name not in ALLOWED:
             problems.append((self.name, "env changed traced only"))
         return problems
 
@@ -192,7 +208,7 @@ def compare(out_dir, suites):
             for name in env_changed:
                 files.setdefault(name, FileComparison(name)).env_changed[mode] = True
             for test, warning in warnings:
-                name = file_of(test, suites_and_modules(out_dir, suites))
+                name = file_of(test, suites_and_modules(out_dir, suites)) if test else suite
                 files.setdefault(name, FileComparison(name)).warnings[mode].append((test, warning))
     return files
 
@@ -229,7 +245,7 @@ def print_table(files, out_dir, suites):
         rows.append((name, str(max(len(f.results["plain"]), len(f.results["traced"]))),
                      str(f.count("plain", "passed")), str(f.count("traced", "passed")),
                      str(f.count("plain", "failed")), str(f.count("traced", "failed")),
-                     "yes" if f.env_changed["plain"] else "no", "yes" if f.env_changed["traced"] else "no",
+                     f.altered_cell("plain"), f.altered_cell("traced"),
                      str(len(f.unexpected()))))
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     line = lambda row: "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |"
