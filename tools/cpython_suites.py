@@ -22,7 +22,6 @@ its reason. The script prints a table and exits 1 on any other difference,
 """
 
 import argparse
-import collections
 import os
 import re
 import subprocess
@@ -46,9 +45,6 @@ ALLOWED = {
         "its program asserts that multiprocessing is not imported yet at start-up; install(), run at start-up "
         "here, imports multiprocessing to patch it (3.13)",
 }
-
-Outcome = collections.namedtuple("Outcome", "passed failed skipped")
-
 
 # ---------------------------------------------------------------- running
 
