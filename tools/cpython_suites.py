@@ -123,6 +123,10 @@ def read_log(path):
 
     A file with failures is reported "failed", not "env changed", even when it
     also altered its environment: its "Warning -- Dangling ..." lines say so.
+    The test named with a warning is the last one the log showed before it:
+    the culprit or close to it on 3.11+, where a worker's stdout and stderr
+    share one file; on 3.9 and 3.10 the worker's stderr (its warnings) comes
+    after all of its stdout (the test lines), so only the file is known.
     """
     env_changed, warnings = set(), []
     if not os.path.exists(path):
@@ -266,7 +270,7 @@ def print_differences(files):
         plain_warnings = {warning for _, warning in f.warnings["plain"]}
         for test, warning in f.warnings["traced"]:
             if warning not in plain_warnings:
-                print("  traced only, after %s: Warning -- %s" % (test, warning[:300]))
+                print("  traced only, after %s in the log: Warning -- %s" % (test, warning[:300]))
 
 
 def main(argv=None):
