@@ -49,6 +49,7 @@ def _detach_and_watch(read_end, directory):  # pragma: no cover (runs in the for
     try:
         os.setsid()
         if os.fork() == 0:
+            os.chdir("/")  # holds no directory of the program's either
             _keep_only(read_end)
             _wait_for_end_of_file(read_end)
             remove(directory)
