@@ -14,7 +14,7 @@ import os
 import sys
 
 from mptrace import __version__, _environment
-from mptrace._config import ENV_TRACE_FILE, ENV_TREE
+from mptrace._config import ENV_SPOOL_DIR, ENV_TRACE_FILE, ENV_TREE
 from mptrace._errors import ConfigurationError, UsageError
 from mptrace._runner import ProgramNotFound
 
@@ -105,12 +105,31 @@ def _run_parser():
 
 
 def _parse(parser, options):
+    parser.error = _one_line_error  # argparse would print its usage line too
+    return parser.parse_args(options)
+
+
+def _one_line_error(message):
+    raise UsageError(message)
+
+
+def check_environment():
+    """Stop on an MPTRACE_* or OTEL_* value that install() would reject, before any program starts.
+
+    (install() checks the exporter names itself, before the program starts.)
+    """
+    from mptrace import _config
+
+    spool_parent = os.environ.get(ENV_SPOOL_DIR)
+    if spool_parent and not os.path.isdir(spool_parent):
+        raise UsageError("%s is not a directory: %r" % (ENV_SPOOL_DIR, spool_parent))
     try:
-        return parser.parse_args(options)
-    except SystemExit as exit_:
-        if exit_.code:  # argparse printed why
-            sys.exit(2)
-        raise
+        _config.parse({})
+        _environment.sdk_disabled()
+        _environment.custom_sampler()
+        _environment.check_resource_attributes()
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
 
 
 def compare_command(argv):
@@ -121,6 +140,7 @@ def compare_command(argv):
         sys.exit(0)
     options, target, is_module, program_args = split_program(argv)
     settings = _parse(_compare.parser(), options)
+    check_environment()
     sys.exit(_compare.compare(target, is_module, program_args, settings))
 
 
@@ -136,6 +156,7 @@ def run_command(argv):
     options, target, is_module, program_args = split_program(argv)
     settings = _parse(_run_parser(), options)
     _runner.check(target, is_module)
+    check_environment()
     started_with = {name: os.environ.get(name) for name in RUN_VARIABLES}
     _configure_export(settings)
     _name_the_service(target)
@@ -143,6 +164,7 @@ def run_command(argv):
     if method is not None:
         set_default_start_method(method)
     _runner.prepare()
+    _spool_in_a_directory_removed_at_the_end()
     import mptrace
 
     mptrace.install()
@@ -156,7 +178,29 @@ def run_command(argv):
     _runner.exit_with(status)
 
 
-RUN_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", ENV_TRACE_FILE, ENV_TREE)  # what `run` may set
+RUN_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", ENV_TRACE_FILE, ENV_TREE, ENV_SPOOL_DIR)  # what
+# `run` may set
+
+
+def _spool_in_a_directory_removed_at_the_end():
+    """install()'s spool directory goes in one that is removed however the program ends (see _reaper).
+
+    Removed at a normal exit by the atexit handler registered here, which runs
+    after install()'s (atexit runs the last registered first); after a signal
+    or ``os._exit``, by the watcher.
+    """
+    import atexit
+
+    from mptrace import _config, _reaper
+
+    parent = os.environ.get(ENV_SPOOL_DIR) or _config.default_spool_parent()
+    try:
+        directory = _reaper.private_directory(parent)
+    except OSError as error:
+        raise UsageError("cannot create the spool directory in %s: %s" % (parent or "the temporary directory",
+                                                                          error.strerror or error)) from None
+    atexit.register(_reaper.remove, directory)
+    os.environ[ENV_SPOOL_DIR] = directory
 
 
 def _restore_environment(values):
@@ -186,6 +230,30 @@ def _configure_export(settings):
         os.environ.pop(ENV_TRACE_FILE, None)
     if settings.no_tree:
         os.environ[ENV_TREE] = "off"
+    if ENV_TRACE_FILE in os.environ and _environment.TREE_EXPORTER in _environment.exporter_names():
+        check_trace_file(os.environ[ENV_TRACE_FILE])
+
+
+def check_trace_file(path):
+    """Raise UsageError unless a trace file can be written at ``path`` (as it will be: a temporary file
+    in its directory, renamed)."""
+    import tempfile
+
+    directory = os.path.dirname(path)
+    problem = None
+    if os.path.isdir(path):
+        problem = "it is a directory"
+    elif not os.path.isdir(directory):
+        problem = "no directory %s" % directory
+    else:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".mptrace-probe-", dir=directory)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as error:
+            problem = "cannot create a file in %s (%s)" % (directory, error.strerror or error)
+    if problem:
+        raise UsageError("cannot write the trace file %s: %s" % (path, problem))
 
 
 def _name_the_service(target):

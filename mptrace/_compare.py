@@ -13,11 +13,14 @@ ended. Then the program's own exit code and output, where they differ.
 
 import argparse
 import json
+import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from rich.console import Console
@@ -32,6 +35,7 @@ from mptrace.testing import start_methods
 ABSENT = "-"
 DEFAULT_TIMEOUT = 300.0
 MAX_OUTPUT_LINES = 12
+OUTPUT_GRACE = 5.0  # seconds to wait for the output of a run's processes that left its session
 _METHOD_PREFIX = re.compile(r"^(?:ForkServer|Forkserver|Fork|Spawn)(?=[A-Z])")
 _OWN_LINES = re.compile(r"^mptrace: (trace written to |no spans were recorded)")
 
@@ -51,10 +55,19 @@ def compare(target, is_module, args, settings):
     """Run, report on stdout; 0 once every run ran, whatever they did."""
     _runner.check(target, is_module)
     methods = _methods(settings.start_methods)
-    if not settings.timeout > 0:
+    if not (settings.timeout > 0 and math.isfinite(settings.timeout)):
         raise UsageError("--timeout must be a positive number of seconds, got %r" % settings.timeout)
-    with tempfile.TemporaryDirectory(prefix="mptrace-compare-") as directory:
-        runs = [run_once(method, target, is_module, args, settings.timeout, directory) for method in methods]
+    previous = {number: signal.signal(number, _stop) for number in STOPPING_SIGNALS}
+    try:
+        with tempfile.TemporaryDirectory(prefix="mptrace-compare-") as directory:
+            runs = [run_once(method, target, is_module, args, settings.timeout, directory) for method in methods]
+    except _Stopped as stopped:  # each run's processes are killed already (see _run_alone)
+        _die_by(stopped.signal_number)
+    except KeyboardInterrupt:
+        _die_by(signal.SIGINT)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     print_report(target if not is_module else "-m " + target, runs)
     return 1 if all(run.failure for run in runs) else 0
 
@@ -68,6 +81,31 @@ def _methods(text):
     if unknown or not chosen:
         raise UsageError("--start-methods must name some of %s, got %r" % (", ".join(methods), text))
     return chosen
+
+
+# -- stopping: compare is mptrace's own process, so it may handle signals -----------
+
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT arrives as KeyboardInterrupt
+
+
+class _Stopped(BaseException):
+    """compare got a signal that ends it: unwind, killing the current run on the way."""
+
+    def __init__(self, signal_number):
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+def _stop(signal_number, frame):
+    raise _Stopped(signal_number)
+
+
+def _die_by(signal_number):
+    """End as the signal would have ended compare without a handler."""
+    sys.stdout.flush()
+    signal.signal(signal_number, signal.SIG_DFL)
+    os.kill(os.getpid(), signal_number)
+    sys.exit(128 + signal_number)  # if the signal somehow did not end us
 
 
 # -- one run -----------------------------------------------------------------------
@@ -92,15 +130,49 @@ def run_once(method, target, is_module, args, timeout, directory):
     command = [sys.executable, "-m", "mptrace", "run", "--exporter", "tree", "--no-tree", "--trace-file",
                trace_file, "--start-method", method] + (["-m", target] if is_module else [target]) + list(args)
     began = time.monotonic()
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as expired:
-        return Run(method, None, _text(expired.stdout), _text(expired.stderr), [], time.monotonic() - began,
-                   "timed out after %g s (killed; its trace is lost)" % timeout)
+    returncode, stdout, stderr = _run_alone(command, timeout)
     seconds = time.monotonic() - began
+    if returncode is None:
+        return Run(method, None, _text(stdout), _text(stderr), [], seconds,
+                   "timed out after %g s (killed; its trace is lost)" % timeout)
     spans, problem = _read_trace(trace_file)
-    return Run(method, done.returncode, _text(done.stdout), _own_lines_removed(_text(done.stderr)), spans,
-               seconds, problem)
+    return Run(method, returncode, _text(stdout), _own_lines_removed(_text(stderr)), spans, seconds, problem)
+
+
+def _run_alone(command, timeout):
+    """(exit status, or None after ``timeout`` seconds; stdout; stderr) of ``command``, run in a session
+    of its own whose every process is killed once it ends, times out or compare is stopped: nothing the
+    program started (a forkserver, a child it did not join, a subprocess) outlives its run."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    output = {process.stdout: [], process.stderr: []}
+    readers = [threading.Thread(target=_read_all, args=(stream, chunks), daemon=True)
+               for stream, chunks in output.items()]
+    for reader in readers:
+        reader.start()
+    try:
+        returncode = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        returncode = None
+    finally:
+        _kill_session(process)
+    for reader in readers:  # a process that left the session may still hold the pipes: do not wait for it
+        reader.join(OUTPUT_GRACE)
+    return returncode, b"".join(list(output[process.stdout])), b"".join(list(output[process.stderr]))
+
+
+def _read_all(stream, chunks):
+    with stream:
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            chunks.append(chunk)
+
+
+def _kill_session(process):
+    """SIGKILL every process of the run's process group (its leader's pid), then reap the leader."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is empty already
+    process.wait()
 
 
 def _text(data):

@@ -73,7 +73,11 @@ class ProcessTreeExporter(SpanExporter):
     def _write(self, spans):
         from mptrace import _jaeger_json
 
-        path = _jaeger_json.write(spans, self.trace_file)
+        try:
+            path = _jaeger_json.write(spans, self.trace_file)
+        except OSError as error:  # the user's to fix, in one line: not a traceback of mptrace's
+            _log.warning("cannot write the trace file %s: %s", self.trace_file, error.strerror or error)
+            return
         _say("trace written to %s (Jaeger UI opens it: Search, Upload)" % path, self.file)
 
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.conftest import START_METHODS
 from tests.subprocesses import ROOT, environment
 
 PROGRAM = os.path.join(ROOT, "tests", "programs", "cli_program.py")
+LEAVES_PROCESSES = os.path.join(ROOT, "tests", "programs", "leaves_processes.py")
 FOUNDING = os.path.join(ROOT, "examples", "founding", "main.py")
 MPTRACE = os.path.join(os.path.dirname(sys.executable), "mptrace")
 
@@ -166,3 +168,160 @@ def test_compare_reports_a_program_that_fails_under_one_method_and_still_exits_0
     assert "fork: exit 0" in out and "spawn: exit 5" in out
     assert "ended differs: fork: exit 0; spawn: exit 5" in out
     assert "program exit code differs" in out
+
+
+@pytest.mark.parametrize("args, variables, message", [
+    (["run", "--trace-file", "/no/such/dir/t.json", PROGRAM, "ok"], {},
+     "cannot write the trace file /no/such/dir/t.json: no directory /no/such/dir"),
+    (["run", PROGRAM, "ok"], {"MPTRACE_TRACE_FILE": "/no/such/dir/t.json"}, "cannot write the trace file"),
+    (["run", "--trace-file", ROOT, PROGRAM, "ok"], {}, "cannot write the trace file %s: it is a directory" % ROOT),
+    (["run", "--no-such-option", PROGRAM, "ok"], {}, "unrecognized arguments: --no-such-option"),
+    (["run", PROGRAM, "ok"], {"MPTRACE_PICKLE_SPAN_BYTES": "lots"}, "MPTRACE_PICKLE_SPAN_BYTES must be"),
+    (["run", PROGRAM, "ok"], {"MPTRACE_SPOOL_DIR": "/no/such/dir"}, "MPTRACE_SPOOL_DIR is not a directory"),
+    (["compare", "--timeout", "soon", PROGRAM, "ok"], {}, "invalid float value: 'soon'"),
+    (["compare", "--timeout", "inf", PROGRAM, "ok"], {}, "--timeout must be a positive number of seconds"),
+    (["compare", PROGRAM, "ok"], {"MPTRACE_PICKLE_SPAN_BYTES": "lots"}, "MPTRACE_PICKLE_SPAN_BYTES must be"),
+    (["compare", PROGRAM, "ok"], {"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER has an unknown sampler"),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_a_bad_option_or_variable_stops_before_the_program_starts(args, variables, message):
+    code, out, err = mptrace(*args, env=variables)
+    assert code == 2, (out, err)
+    assert out == "", "the program ran"
+    assert len(err.splitlines()) == 1 and err.startswith("mptrace: error: "), err
+    assert message in err
+
+
+def test_a_plain_install_that_cannot_write_its_trace_file_says_so_in_one_line(tmp_path):
+    program = tmp_path / "installs.py"
+    program.write_text("import multiprocessing, sys\n"
+                       "import mptrace\n"
+                       "if __name__ == '__main__':\n"
+                       "    mptrace.install()\n"
+                       "    p = multiprocessing.Process(target=print, args=('child',))\n"
+                       "    p.start(); p.join()\n"
+                       "    sys.exit(5)\n")
+    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=120,
+                          cwd=str(tmp_path), env=environment({"OTEL_TRACES_EXPORTER": "mptrace", "MPTRACE_TREE": "off",
+                                                               "MPTRACE_TRACE_FILE": "/no/such/dir/t.json"}))
+    assert done.returncode == 5 and done.stdout == "child\n"
+    assert done.stderr.splitlines() == [
+        "mptrace: cannot write the trace file /no/such/dir/t.json: No such file or directory"]
+
+
+# -- nothing left behind -----------------------------------------------------------------
+
+
+def marked(variables):
+    """``variables`` plus a marker every process of the run inherits: (the environment, the marker)."""
+    marker = uuid.uuid4().hex
+    return dict(variables, MPTRACE_TEST_MARKER=marker), marker
+
+
+def processes_marked(marker):
+    """The pids of the live processes whose environment holds ``marker``."""
+    needle = ("MPTRACE_TEST_MARKER=%s" % marker).encode()
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                environ = f.read()
+            with open("/proc/%s/stat" % name, "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except (OSError, ValueError, IndexError):
+            continue
+        if needle in environ.split(b"\0") and not zombie:
+            found.append(int(name))
+    return found
+
+
+def eventually(condition, deadline=60.0):
+    """Whether ``condition()`` holds within ``deadline`` seconds (a watcher or init works at its own pace)."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def kill_marked(marker):
+    for pid in processes_marked(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def test_compare_kills_every_process_of_a_run_that_times_out(tmp_path):
+    """The forkserver, its child and a subprocess: after the timeout, none is left."""
+    variables, marker = marked({})
+    ready = tmp_path / "ready"
+    try:
+        code, out, err = mptrace("compare", "--timeout", "20", "--start-methods", "forkserver", LEAVES_PROCESSES,
+                                 "hang", str(ready), env=variables)
+        assert "forkserver: exit None" in out and "timed out after 20 s" in out, (out, err)
+        assert ready.exists(), "the run did not get going within its timeout: the check is blind"
+        assert eventually(lambda: not processes_marked(marker)), "left behind: %s" % processes_marked(marker)
+    finally:
+        kill_marked(marker)
+
+
+def test_compare_kills_what_a_finished_run_left_behind(tmp_path):
+    variables, marker = marked({})
+    try:
+        code, out, err = mptrace("compare", "--timeout", "100", "--start-methods", "fork", LEAVES_PROCESSES,
+                                 "leave", str(tmp_path / "ready"), env=variables)
+        assert code == 0 and "fork: exit 0" in out, (out, err)
+        assert eventually(lambda: not processes_marked(marker)), "left behind: %s" % processes_marked(marker)
+    finally:
+        kill_marked(marker)
+
+
+def test_compare_stopped_by_sigterm_kills_its_run_and_dies_by_it(tmp_path):
+    variables, marker = marked({})
+    ready = tmp_path / "ready"
+    compare = subprocess.Popen([MPTRACE, "compare", "--start-methods", "spawn", LEAVES_PROCESSES, "hang", str(ready)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=environment(variables))
+    try:
+        assert eventually(ready.exists, 120), "the run never got going"
+        compare.send_signal(signal.SIGTERM)
+        assert compare.wait(60) == -signal.SIGTERM
+        assert eventually(lambda: not processes_marked(marker)), "left behind: %s" % processes_marked(marker)
+    finally:
+        compare.kill()
+        compare.communicate()
+        kill_marked(marker)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+@pytest.mark.parametrize("ending", ["raise", "os_exit", "SIGTERM", "SIGKILL"])
+def test_run_removes_its_spool_directory_however_the_program_ends(start_method, ending, tmp_path):
+    """Without a signal handler in the program: a watcher removes it once the program is gone."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    variables, marker = marked({"MPTRACE_SPOOL_DIR": str(spool)})
+    mode = ending if ending in ("raise", "os_exit") else "wait"
+    run = subprocess.Popen([MPTRACE, "run", "--start-method", start_method, "--no-trace-file", "--no-tree", PROGRAM,
+                            mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                           env=environment(variables))
+    try:
+        if mode == "wait":
+            assert _read_until_ready(run), run.stderr.read()
+            assert os.listdir(str(spool)), "the run's spool directory is not where the test looks"
+            run.send_signal(getattr(signal, ending))
+        run.communicate(timeout=60)
+        assert run.returncode == {"raise": 1, "os_exit": 4}.get(ending, -getattr(signal, ending, 0))
+        assert eventually(lambda: not os.listdir(str(spool))), "left in the spool: %s" % os.listdir(str(spool))
+        assert eventually(lambda: not processes_marked(marker)), "left behind: %s" % processes_marked(marker)
+    finally:
+        run.kill()
+        run.communicate()
+        kill_marked(marker)
+
+
+def _read_until_ready(process):
+    deadline = time.monotonic() + 60
+    while process.stdout.readline().strip() != "ready":
+        if time.monotonic() > deadline or process.poll() is not None:
+            return False
+    return True
