@@ -734,6 +734,14 @@ def _channel_failure_lines(index, process):
     return [Text(text + (" (×%d)" % n if n > 1 else ""), ERROR) for text, n in counts.items()]
 
 
+def _untraced_lines(process):
+    """A child that ran without mptrace (it could not load it): nothing it did is in the trace."""
+    if _attr(process.launch, sc.CHILD_TRACED) is not False:
+        return []
+    reason = _str(_attr(process.launch, sc.CHILD_UNTRACED_REASON))
+    return [Text("not traced: " + (reason or "the child sent no span"), WARNING)]
+
+
 def _detail_lines(index, process):
     """The lines under a process: only what deserves a reader's attention."""
     lines = []
@@ -743,6 +751,7 @@ def _detail_lines(index, process):
     elif process.failed:  # the child's traceback; a failed start raised in the caller, who saw it
         lines += _traceback_lines(process.run)
     lines += _pickle_failure_lines(index, process)
+    lines += _untraced_lines(process)
     lines += _synthesized_lines(process)
     lines += _changed_argument_lines(process)
     lines += _state_lines(process)

@@ -284,3 +284,14 @@ def test_the_tree_and_compare_show_one_pickled_size(traced, method):
             self.parent_span_id = span.parent.span_id if span.parent else None
 
     assert _compare._pickled(Parsed(launch), [Parsed(s) for s in spans]) == "yes, %s" % size
+
+
+def test_a_child_that_ran_untraced_says_why():
+    """The parent's mp.process knows the child could not load mptrace: the tree says so under it."""
+    launch = garbage_span("mp.process", 10, attributes={
+        "mp.process.name": "Process-1", "mp.child.pid": 4242, "mp.exitcode": 0,
+        "mp.child.traced": False, "mp.child.untraced_reason": "cannot load /gone/mptrace/__init__.py"})
+    lines = _tree.summary_lines([launch])
+    child = line_with(lines, "Process-1")
+    note = line_with(lines, "not traced: cannot load /gone/mptrace/__init__.py")
+    assert depth(note) == depth(child) + 1
