@@ -178,8 +178,8 @@ def run_command(argv):
     _runner.exit_with(status)
 
 
-RUN_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", ENV_TRACE_FILE, ENV_TREE, ENV_SPOOL_DIR)  # what
-# `run` may set
+# What `run` may set for install(), and puts back before the program starts.
+RUN_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", ENV_TRACE_FILE, ENV_TREE, ENV_SPOOL_DIR)
 
 
 def _spool_in_a_directory_removed_at_the_end():
