@@ -253,7 +253,6 @@ def _key(launch, by_id):
 
 def _facts(launch, run_span, spans):
     attributes = launch.attributes
-    run_attributes = run_span.attributes if run_span is not None else {}
     return {
         "started by": _started_by(attributes),
         "target": str(attributes.get(semconv.OTEL_CODE_FUNCTION_NAME, ABSENT)),

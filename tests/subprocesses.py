@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,3 +25,14 @@ def run_traced(output_dir, script, *args):
     assert result.returncode == 0, result.stderr
     with open(output) as f:
         return result, json.load(f)
+
+
+def eventually(condition, deadline=60.0, interval=0.05):
+    """Whether ``condition()`` holds within ``deadline`` seconds (children, watchers and init work at their own
+    pace); a condition that never holds fails the test at the deadline, it is not a timing."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(interval)
+    return True

@@ -175,13 +175,10 @@ print(json.dumps({
 '''
 
 
-@pytest.mark.parametrize("bytecode", ["compiled", "source"])
-def test_unpickling_the_stowaway_loads_the_parents_mptrace(tmp_path, bare_python, bytecode, monkeypatch):
-    """In an interpreter without mptrace; from source when the child's bytecode differs from the parent's."""
+def unpickle_a_stowaway(bare_python, tmp_path):
+    """Unpickle a Stowaway in an isolated interpreter without mptrace; what it saw after, as a dict."""
     from mptrace import _stowaway
 
-    if bytecode == "source":
-        monkeypatch.setattr(_stowaway, "_compiled", (b"not code", b"\0\0\r\n"))
     stowaway = tmp_path / "stowaway.pickle"
     stowaway.write_bytes(pickle.dumps({"mptrace": _stowaway.Stowaway({"tree": {"dir": str(tmp_path)}, "rsid": 7})}))
     result = subprocess.run([bare_python, "-I", "-S", "-c", UNPICKLE, str(stowaway)], capture_output=True, text=True,
@@ -189,6 +186,17 @@ def test_unpickling_the_stowaway_loads_the_parents_mptrace(tmp_path, bare_python
     assert result.returncode == 0 and result.stderr == "", result.stderr
     report = json.loads(result.stdout)
     assert report["data"] == {"mptrace": None} and report["sys_path_unchanged"]
+    return report
+
+
+@pytest.mark.parametrize("bytecode", ["compiled", "source"])
+def test_unpickling_the_stowaway_loads_the_parents_mptrace(tmp_path, bare_python, bytecode, monkeypatch):
+    """In an interpreter without mptrace; from source when the child's bytecode differs from the parent's."""
+    from mptrace import _stowaway
+
+    if bytecode == "source":
+        monkeypatch.setattr(_stowaway, "_compiled", (b"not code", b"\0\0\r\n"))
+    report = unpickle_a_stowaway(bare_python, tmp_path)
     assert report["mptrace"] == os.path.join(ROOT, "mptrace", "__init__.py") and report["activated"]
     assert not list(tmp_path.glob("*" + _stowaway.NOTE_SUFFIX))
 
@@ -201,12 +209,6 @@ def test_a_child_that_cannot_load_mptrace_takes_back_what_it_loaded_and_leaves_a
     with open(os.path.join(vendor, "mptrace", "_child.py"), "a") as broken:
         broken.write("\nraise RuntimeError('broken on purpose')\n")
     monkeypatch.setattr(_stowaway, "_place", (vendor, os.path.join(vendor, "mptrace", "__init__.py")))
-    stowaway = tmp_path / "stowaway.pickle"
-    stowaway.write_bytes(pickle.dumps({"mptrace": _stowaway.Stowaway({"tree": {"dir": str(tmp_path)}, "rsid": 7})}))
-    result = subprocess.run([bare_python, "-I", "-S", "-c", UNPICKLE, str(stowaway)], capture_output=True, text=True,
-                            cwd=str(tmp_path), env=environment(), timeout=60)
-    assert result.returncode == 0 and result.stderr == "", result.stderr
-    report = json.loads(result.stdout)
-    assert report["data"] == {"mptrace": None} and report["sys_path_unchanged"]
+    report = unpickle_a_stowaway(bare_python, tmp_path)
     assert report["modules"] == [] and not report["activated"]
     assert _stowaway.take_note(str(tmp_path), 7) == "RuntimeError: broken on purpose"

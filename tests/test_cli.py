@@ -12,7 +12,7 @@ import pytest
 
 from mptrace import _jaeger_json
 from tests.conftest import START_METHODS
-from tests.subprocesses import ROOT, environment
+from tests.subprocesses import ROOT, environment, eventually
 
 PROGRAM = os.path.join(ROOT, "tests", "programs", "cli_program.py")
 LEAVES_PROCESSES = os.path.join(ROOT, "tests", "programs", "leaves_processes.py")
@@ -232,16 +232,6 @@ def processes_marked(marker):
         if needle in environ.split(b"\0") and not zombie:
             found.append(int(name))
     return found
-
-
-def eventually(condition, deadline=60.0):
-    """Whether ``condition()`` holds within ``deadline`` seconds (a watcher or init works at its own pace)."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def kill_marked(marker):

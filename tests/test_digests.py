@@ -7,8 +7,7 @@ import textwrap
 
 import pytest
 
-import mptrace
-from mptrace import _fingerprint, _tree
+from mptrace import _fingerprint
 from mptrace._state import state
 from mptrace.testing import SpanRecorder
 from tests.subprocesses import ROOT, environment, run_traced
@@ -174,6 +173,8 @@ def test_a_list_of_processes_in_main_is_not_state(start_method, tmp_path):
     runs = [s for s in spans if s["name"] == "mp.process.run"]
     launches = [s for s in spans if s["name"] == "mp.process"]
     assert len(runs) == 3
+    for launch in launches:  # the source says mixed is [1] at import; workers and queues hold only handles
+        assert launch["attributes"]["mp.state.not_portable"] == ["__main__.mixed"]
     for run in runs:
         # __main__.mixed really differs under spawn and forkserver: the child never ran the append.
         assert run["attributes"]["mp.state.diverged"] == ([] if start_method == "fork" else ["__main__.mixed"])

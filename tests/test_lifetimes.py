@@ -6,7 +6,6 @@ until exit, and takes away the ResourceWarning an unclosed pool gives.
 """
 
 import gc
-import multiprocessing
 import os
 import pickle
 import subprocess

@@ -10,18 +10,7 @@ import pytest
 import mptrace
 from tests import targets
 from tests.spans import assert_no_orphans, is_error, named, one
-from tests.subprocesses import ROOT
-
-
-def until(condition, timeout=30):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+from tests.subprocesses import ROOT, eventually
 
 
 def wait_for_exit(process):
@@ -37,11 +26,11 @@ def test_every_way_of_observing_the_exit_ends_mp_process(traced, context, observ
         process.join()
     elif observe == "is_alive":
         # The sentinel can fire a moment before the child is reapable.
-        assert until(lambda: not process.is_alive())
+        assert eventually(lambda: not process.is_alive())
     elif observe in ("exitcode", "sentinel_then_exitcode"):
-        assert until(lambda: process.exitcode == 6)
+        assert eventually(lambda: process.exitcode == 6)
     elif observe == "close":
-        assert until(lambda: process.exitcode is not None)
+        assert eventually(lambda: process.exitcode is not None)
         process.close()
     spans = list(traced.exporter.get_finished_spans())  # before flush(), which polls by itself
     launch = one(spans, "mp.process")
