@@ -321,6 +321,24 @@ def drop_role():
     loads_roles.pop(ident, None)
 
 
+def release_frames(exc):
+    """Clear the locals of the finished mptrace frames ``exc`` passed through, below the calling one.
+
+    An exception that leaves a role (a task that cannot be pickled, say) keeps
+    in its traceback every frame it passed through. Ours hold a Submission,
+    which holds the exception (mp.task reports it) and the futures that hold
+    it: a reference cycle that would keep the exception, and CPython's frames
+    above ours (the feeder or task-handler thread's, which hold its queue and
+    the thread), alive until the cycle collector runs. Untraced, reference
+    counting frees them at once. The traceback still shows every line.
+    """
+    tb = exc.__traceback__
+    tb = tb.tb_next if tb is not None else None  # the calling frame is still running: it cannot be cleared
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("mptrace."):
+        tb.tb_frame.clear()
+        tb = tb.tb_next
+
+
 def _can_record():
     """Whether this process is traced and has a tracer for mptrace's spans."""
     return state.active() and state.tracer is not None

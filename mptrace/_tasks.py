@@ -564,7 +564,12 @@ class TaskSender(_channels.ThreadRole):
         entry = self.find(obj)
         if entry is None:
             return pickler.dumps(obj, protocol, _role_checked=True)
-        return self._pickle(obj, protocol, entry)
+        try:
+            return self._pickle(obj, protocol, entry)
+        except BaseException as exc:
+            entry = None  # this frame stays in the traceback: it must not keep the Submission (which keeps exc)
+            _log.safely("letting go of a failed task's frames", _channels.release_frames, exc)
+            raise
 
     def _pickle(self, obj, protocol, entry):
         if type(entry) is _spanparent.Parent:
@@ -589,7 +594,13 @@ class TaskSender(_channels.ThreadRole):
             entry = find(task)
             if entry is None or connection._handle is None:
                 return put(task)
-            connection._send_bytes(pickle(task, None, entry))
+            try:
+                message = pickle(task, None, entry)
+            except BaseException as exc:
+                entry = None  # as in dumps: the traceback keeps this frame, which must not keep the Submission
+                _log.safely("letting go of a failed task's frames", _channels.release_frames, exc)
+                raise
+            connection._send_bytes(message)
 
         return send_task
 

@@ -5,11 +5,13 @@ registry, say) keeps worker processes, threads, pipes and semaphores alive
 until exit, and takes away the ResourceWarning an unclosed pool gives.
 """
 
+import contextlib
 import gc
 import os
 import pickle
 import subprocess
 import sys
+import threading
 import warnings
 import weakref
 from concurrent.futures import ProcessPoolExecutor
@@ -221,3 +223,63 @@ def test_what_is_collected_and_what_warns_is_what_it_is_untraced(start_method):
     assert traced.stdout == plain.stdout
     assert traced.stderr == plain.stderr  # the resource tracker's leaked semaphores, say
     assert "NOT collected" not in plain.stdout, "the untraced baseline changed: %s" % plain.stdout
+
+
+# -- freed by reference counting alone, as untraced ---------------------------
+#
+# Untraced, an executor, a pool and their queues and threads are freed the
+# moment the program lets go of them, even when a task failed to pickle (its
+# exception's traceback holds the feeder or task-handler thread's frames). An
+# exception that passed through mptrace's frames must not close a reference
+# cycle around them, which only the cycle collector would free.
+
+
+@contextlib.contextmanager
+def cycle_collector_off():
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def still_alive(refs):
+    return [name for name, ref in refs if ref() is not None]
+
+
+def test_a_shut_down_executor_is_freed_without_the_cycle_collector(traced, context):
+    with cycle_collector_off():
+        executor = ProcessPoolExecutor(2, mp_context=context)
+        futures = [executor.submit(pool_targets.square, threading.Lock()) for _ in range(3)]
+        assert [type(future.exception()) for future in futures] == [TypeError] * 3
+        refs = [("executor", weakref.ref(executor)), ("call queue", weakref.ref(executor._call_queue)),
+                ("feeder thread", weakref.ref(executor._call_queue._thread)), ("future", weakref.ref(futures[0]))]
+        executor.shutdown(wait=True)
+        del executor, futures
+        assert still_alive(refs) == []
+
+
+def test_a_joined_pool_whose_task_failed_to_pickle_is_freed_without_the_cycle_collector(traced, context):
+    with cycle_collector_off():
+        pool = context.Pool(2)
+        result = pool.apply_async(pool_targets.square, (threading.Lock(),))
+        mapped = pool.map_async(pool_targets.square, [1, threading.Lock(), 2], chunksize=1)
+        result.wait()
+        mapped.wait()
+        assert not result.successful() and not mapped.successful()
+        pool.close()
+        pool.join()
+        refs = [("pool", weakref.ref(pool)), ("task handler", weakref.ref(pool._task_handler)),
+                ("outqueue", weakref.ref(pool._outqueue)), ("result", weakref.ref(result))]
+        del pool, result, mapped
+        assert still_alive(refs) == []
+
+
+def test_what_reference_counting_frees_is_what_it_frees_untraced(start_method):
+    command = [sys.executable, "-m", "tests.programs.refcount_lifetimes", start_method]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    traced = subprocess.run(command + ["--traced"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert plain.returncode == traced.returncode == 0, traced.stderr
+    assert traced.stdout == plain.stdout
+    assert plain.stdout.count("alive after the drop: []\n") == 20, "the untraced baseline changed: %s" % plain.stdout
