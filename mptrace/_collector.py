@@ -23,7 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from mptrace import _log, _spool, semconv
+from mptrace import _bounded, _log, _spool, semconv
 
 _TRACE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 _SPAN_ID = re.compile(r"\A[0-9a-f]{16}\Z")
@@ -33,6 +33,8 @@ _READ_CHUNK = 1 << 20
 # When children exit in quick succession, their spans are collected together
 # at most this often (flush() and exit always collect everything).
 COLLECT_INTERVAL = 0.1
+# lost_reasons key of the hand-overs mptrace stopped waiting to make (see _bounded).
+GAVE_UP = "the span processors did not return in time (a hanging exporter?) and mptrace stopped waiting"
 
 
 class CorruptRecord(ValueError):
@@ -62,6 +64,7 @@ class Collector:
         self._lost_marked = {}  # spool file name -> (spans its writer said it lost, the marker's name)
         self._shut_down = False  # whether the provider's processors were shut down (at the last collection)
         self._queues = ()  # (queue, size limit) of each batch processor behind emit
+        self._pending = []  # (function, args, counted) hand-overs not made in time: tried again at the next collection
 
     # -- public --------------------------------------------------------------
 
@@ -70,6 +73,7 @@ class Collector:
         with self._lock:
             self._last_collect = time.monotonic()
             self._shut_down, self._queues = _processor_state(self._emit)
+            self._retry_pending()
             try:
                 listed = os.listdir(self.directory)
             except FileNotFoundError:
@@ -104,6 +108,14 @@ class Collector:
                 self._exited.setdefault(name, (None, None, time.time_ns(), None))
                 self._finish(name, reason)
             shutil.rmtree(self.directory, ignore_errors=True)
+            if self._pending:
+                self._lose(GAVE_UP, len(self._pending))
+                self._pending = []
+
+    def hand_over_own(self, function, args):
+        """A span of the root's own, ended while mptrace waits with a deadline (see _bounded)."""
+        with self._lock:
+            self._make(function, args, counted=False)
 
     # -- reading -------------------------------------------------------------
 
@@ -176,12 +188,25 @@ class Collector:
             if len(queue) >= limit:  # the SDK would drop one to make room
                 self._lose("the span processor's queue was full (the exporter is slower than the children)", 1)
                 return
+        self._make(self._emit, (span,), counted=True)
+
+    def _make(self, function, args, counted):
+        """Make one hand-over; one that mptrace stopped waiting to make is kept for the next collection."""
         try:
-            self._emit(span)
+            _bounded.call(function, *args)
+        except _bounded.GaveUp:
+            self._pending.append((function, args, counted))
+            return
         except Exception:
             self._lose("a span processor raised", 1, exc_info=True)
             return
-        self.counts["spans"] += 1
+        if counted:
+            self.counts["spans"] += 1
+
+    def _retry_pending(self):
+        pending, self._pending = self._pending, []
+        for function, args, counted in pending:
+            self._make(function, args, counted)
 
     # -- what was lost ---------------------------------------------------------
 

@@ -8,7 +8,7 @@ import tempfile
 import threading
 
 from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
-from mptrace import _grpcfork, _tasks
+from mptrace import _bounded, _grpcfork, _tasks
 from mptrace import semconv
 from mptrace._state import reset, state
 
@@ -38,6 +38,11 @@ SDK_PATCH_POINTS = (
 
 _lock = threading.RLock()
 
+# How long mptrace's own work at exit and in uninstall() waits, in all, for the
+# span processors to take the last spans and flush: the SDK's own default
+# timeout for exporting and shutting down a BatchSpanProcessor.
+EXIT_WAIT_SECONDS = 30.0
+
 
 class Root:
     """What only the root process has: the provider, the collector, the module watch."""
@@ -49,7 +54,14 @@ class Root:
         self.watch = None
         self.import_finder = None
         self.program = None  # the mp.program span (_program), when the run has one
-        self.emit = _span_processor_of(provider).on_end  # hands a finished span to the provider
+        self._on_end = _span_processor_of(provider).on_end
+
+    def emit(self, span):
+        """Hand a finished span of the root's to the provider (with a deadline when mptrace waits on its own account)."""
+        if _bounded.active():
+            self.collector.hand_over_own(self._on_end, (span,))
+        else:
+            self._on_end(span)
 
 
 def install(tracer_provider=None, **options):
@@ -220,7 +232,9 @@ def _undo_trampolines(process_class):
 def uninstall():
     with _lock:
         if state.is_root():
-            _log.safely("collecting spans at uninstall", _shut_down_root, "mptrace.uninstall() was called", "uninstall")
+            with _bounded.waiting_at_most(EXIT_WAIT_SECONDS):
+                _log.safely("collecting spans at uninstall", _shut_down_root, "mptrace.uninstall() was called",
+                            "uninstall")
             atexit.unregister(_at_exit)
             from mptrace import _importhook
 
@@ -237,9 +251,11 @@ def flush(timeout=5.0):
         raise ValueError("flush() argument 'timeout' must be a non-negative number of seconds, got %r" % (timeout,))
     if not state.is_root():
         return True
-    _parent.poll_children()
-    state.root.collector.collect()
-    return bool(state.root.provider.force_flush(int(timeout * 1000)))
+    with _bounded.waiting_at_most(timeout) as deadline:
+        _parent.poll_children()
+        state.root.collector.collect()
+        flushed = _force_flush(state.root.provider)
+    return flushed and not deadline.gave_up
 
 
 def stats():
@@ -264,7 +280,16 @@ def _shut_down_root(reason, pools_end="exit", at_exit=False):
     # what it holds: flushing first would only make a program whose backend is
     # down wait twice as long to exit.
     if not (at_exit and getattr(provider, "_atexit_handler", None) is not None):
-        provider.force_flush()
+        if not _force_flush(provider):
+            _log.warning("the span processors did not flush within %g s (%s)", EXIT_WAIT_SECONDS, reason)
+
+
+def _force_flush(provider):
+    """provider.force_flush(), waited for until the deadline of this thread's wait at most."""
+    try:
+        return bool(_bounded.call(provider.force_flush, _bounded.remaining_millis()))
+    except _bounded.GaveUp:
+        return False
 
 
 def _at_exit():
@@ -277,10 +302,11 @@ def _at_exit():
     """
     if not state.is_root():
         return
-    try:
-        from multiprocessing import util
+    with _bounded.waiting_at_most(EXIT_WAIT_SECONDS):  # the children's exits end spans too
+        try:
+            from multiprocessing import util
 
-        util._exit_function()
-    except Exception:
-        _log.internal_error("running multiprocessing's exit routine")
-    _log.safely("collecting spans at exit", _shut_down_root, "parent exited", "exit", True)
+            util._exit_function()
+        except Exception:
+            _log.internal_error("running multiprocessing's exit routine")
+        _log.safely("collecting spans at exit", _shut_down_root, "parent exited", "exit", True)

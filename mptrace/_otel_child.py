@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from mptrace import _log, _spool
+from mptrace import _bounded, _log, _spool
 from mptrace._state import state
 
 
@@ -116,6 +116,8 @@ def multi_on_start_wrapper(wrapped, instance, args, kwargs):
 def multi_on_end_wrapper(wrapped, instance, args, kwargs):
     if _in_child():
         return _to_own_spool.on_end(*args, **kwargs)
+    if _bounded.active() and state.is_root():  # a span ended while mptrace waits with a deadline
+        return state.root.collector.hand_over_own(lambda: wrapped(*args, **kwargs), ())
     return wrapped(*args, **kwargs)
 
 

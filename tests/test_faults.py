@@ -140,3 +140,43 @@ def test_spool_directory_falls_back_when_runtime_dir_is_unusable(tmp_path, runti
     assert stats["spool_parent"] == str(tmp_path)
     assert stats["exported"].count("work") == 2
     assert not [name for name in os.listdir(str(tmp_path)) if name.startswith("mptrace-")], "spool left behind"
+
+
+GAVE_UP = "the span processors did not return in time"
+
+
+def test_an_exporter_that_hangs_behind_a_simple_processor(tmp_path, start_method):
+    """The exporter hangs while the last child runs: mptrace's exit work waits for it a while, then
+    counts what it could not hand over; the program's atexit handlers run and it exits as untraced.
+    (A deadlock shows as the run's timeout.)"""
+    untraced, traced, stats = run_both(tmp_path, "hang_simple", start_method)
+    assert traced.stdout.endswith("atexit ran\n") and "exit codes [0, 3]" in traced.stdout
+    # The first hand-over still running when the wait ran out is the processor's (the exporter has
+    # it); the rest, the last child's three spans and its run span among them, were counted
+    # (and any of the first children's not collected before the hang).
+    ((reason, count),) = stats["lost_reasons"].items()
+    assert reason.startswith(GAVE_UP) and count == stats["lost_spans"], stats
+    assert stats["lost_spans"] >= 3 + 1, stats
+    assert len(warnings_about(traced, GAVE_UP)) == 1, traced.stderr
+    assert "exit" not in untraced.stderr
+
+
+@pytest.mark.parametrize("shutdown_on_exit", ["1", "0"])
+def test_an_exporter_that_hangs_behind_a_batch_processor(tmp_path, start_method, shutdown_on_exit):
+    """flush(timeout) returns in time; at exit, mptrace flushes (when the SDK will not) for a while
+    only; the batch processor holds every span, so mptrace loses none."""
+    untraced, traced, stats = run_both(tmp_path, "hang_batch", start_method,
+                                       {"FAULTS_SHUTDOWN_ON_EXIT": shutdown_on_exit})
+    assert traced.stdout.endswith("atexit ran\n") and "exit codes [0, 3]" in traced.stdout
+    assert stats["flushed"] is False  # the export it started hangs
+    assert_nothing_lost(stats)
+    did_not_flush = warnings_about(traced, "did not flush")
+    assert len(did_not_flush) == (shutdown_on_exit == "0"), traced.stderr
+
+
+def test_uninstall_returns_while_the_exporter_hangs(tmp_path, start_method):
+    untraced, traced, stats = run_both(tmp_path, "hang_batch", start_method, {"FAULTS_END": "uninstall"})
+    assert traced.stdout.endswith("atexit ran\n")
+    after = stats["after_uninstall"]
+    assert (after["lost_spans"], after["lost_reasons"]) == (0, {})
+    assert len(warnings_about(traced, "did not flush")) == 1, traced.stderr

@@ -44,6 +44,29 @@ class Raising(SpanExporter):
         raise RuntimeError("exporter broke")
 
 
+RELEASE = threading.Event()  # set by the program's last atexit handler (see release_at_exit)
+
+
+class Hanging(SpanExporter):
+    """Once ``hanging`` is set, every export in the program's main process blocks until its last
+    atexit handler runs: far longer than mptrace's own waits, as a backend that never answers."""
+
+    hanging = False
+
+    def export(self, spans):
+        if Hanging.hanging and multiprocessing.parent_process() is None:
+            RELEASE.wait()
+        exported.extend(span.name for span in spans)
+        return SpanExportResult.SUCCESS
+
+
+def release_at_exit():
+    """Registered before install(): runs after mptrace's exit work, before the SDK's shutdown."""
+    print("atexit ran")
+    sys.stdout.flush()
+    RELEASE.set()
+
+
 class RaisingProcessor(SpanProcessor):
     """Raises for the spans of other processes (those mptrace hands over), as a broken processor may."""
 
@@ -62,6 +85,11 @@ def spans_then_exit(count, code=0):
 def wait_then_spans(event, count, code):
     event.wait(60)
     spans_then_exit(count, code)
+
+
+def say_then_wait_then_spans(running, event, count):
+    running.set()
+    wait_then_spans(event, count, 0)
 
 
 def spans_under_file_size_limit(limit, count):
@@ -177,6 +205,32 @@ def managers_and_shared_memory(context, provider):
         memory.unlink()
 
 
+def exporter_hangs(context, provider):
+    """Children run and end, then the exporter hangs while one still runs: it ends at exit.
+
+    (The hang begins once the last child runs: a SimpleSpanProcessor exports the spans
+    mptrace ends in start() in the thread calling it, as it does the program's own.)"""
+    run_children(context, spans_then_exit, [(2, 0), (1, 3)])
+    running, event = context.Event(), context.Event()
+    last = context.Process(target=say_then_wait_then_spans, args=(running, event, 3))  # joined at exit
+    last.start()
+    running.wait(60)  # it has opened both events: they may go at exit before multiprocessing joins it
+    Hanging.hanging = True
+    if TRACED:
+        import mptrace
+
+        outcome["flushed"] = mptrace.flush(0.5)
+    event.set()
+    if TRACED and os.environ.get("FAULTS_END") == "uninstall":
+        import mptrace
+        from mptrace._state import state
+
+        collector = state.root.collector
+        mptrace.uninstall()
+        outcome["after_uninstall"] = dict(collector.counts, lost_reasons=dict(collector.lost_reasons))
+    print("the last child is running")
+
+
 def fork_inside(count):
     with tracer.start_as_current_span("before-fork"):
         pid = os.fork()
@@ -204,15 +258,22 @@ def no_memory_dirs(context, provider):
 SCENARIOS = {f.__name__: f for f in (no_memory_dirs, spool_removed, file_size_limit, processor_raises, exporter_raises,
                                      shut_down_early, flood, signal_during_start, managers_and_shared_memory,
                                      plain_fork)}
-PIPELINES = {"flood": lambda: BatchSpanProcessor(Recording(0.01), max_queue_size=64, max_export_batch_size=32, schedule_delay_millis=60000)}
+SCENARIOS["hang_batch"] = SCENARIOS["hang_simple"] = exporter_hangs
+outcome = {}  # what the traced run saw (mptrace.flush()'s result, ...), written with the stats
+# The batch processor exports only when flushed (or at shutdown): so a flush meets the hanging export.
+HANGING_BATCH = lambda: BatchSpanProcessor(Hanging(), schedule_delay_millis=60000)  # noqa: E731
+PIPELINES = {"flood": lambda: BatchSpanProcessor(Recording(0.01), max_queue_size=64, max_export_batch_size=32, schedule_delay_millis=60000),
+             "hang_batch": HANGING_BATCH, "hang_simple": lambda: SimpleSpanProcessor(Hanging())}
 
 
 def write_stats():
     import mptrace
 
-    trace.get_tracer_provider().force_flush()
+    if not Hanging.hanging:  # a flush would wait for it as long as it hangs
+        trace.get_tracer_provider().force_flush()
     stats = mptrace.stats()
     stats["exported"] = list(exported)
+    stats.update(outcome)
     from mptrace._state import state
 
     stats["spool_parent"] = os.path.dirname(state.tree["dir"]) if state.tree else None
@@ -222,9 +283,11 @@ def write_stats():
 
 if __name__ == "__main__":
     scenario, method = sys.argv[1], sys.argv[2]
-    provider = TracerProvider(resource=TEST_RESOURCE)
+    # FAULTS_SHUTDOWN_ON_EXIT=0: the program shuts its provider down itself (or never), so mptrace flushes at exit
+    provider = TracerProvider(resource=TEST_RESOURCE, shutdown_on_exit=os.environ.get("FAULTS_SHUTDOWN_ON_EXIT") != "0")
     provider.add_span_processor(PIPELINES.get(scenario, lambda: SimpleSpanProcessor(Recording()))())
     trace.set_tracer_provider(provider)
+    atexit.register(release_at_exit)  # first of the program's handlers: so it runs after all of mptrace's
     if TRACED:
         import mptrace
 
@@ -233,6 +296,9 @@ if __name__ == "__main__":
             from mptrace import _config
 
             _config.SHARED_MEMORY_DIRS = ("/no/dev/shm",)
+        from mptrace import _install
+
+        _install.EXIT_WAIT_SECONDS = 1.0  # rather than the SDK's 30 s, for a shorter test
         mptrace.install(tracer_provider=provider)
     SCENARIOS[scenario](multiprocessing.get_context(method), provider)
     sys.stdout.flush()
