@@ -7,6 +7,7 @@ writes them.
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 
@@ -104,3 +105,18 @@ def test_a_warning_in_a_file_that_also_failed_counts_as_env_changed(tmp_path):
         log.write("Warning -- Dangling threads: {<Thread(Thread-3 (_handle_results), stopped daemon 1)>}\n")
     processes = compare(tmp_path)["test_multiprocessing_fork.test_processes"]
     assert processes.unexpected() == [("test_multiprocessing_fork.test_processes", "env changed traced only")]
+
+
+def test_a_suite_runs_with_sigint_at_its_default_even_when_the_script_ignores_it(tmp_path):
+    """A background job (``cmd &``) starts with SIGINT ignored; the suites' SIGINT tests need it back."""
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\ngrep SigIgn /proc/self/status\n")
+    fake_python.chmod(0o755)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cpython_suites.run_suite(str(fake_python), "test_multiprocessing_fork", "plain", str(tmp_path), 60)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with open(os.path.join(str(tmp_path), "plain", "test_multiprocessing_fork.log")) as log:
+        ignored = int(log.read().split()[1], 16)
+    assert not ignored & (1 << (signal.SIGINT - 1))

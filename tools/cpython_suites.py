@@ -24,6 +24,7 @@ its reason. The script prints a table and exits 1 on any other difference,
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -63,8 +64,20 @@ def run_suite(python, suite, mode, out_dir, timeout):
     started = time.monotonic()
     with open(os.path.join(mode_dir, suite + ".log"), "wb") as log:
         status = subprocess.call(command, env=env, cwd=mode_dir, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
+                                 stdin=subprocess.DEVNULL, preexec_fn=default_sigint)
     print("%-32s %-6s exit %d in %.0f s" % (suite, mode, status, time.monotonic() - started), flush=True)
+
+
+def default_sigint():
+    """Run in the suite's process before exec: SIGINT back to its default.
+
+    A job started in the background by a non-interactive shell (``cmd &``,
+    nohup) inherits SIGINT ignored, and exec keeps it ignored; Python then
+    installs no KeyboardInterrupt handler, and the tests that send SIGINT
+    (test_wait_result, test_shared_memory_SharedMemoryServer_ignores_sigint)
+    fail in both modes, so they would compare nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def install_pth(python):
