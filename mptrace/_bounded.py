@@ -30,6 +30,7 @@ class Deadline:
         self.thread = threading.get_ident()
         self.gave_up = False
         self._calls = None  # served by the helper thread, started on the first call
+        self._helper = None
 
     def remaining(self):
         return max(0.0, self.end - time.monotonic())
@@ -39,7 +40,8 @@ class Deadline:
             raise GaveUp()
         if self._calls is None:
             self._calls = queue.SimpleQueue()
-            threading.Thread(target=_serve, args=(self._calls,), name="mptrace-handover", daemon=True).start()
+            self._helper = threading.Thread(target=_serve, args=(self._calls,), name="mptrace-handover", daemon=True)
+            self._helper.start()
         done, outcome = threading.Event(), []
         self._calls.put((function, args, kwargs, done, outcome))
         if not done.wait(self.remaining()):
@@ -53,6 +55,8 @@ class Deadline:
     def close(self):
         if self._calls is not None:
             self._calls.put(None)  # the helper ends after the call it is in, if any
+            if not self.gave_up:  # it is idle: gone before we return, so no thread of ours outlives a flush()
+                self._helper.join(self.remaining() + 1.0)
 
 
 def _serve(calls):
