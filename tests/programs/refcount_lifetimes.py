@@ -84,9 +84,10 @@ def pool_refs(pool, result):
                     worker_handler=pool._worker_handler, inqueue=pool._inqueue, outqueue=pool._outqueue)
 
 
-def pool_apply(context, failing):
+def pool_run(context, submit):
+    """One submission on a pool that is then closed, joined and dropped: what it left alive."""
     pool = context.Pool(2)
-    result = pool.apply_async(pool_targets.square, (unpicklable() if failing else 3,))
+    result = submit(pool)
     result.wait()
     outcomes = {str(result.successful())}
     pool.close()
@@ -94,31 +95,21 @@ def pool_apply(context, failing):
     refs = pool_refs(pool, result)
     del pool, result
     return outcomes, refs
+
+
+def pool_apply(context, failing):
+    return pool_run(context, lambda pool: pool.apply_async(pool_targets.square, (unpicklable() if failing else 3,)))
 
 
 def pool_map(context, failing):
-    pool = context.Pool(2)
-    result = pool.map_async(pool_targets.square, [1, unpicklable(), 2] if failing else [1, 2], chunksize=1)
-    result.wait()
-    outcomes = {str(result.successful())}
-    pool.close()
-    pool.join()
-    refs = pool_refs(pool, result)
-    del pool, result
-    return outcomes, refs
+    items = [1, unpicklable(), 2] if failing else [1, 2]
+    return pool_run(context, lambda pool: pool.map_async(pool_targets.square, items, chunksize=1))
 
 
 def pool_result(context, failing):
     """A result the worker cannot pickle: the worker sends the error instead."""
-    pool = context.Pool(2)
-    result = pool.apply_async(unpicklable if failing else pool_targets.square, () if failing else (3,))
-    result.wait()
-    outcomes = {str(result.successful())}
-    pool.close()
-    pool.join()
-    refs = pool_refs(pool, result)
-    del pool, result
-    return outcomes, refs
+    return pool_run(context, lambda pool: pool.apply_async(unpicklable if failing else pool_targets.square,
+                                                           () if failing else (3,)))
 
 
 def queue(kind):
