@@ -38,10 +38,8 @@ class Deadline:
     def call(self, function, args, kwargs):
         if self.gave_up:
             raise GaveUp()
-        if self._calls is None:
-            self._calls = queue.SimpleQueue()
-            self._helper = threading.Thread(target=_serve, args=(self._calls,), name="mptrace-handover", daemon=True)
-            self._helper.start()
+        if self._calls is None and not self._start_helper():
+            return function(*args, **kwargs)  # no thread to wait on: the call itself, without a bound
         done, outcome = threading.Event(), []
         self._calls.put((function, args, kwargs, done, outcome))
         if not done.wait(self.remaining()):
@@ -51,6 +49,21 @@ class Deadline:
         if raised:
             raise value
         return value
+
+    def _start_helper(self):
+        """Whether the helper thread runs; Python 3.12+ refuses new threads once the interpreter
+        is shutting down (atexit handlers), and then nothing can be waited for with a bound."""
+        if self._helper is not None:
+            return self._helper.is_alive()
+        calls = queue.SimpleQueue()
+        helper = threading.Thread(target=_serve, args=(calls,), name="mptrace-handover", daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            self._helper = helper
+            return False
+        self._helper, self._calls = helper, calls
+        return True
 
     def close(self):
         if self._calls is not None:
