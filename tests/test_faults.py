@@ -143,8 +143,13 @@ def test_spool_directory_falls_back_when_runtime_dir_is_unusable(tmp_path, runti
 
 
 GAVE_UP = "the span processors did not return in time"
+# Python 3.12+ refuses to start a thread once the interpreter shuts down, so mptrace's exit
+# work (an atexit handler) cannot wait on a hanging exporter with a bound there (see README).
+exit_wait_unbounded = pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="no thread can start during interpreter shutdown on Python 3.12+")
 
 
+@exit_wait_unbounded
 def test_an_exporter_that_hangs_behind_a_simple_processor(tmp_path, start_method):
     """The exporter hangs while the last child runs: mptrace's exit work waits for it a while, then
     counts what it could not hand over; the program's atexit handlers run and it exits as untraced.
@@ -161,6 +166,7 @@ def test_an_exporter_that_hangs_behind_a_simple_processor(tmp_path, start_method
     assert "exit" not in untraced.stderr
 
 
+@exit_wait_unbounded
 @pytest.mark.parametrize("shutdown_on_exit", ["1", "0"])
 def test_an_exporter_that_hangs_behind_a_batch_processor(tmp_path, start_method, shutdown_on_exit):
     """flush(timeout) returns in time; at exit, mptrace flushes (when the SDK will not) for a while
