@@ -317,7 +317,7 @@ class ChildRun:
         span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, exitcode)
         if exception is not None:
             span.record_exception(exception, escaped=True)
-            span.set_attribute(semconv.OTEL_ERROR_TYPE, _qualified_type_name(exception))
+            span.set_attribute(semconv.OTEL_ERROR_TYPE, _litespan.qualified_type_name(exception))
             span.set_status(_litespan.STATUS_ERROR, "%s: %s" % (type(exception).__name__, _litespan.safe_str(exception)))
         elif exitcode != 0:
             span.set_attribute(semconv.OTEL_ERROR_TYPE, str(exitcode))
@@ -579,12 +579,6 @@ def _watch_for_failure(run):
 def _original_bootstrap_code(base):
     original = state.patches.original(base, "_bootstrap")
     return getattr(original, "__code__", None)
-
-
-def _qualified_type_name(exception):
-    cls = type(exception)
-    module = getattr(cls, "__module__", None)
-    return cls.__qualname__ if module in (None, "builtins") else "%s.%s" % (module, cls.__qualname__)
 
 
 def _new_uuid4():

@@ -42,6 +42,13 @@ def safe_str(exception):
         return "<unprintable>"
 
 
+def qualified_type_name(exception):
+    """``module.Qualname`` of an exception's class (builtins by name alone), as ``error.type`` wants it."""
+    cls = type(exception)
+    module = getattr(cls, "__module__", None)
+    return cls.__qualname__ if module in (None, "builtins") else "%s.%s" % (module, cls.__qualname__)
+
+
 def exception_event_attributes(exception, escaped=False):
     """The attributes of an OpenTelemetry ``exception`` event."""
     import traceback

@@ -23,7 +23,7 @@ of imports in every child, for a failure most children never have).
 import os
 import sys
 
-from mptrace import _log, _spool, semconv
+from mptrace import _litespan, _log, _spool, semconv
 
 MAX_MESSAGE = 1000  # characters of the exception's message kept
 MAX_FRAMES = 64  # frames of the formatted traceback kept (the innermost)
@@ -158,12 +158,6 @@ def _message(exception):
         return "<unprintable %s>" % type(exception).__name__
 
 
-def qualified_type_name(exception):
-    cls = type(exception)
-    module = getattr(cls, "__module__", None)
-    return cls.__qualname__ if module in (None, "builtins") else "%s.%s" % (module, cls.__qualname__)
-
-
 def first_paragraph(message):
     """The first paragraph of a message, on one line: CPython's main-guard message is 15 indented lines."""
     paragraphs = [" ".join(p.split()) for p in message.strip().split("\n\n")]
@@ -176,7 +170,7 @@ def failure_attributes(exception):
         semconv.CHILD_FAILURE_PHASE: phase_of(exception),
         semconv.CHILD_FAILURE_TYPE: type(exception).__name__,
         semconv.CHILD_FAILURE_MESSAGE: _message(exception)[:MAX_MESSAGE],
-        semconv.OTEL_ERROR_TYPE: qualified_type_name(exception),
+        semconv.OTEL_ERROR_TYPE: _litespan.qualified_type_name(exception),
     }
     location = location_of(exception)
     if location:
@@ -202,8 +196,8 @@ def format_exception(exception):
     for code, line in frames[-MAX_FRAMES:]:
         lines.append('  File "%s", line %d, in %s\n' % (code.co_filename, line, code.co_name))
     message = _message(exception)
-    lines.append("%s: %s\n" % (qualified_type_name(exception), message) if message
-                 else "%s\n" % qualified_type_name(exception))
+    lines.append("%s: %s\n" % (_litespan.qualified_type_name(exception), message) if message
+                 else "%s\n" % _litespan.qualified_type_name(exception))
     return "".join(lines)
 
 

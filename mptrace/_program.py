@@ -19,7 +19,7 @@ import sys
 import threading
 import traceback
 
-from mptrace import _log, semconv
+from mptrace import _litespan, _log, semconv
 from mptrace._state import state
 
 # Frames that are not the program's: a failure is placed at the program's own code.
@@ -76,7 +76,7 @@ def _record_failure(span, failure):
     from opentelemetry.trace.status import Status, StatusCode
 
     span.record_exception(failure, escaped=True)
-    span.set_attribute(semconv.OTEL_ERROR_TYPE, _type_name(failure))
+    span.set_attribute(semconv.OTEL_ERROR_TYPE, _litespan.qualified_type_name(failure))
     where = failure_location(failure)
     if where is not None:
         span.set_attribute(semconv.OTEL_CODE_FILE_PATH, where[0])
@@ -92,12 +92,6 @@ def failure_location(failure):
     own = [f for f in frames if not any(marker in f.filename for marker in _NOT_THE_PROGRAM)]
     last = (own or frames or [None])[-1]
     return (last.filename, last.lineno) if last is not None else None
-
-
-def _type_name(failure):
-    cls = type(failure)
-    module = getattr(cls, "__module__", None)
-    return cls.__qualname__ if module in (None, "builtins") else "%s.%s" % (module, cls.__qualname__)
 
 
 def _safe_str(value):
