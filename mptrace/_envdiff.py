@@ -168,9 +168,13 @@ def _environment(key, capture_values):
                  for n, v in os.environ.items())
     if capture_values:
         return {name: value for name, value in items}
-    digest_key = key or b""
-    return {name: blake2b(name + b"\0" + value, key=digest_key, digest_size=DIGEST_BYTES).digest()
-            for name, value in items}
+    keyed = blake2b(key=key or b"", digest_size=DIGEST_BYTES)  # copied per variable: cheaper than keying each
+    digests = {}
+    for name, value in items:
+        digest = keyed.copy()
+        digest.update(name + b"\0" + value)
+        digests[name] = digest.digest()
+    return digests
 
 
 def _cwd():

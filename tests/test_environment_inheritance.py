@@ -21,7 +21,6 @@ import textwrap
 
 import pytest
 
-from mptrace import _envdiff
 from tests.conftest import START_METHODS
 from tests.subprocesses import ROOT, run_traced
 from tests.test_cli import mptrace
@@ -152,6 +151,7 @@ def test_a_fork_server_the_program_started_itself_has_a_known_age(tmp_path):
 def test_a_long_list_of_differences_is_bounded(traced):
     import multiprocessing
 
+    from mptrace import _envdiff
     from mptrace.testing import Process
 
     names = ["MPTRACE_TEST_PUTENV_%02d" % i for i in range(_envdiff.MAX_NAMES + 4)]
