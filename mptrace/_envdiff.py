@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - an interpreter without the builtin module
     from hashlib import blake2b
 
-from mptrace import semconv
+from mptrace import _log, semconv
 from mptrace._state import current_launch, state
 
 MAX_NAMES = 16  # names per list on a span; past that, the last entry is "+N more"
@@ -72,12 +72,16 @@ def ensure_running_wrapper(wrapped, instance, args, kwargs):
     before = _server_pid()
     now = time.time_ns()
     result = wrapped(*args, **kwargs)
+    _log.safely("noting when the fork server started", _note_server_start, before, now)
+    return result
+
+
+def _note_server_start(before, now):
     pid = _server_pid()
     if pid is not None and pid != before:
         launch = current_launch()
         known = launch.carrier.get("env", {}).get("fs") if launch is not None else None
         state.forkservers[pid] = known[2] if known else now
-    return result
 
 
 def _server_pid():

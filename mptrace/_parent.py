@@ -217,11 +217,8 @@ def _record_environment(launch, method):
 
 
 def _capture_values():
-    """Whether values may go on spans: the root's option, which a child's carrier carries."""
-    if state.is_root():
-        return state.root.options.capture_values
-    carrier = state.child.carrier if state.child is not None else {}
-    return bool(carrier.get("capture") or carrier.get("env", {}).get("cap"))
+    """Whether values may go on spans: the root's option, which the process tree's settings carry."""
+    return bool((state.tree or {}).get("cap"))
 
 
 def _digest_key():

@@ -185,3 +185,34 @@ def test_compare_lists_the_environment_among_what_differs(tmp_path):
     assert entry in " ".join(differences.split()), out
     first = "first (__main__.work): environment differs"
     assert first not in differences, "the first worker got the parent's environment under every method"
+
+
+def start_spawn_grandchild():
+    os.putenv("MPTRACE_TEST_GRANDCHILD_ONLY", "yes")  # the fork child's C environment only
+    import multiprocessing
+
+    grandchild = multiprocessing.get_context("spawn").Process(target=os.getpid, name="grandchild")
+    grandchild.start()
+    grandchild.join()
+
+
+@pytest.fixture
+def traced_capturing():
+    from tests.conftest import traced_with
+
+    yield from traced_with(capture_values=True)
+
+
+def test_a_grandchild_compares_with_the_child_that_started_it(traced_capturing):
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=start_spawn_grandchild, name="child")
+    child.start()
+    child.join()
+    runs = {s.attributes["mp.process.name"]: s.attributes for s in traced_capturing.spans()
+            if s.name == "mp.process.run"}
+    assert "mp.env.added" not in runs["child"], "a fork child is a copy: nothing compared, nothing recorded"
+    grandchild = runs["grandchild"]
+    assert list(grandchild["mp.env.added"]) == ["MPTRACE_TEST_GRANDCHILD_ONLY"]
+    assert list(grandchild["mp.env.values"]) == ["MPTRACE_TEST_GRANDCHILD_ONLY: parent unset, child 'yes'"], \
+        "capture_values reaches a grandchild started by a fork child"
