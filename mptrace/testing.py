@@ -60,6 +60,12 @@ class Process:
         return tuple(self.launch.attributes.get("mp.state.not_portable", ()))
 
     @property
+    def class_state_not_portable(self):
+        """``args[0]: module.Class.attr``: arguments of a class whose class-level state changed after import,
+        which a spawn or forkserver child re-imports without that change."""
+        return tuple(self.launch.attributes.get("mp.args.class_state_not_portable", ()))
+
+    @property
     def state_unknown(self):
         """Module state (``module.name``, or a whole module) that could not be compared: cannot tell.
 
