@@ -665,8 +665,7 @@ def _state_lines(process):
         lines.append(Text(why + _listing(not_portable), WARNING))
     carried = _names(_attr(process.launch, sc.ARGS_CLASS_STATE_NOT_PORTABLE))
     if carried:
-        why = "arguments of a class whose class state changed after import (a spawn or forkserver child " \
-              "re-imports the class without it): "
+        why = "class state of arguments changed after import (a spawn or forkserver child re-imports the class): "
         lines.append(Text(why + _listing(carried), WARNING))
     too_large = _names(_attr(process.launch, sc.STATE_UNKNOWN)) + _state_too_large(process)
     if too_large:
