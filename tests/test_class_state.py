@@ -213,16 +213,15 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.parametrize("name, literal, set_after_import", [
-    ("Counter.count", 0, True),  # a literal in the class body: compared by value
-    ("Counter.seen", None, True),  # assigned through type(self) in a method
-    ("Counter.made", None, True),  # assigned through cls in a classmethod
-    ("Fixed.size", None, None),  # assigned at import, outside the guard: nothing to claim
-    ("Late.flag", None, True),  # the class exists only once the main block ran
-    ("Counter.other", None, None),  # not in the source: a decorator or a metaclass may have set it
-])
-def test_the_main_modules_source_tells_its_class_attributes(name, literal, set_after_import):
+def test_the_main_modules_source_tells_its_class_attributes():
     source = _mainsource.MainSource(ast.parse(MAIN_SOURCE))
-    assert source.literals.get(name) == literal
-    assert source.set_after_import(name) is set_after_import
-
+    told = {name: (source.literals.get(name), source.set_after_import(name)) for name in (
+        "Counter.count", "Counter.seen", "Counter.made", "Fixed.size", "Late.flag", "Counter.other")}
+    assert told == {
+        "Counter.count": (0, True),  # a literal in the class body: compared by value
+        "Counter.seen": (None, True),  # assigned through type(self) in a method
+        "Counter.made": (None, True),  # assigned through cls in a classmethod
+        "Fixed.size": (None, None),  # assigned at import, outside the guard: nothing to claim
+        "Late.flag": (None, True),  # the class exists only once the main block ran
+        "Counter.other": (None, None),  # not in the source: a decorator or a metaclass may have set it
+    }
