@@ -79,7 +79,8 @@ def state_of(module, key=None):
     module_name = dict.get(namespace, "__name__")
     watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
     for cls in watched[:MAX_CLASSES]:
-        state.update(_class_state(cls, key))
+        state.update(_log.safely("reading the class attributes of a class in %s" % module_name,
+                                 _class_state, cls, key) or {})
     return state
 
 

@@ -113,6 +113,42 @@ def test_assert_state_inherited_fails_for_a_diverged_class_attribute(context, st
     assert "%s: parent 1, child 0" % name in message, message  # the tree under it
 
 
+WORKER_MODULE = '''
+import multiprocessing
+
+
+class Worker(multiprocessing.get_context("spawn").Process):
+    runs = 0  # the parent counts the workers it started
+
+
+class Settings:
+    level = "info"
+
+
+def check(settings_class):
+    pass
+'''
+
+
+def test_a_process_subclass_and_a_class_argument_carry_their_class_state(tmp_path, monkeypatch):
+    (tmp_path / "class_workers.py").write_text(WORKER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "class_workers", raising=False)
+    with SpanRecorder() as recorder:
+        import class_workers
+
+        class_workers.Worker.runs += 1
+        class_workers.Settings.level = "debug"
+        process = class_workers.Worker(target=class_workers.check, kwargs={"settings_class": class_workers.Settings})
+        process.start()
+        process.join(60)
+        [found] = recorder.processes()
+        assert found.class_state_not_portable == (
+            "process: class_workers.Worker.runs", "kwargs['settings_class']: class_workers.Settings.level")
+        assert [name for name in found.diverged if name.startswith("class_workers.")] == [
+            "class_workers.Settings.level", "class_workers.Worker.runs"]  # (pytest-xdist's __main__ differs too)
+
+
 def test_only_state_is_watched_and_no_code_runs_to_read_it():
     module = types.ModuleType("shapes")
     exec(textwrap.dedent('''
