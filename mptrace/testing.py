@@ -239,7 +239,8 @@ class SpanRecorder:
                 hook, found.name, ", ".join(ran)), found)
 
     def assert_state_diverged(self, name, process=None):
-        """The child saw module state ``name`` (``module.attribute``) different from the parent's at start()."""
+        """The child saw module state ``name`` (``module.attribute``, or ``module.Class.attr`` for a class
+        attribute) different from the parent's at start()."""
         __tracebackhide__ = True  # pytest shows the test's line, not ours
         found = self.process(process)
         if name not in found.diverged:
@@ -247,7 +248,8 @@ class SpanRecorder:
                 found.name, name, ", ".join(found.diverged) or "nothing"), found)
 
     def assert_state_inherited(self, name, process=None):
-        """The child saw module state ``name`` as its parent had it at start().
+        """The child saw module state ``name`` (``module.attribute`` or ``module.Class.attr``) as its parent had
+        it at start().
 
         Fails when the child saw something else (``diverged``), and for a spawn or
         forkserver child also when the parent's value is not the import-time one
