@@ -153,7 +153,7 @@ def _class_state(cls, key):
                 state[name] = known[1]
                 continue
             state[name] = _fingerprint_of(name, value, key)
-            if type(value) in _ATOMS:
+            if any(type(value) is atom for atom in _ATOMS):  # ``is``: a metaclass's __eq__ must not run
                 atoms[name] = (value, state[name])
     return state
 
