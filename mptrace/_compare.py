@@ -226,7 +226,7 @@ class Child:
 
 
 ROWS = ("started by", "target", "arguments pickled", "pickling hooks", "arguments changed", "state diverged",
-        "state not portable", "environment", "ended")
+        "state not portable", "argument class state", "environment", "ended")
 
 
 def children_of(run):
@@ -261,6 +261,7 @@ def _facts(launch, run_span, spans):
         "arguments changed": _changed(run_span),
         "state diverged": _diverged(run_span),
         "state not portable": _listed(attributes.get(semconv.STATE_NOT_PORTABLE)),
+        "argument class state": _argument_class_state(attributes),
         "environment": _environment(run_span),
         "ended": _ended(launch, run_span),
     }
@@ -282,6 +283,15 @@ def _pickled(launch, spans):
 
 def _listed(values):
     return ", ".join(str(v) for v in values) if values else ABSENT
+
+
+def _argument_class_state(attributes):
+    """Arguments whose class's class-level state changed after import: what the child got of it."""
+    carried = attributes.get(semconv.ARGS_CLASS_STATE_NOT_PORTABLE)
+    if not carried:
+        return ABSENT
+    got = "re-imported without it" if attributes.get(semconv.ARGS_PICKLED) else "inherited with the memory"
+    return "%s (%s)" % (_listed(carried), got)
 
 
 def _changed(run_span):

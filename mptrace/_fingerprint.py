@@ -300,6 +300,23 @@ def process_items(target, args, kwargs):
         yield "kwargs[%r]" % (key,), value
 
 
+def classes_in(items):
+    """``(path, class)`` of every class under ``items``: each object's class, each class passed as a value
+    (a bound method: its ``__self__``), bounded like a fingerprint and read without the objects' code."""
+    found, pending, seen = [], [(path, value, 0) for path, value in reversed(list(items))], set()
+    while pending and len(seen) < MAX_ENTRIES:
+        path, value, depth = pending.pop()
+        if isinstance(value, types.MethodType):
+            value = value.__self__
+        if value is None or isinstance(value, _NUMBERS + _TEXT) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        found.append((path, value if isinstance(value, type) else type(value)))
+        if depth < MAX_DEPTH and not isinstance(value, _CODE):
+            pending.extend((child_path, child, depth + 1) for child_path, child in reversed(_children(path, value)))
+    return found
+
+
 def changed_arguments(before, after):
     """``{argument: [differences]}`` between two fingerprints, per top-level argument.
 

@@ -15,6 +15,15 @@ read and parsed, never run:
 * a name bound at top level to anything else is known only by running the
   code; if the guard or a ``global`` statement rebinds it, it was set after
   import (not portable), otherwise nothing is claimed about it.
+
+Class attributes (``Class.attr``) of the classes defined at top level follow
+the same rules: one bound in the class body to a literal (``count = 0``) has
+that literal as its import-time value; one assigned through the class
+(``Class.attr = x``, ``Class.attr += 1``; ``cls.attr`` in a classmethod,
+``type(self).attr`` or ``self.__class__.attr`` in a method) in the main guard
+or in any function was set after import; the attributes of a class defined
+only in the guard do not exist at import time. Anything else (a decorator, a
+metaclass, ``setattr``) is not claimed.
 """
 
 import ast
@@ -36,27 +45,58 @@ class MainSource:
         for statement in tree.body:
             if _is_main_guard(statement):
                 self.later.update(_bound_names(statement.body + statement.orelse))
+                self.later.update(_class_attribute_stores(statement))
             else:
                 self._note_import_time(statement)
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 self.later.update(_global_names(node))
+                self.later.update(_class_attribute_stores(node))
+            elif isinstance(node, ast.ClassDef):
+                self.later.update(_stores_through_the_class(node))
 
     def _note_import_time(self, statement):
         names = _bound_names([statement])
+        names.update(_class_attribute_stores(statement, module_level=True))  # ``Class.attr = x`` runs at import
+        if isinstance(statement, ast.ClassDef):
+            names.update(self._note_class_body(statement))
         literal = _literal_assignment(statement)
         for name in names:
             if literal is not None and name == literal[0] and name not in self.at_import:
                 self.literals[name] = literal[1]
-            else:  # bound again, or to something only running the code would tell
-                self.literals.pop(name, None)
+            elif not (isinstance(statement, ast.ClassDef) and name.startswith(statement.name + ".")):
+                self.literals.pop(name, None)  # bound again, or to something only running the code would tell
         self.at_import.update(names)
+
+    def _note_class_body(self, statement):
+        """``Class.attr`` of the names the class body binds; the literal ones go to ``literals``."""
+        prefix = statement.name + "."
+        if statement.name in self.at_import:  # a class defined again: the first one's attributes are gone
+            self.literals = {n: v for n, v in self.literals.items() if not n.startswith(prefix)}
+        names, bound = set(), set()
+        for body_statement in statement.body:
+            literal = _literal_assignment(body_statement)
+            for name in _bound_names([body_statement]):
+                qualified = prefix + name
+                if literal is not None and name == literal[0] and name not in bound:
+                    self.literals[qualified] = literal[1]
+                else:
+                    self.literals.pop(qualified, None)
+                bound.add(name)
+                names.add(qualified)
+        return names
 
     def set_after_import(self, name):
         """True: the value ``name`` has now was set after import; None: the source cannot tell.
 
         For a name bound to a literal, compare its value with ``literals`` instead.
+        ``Class.attr`` is a class attribute (see the module's docstring).
         """
+        owner, dot, _ = name.partition(".")
+        if dot:
+            if owner not in self.at_import:  # the class is defined only in the guard (or not by this source)
+                return self.set_after_import(owner)
+            return True if name in self.later else None
         if name in self.at_import:
             return True if name in self.later else None
         # Not bound at import, unless a star import or a dynamic binding did it.
@@ -101,6 +141,40 @@ def _module_level_nodes(statement):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             continue  # its name is bound here; its body runs elsewhere
         pending.extend(ast.iter_child_nodes(node))
+
+
+def _class_attribute_stores(node, module_level=False):
+    """``Class.attr`` of every ``Class.attr = ...`` (or ``+=``, ``del``) under ``node``
+    (``module_level``: only where it runs in the module's scope, not in a function's)."""
+    nodes = _module_level_nodes(node) if module_level else ast.walk(node)
+    return {"%s.%s" % (found.value.id, found.attr) for found in nodes
+            if isinstance(found, ast.Attribute) and isinstance(found.ctx, (ast.Store, ast.Del))
+            and isinstance(found.value, ast.Name)}
+
+
+def _stores_through_the_class(class_node):
+    """``Class.attr`` assigned in the class's own methods through ``cls``, ``type(self)`` or ``self.__class__``."""
+    stores = set()
+    for method in class_node.body:
+        if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)) or not method.args.args:
+            continue
+        first = method.args.args[0].arg
+        is_classmethod = any(isinstance(d, ast.Name) and d.id == "classmethod" for d in method.decorator_list)
+        for found in ast.walk(method):
+            if isinstance(found, ast.Attribute) and isinstance(found.ctx, (ast.Store, ast.Del)) \
+                    and _names_the_class(found.value, first, is_classmethod):
+                stores.add("%s.%s" % (class_node.name, found.attr))
+    return stores
+
+
+def _names_the_class(node, first, is_classmethod):
+    """``cls`` (in a classmethod), ``type(self)`` or ``self.__class__``: the class, seen from a method."""
+    if isinstance(node, ast.Name):
+        return is_classmethod and node.id == first
+    if isinstance(node, ast.Attribute):
+        return node.attr == "__class__" and isinstance(node.value, ast.Name) and node.value.id == first
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
+            and len(node.args) == 1 and isinstance(node.args[0], ast.Name) and node.args[0].id == first)
 
 
 def _global_names(function):

@@ -7,7 +7,10 @@ site-packages; ``__main__`` included), configurable by prefix:
 
 * right after a watched module is imported, its module-level state (every
   global but functions, classes, modules and dunders) is fingerprinted: the
-  import baseline;
+  import baseline. So is the class-level state of each class defined in the
+  module (found among its globals, under its own name): each class attribute
+  but methods, descriptors and dunders, named ``Class.attr`` (a spawn child
+  re-imports the class, and with it the class body's values);
 * at ``start()``, the state is fingerprinted again; names whose value changed
   since import go to ``mp.state.not_portable`` (a spawn or forkserver child
   will not see the change), under every start method;
@@ -35,6 +38,8 @@ from mptrace import _fingerprint, _log
 STATE_DEPTH = 2  # module.name and one level below it
 MAX_MODULES = 64  # compared at each start(), in import order; beyond that a warning says so once
 MAX_NAMES = 64  # per module
+MAX_CLASSES = 32  # classes whose attributes are watched, per module
+MAX_CLASS_NAMES = 32  # attributes, per class
 # Not state: code, and ``from __future__ import ...`` feature flags (a spawn
 # child that does not re-run the main script would otherwise "lack" them).
 _NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType,
@@ -46,29 +51,126 @@ _NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, t
 PROCESS_HANDLES = "<process handles>"
 MAX_DIFFERENCES = 32  # per diverged name, on its event
 TOO_LARGE = "too large to compare in full"  # why a name could not be compared
+_UNKNOWN_DIGEST = " #" + _fingerprint.UNKNOWN  # the end of a description whose content could not be digested
 
 
 def state_of(module, key=None):
     """``{name: fingerprint}`` of a module's state (not functions, classes, modules).
 
-    ``key``: the process tree's digest key (see _fingerprint), so that a change
-    the descriptions hide (``"prod"`` to ``"test"``) still shows.
+    Class attributes of the classes defined in the module are state too, named
+    ``Class.attr`` (see _class_state). ``key``: the process tree's digest key
+    (see _fingerprint), so that a change the descriptions hide (``"prod"`` to
+    ``"test"``) still shows.
     """
     try:
         namespace = object.__getattribute__(module, "__dict__")
     except Exception:
         return {}
-    state = {}
+    state, classes = {}, []
     for name, value in sorted(dict.items(namespace), key=lambda item: str(item[0])):
-        if not isinstance(name, str) or name.startswith("__") or isinstance(value, _NOT_STATE):
+        if not isinstance(name, str) or name.startswith("__"):
             continue
-        if len(state) >= MAX_NAMES:
-            break
-        if _holds_only_process_handles(value):
-            state[name] = {name: PROCESS_HANDLES}
+        if isinstance(value, type):
+            classes.append((name, value))
             continue
-        state[name] = _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+        if isinstance(value, _NOT_STATE) or len(state) >= MAX_NAMES:
+            continue
+        state[name] = _fingerprint_of(name, value, key)
+    module_name = dict.get(namespace, "__name__")
+    watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
+    for cls in watched[:MAX_CLASSES]:
+        state.update(_log.safely("reading the class attributes of a class in %s" % module_name,
+                                 _class_state, cls, key) or {})
     return state
+
+
+def _fingerprint_of(name, value, key):
+    if _holds_only_process_handles(value):
+        return {name: PROCESS_HANDLES}
+    return _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+
+
+# -- class-level state ----------------------------------------------------------
+
+# Whether a class is watched, per class: {id(cls): (cls, module name, global name, watched?)}.
+# A class keeps its identity; its attributes are read afresh every time.
+_class_decisions = {}
+_descriptor_types = {}  # {id(type): (type, whether its instances are descriptors)}
+# The fingerprints of immutable class attributes, per class: {id(cls): (cls, key, {Class.attr: (value, fp)})}.
+# The same object (``is``) has the same fingerprint; a counter bumped is a new int, fingerprinted again.
+_class_fingerprints = {}
+_ATOMS = (type(None), bool, int, float, complex, str, bytes)
+_MAX_CACHED = 4096
+
+
+def _defined_here(cls, name, module_name):
+    """Whether ``cls``, the module's global ``name``, is a class the module defines under that name.
+
+    Not an alias of another module's class, not a nested class, not an Enum
+    (its members are constants, and its internals are not the program's state).
+    """
+    known = _class_decisions.get(id(cls))
+    if known is not None and known[0] is cls and known[1:3] == (module_name, name):
+        return known[3]
+    try:
+        own = type.__getattribute__(cls, "__dict__")
+        decision = (own.get("__module__") == module_name and type.__getattribute__(cls, "__qualname__") == name
+                    and not _is_enum(cls))
+    except Exception:
+        decision = False
+    if len(_class_decisions) >= _MAX_CACHED:
+        _class_decisions.clear()
+    _class_decisions[id(cls)] = (cls, module_name, name, decision)
+    return decision
+
+
+def _is_enum(cls):
+    enum = sys.modules.get("enum")
+    return enum is not None and any(base is enum.Enum for base in type.__getattribute__(cls, "__mro__"))
+
+
+def _class_state(cls, key):
+    """``{Class.attr: fingerprint}``: the class's own attributes that are state, read from its ``__dict__``.
+
+    Never through ``getattr``: a descriptor's ``__get__`` or a metaclass's
+    ``__getattr__`` would run the program's code.
+    """
+    qualname = type.__getattribute__(cls, "__qualname__")
+    cached = _class_fingerprints.get(id(cls))
+    if cached is None or cached[0] is not cls or cached[1] != key:
+        if len(_class_fingerprints) >= _MAX_CACHED:
+            _class_fingerprints.clear()
+        cached = _class_fingerprints[id(cls)] = (cls, key, {})
+    atoms = cached[2]
+    state = {}
+    for attribute, value in sorted(type.__getattribute__(cls, "__dict__").items(), key=lambda item: str(item[0])):
+        if len(state) >= MAX_CLASS_NAMES:
+            break
+        if isinstance(attribute, str) and not attribute.startswith("__") and _is_class_state(value):
+            name = "%s.%s" % (qualname, attribute)
+            known = atoms.get(name)
+            if known is not None and known[0] is value:
+                state[name] = known[1]
+                continue
+            state[name] = _fingerprint_of(name, value, key)
+            if any(type(value) is atom for atom in _ATOMS):  # ``is``: a metaclass's __eq__ must not run
+                atoms[name] = (value, state[name])
+    return state
+
+
+def _is_class_state(value):
+    """Not code: no function, class, module, or descriptor (property, staticmethod, classmethod, ...)."""
+    if isinstance(value, _NOT_STATE):
+        return False
+    kind = type(value)
+    known = _descriptor_types.get(id(kind))
+    if known is None or known[0] is not kind:
+        mro = type.__getattribute__(kind, "__mro__")
+        known = (kind, any("__get__" in type.__getattribute__(base, "__dict__") for base in mro))
+        if len(_descriptor_types) >= _MAX_CACHED:
+            _descriptor_types.clear()
+        _descriptor_types[id(kind)] = known
+    return not known[1]
 
 
 def _holds_only_process_handles(value):
@@ -106,6 +208,8 @@ def classify(was, now, name):
         return "same"
     if was is None or now is None:
         return "same" if was is now else "changed"
+    if was == now and not any(description.endswith(_UNKNOWN_DIGEST) for description in was.values()):
+        return "same"  # the common case, without looking for the differing paths
     kinds = set(kind for _, kind in _fingerprint.differences(was, now))
     if kinds - {"unknown"}:
         return "changed"
@@ -176,6 +280,38 @@ def _summary(fingerprint, name):
     parts.extend("%s=%s" % (path[len(name):], visible(value))
                  for path, value in sorted(fingerprint.items()) if path != name)
     return ", ".join(parts[:5])
+
+
+MAX_ARGUMENT_CLASS_STATE = 16  # entries of mp.args.class_state_not_portable
+
+
+def changed_classes(module_state, not_portable):
+    """``{module.Class: [module.Class.attr]}``: the classes among ``not_portable`` (see state_at_start)."""
+    changed = set(not_portable)
+    classes = {}
+    for module_name, names in module_state.items():
+        for name in names:
+            qualified = "%s.%s" % (module_name, name)
+            if "." in name and qualified in changed:
+                classes.setdefault("%s.%s" % (module_name, name.split(".")[0]), []).append(qualified)
+    return classes
+
+
+def arguments_with_changed_classes(items, classes):
+    """``["args[0]: settings.Counter.count", ...]``: where the arguments hold an instance of a class,
+    or the class itself, whose class-level state ``classes`` (see changed_classes) says changed since import.
+
+    A spawn or forkserver child re-imports such a class: the instance arrives,
+    its class's changes do not. Subclasses carry their bases' attributes.
+    """
+    found = []
+    for path, cls in _fingerprint.classes_in(items):
+        for base in type.__getattribute__(cls, "__mro__"):
+            found.extend("%s: %s" % (path, name) for name in classes.get(_fingerprint.type_name(base), ())
+                         if "%s: %s" % (path, name) not in found)
+    if len(found) > MAX_ARGUMENT_CLASS_STATE:
+        found = found[:MAX_ARGUMENT_CLASS_STATE - 1] + ["+%d more" % (len(found) - MAX_ARGUMENT_CLASS_STATE + 1)]
+    return found
 
 
 # -- the parent side -----------------------------------------------------------

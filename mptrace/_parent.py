@@ -103,6 +103,23 @@ def _record_module_state(launch):
     if unknown:
         launch.span.set_attribute(semconv.STATE_UNKNOWN, unknown)
     launch.module_state = module_state
+    if any(name.count(".") > 1 for name in not_portable):  # perhaps a class attribute: look at the arguments
+        _record_argument_classes(launch, module_state, not_portable)
+
+
+def _record_argument_classes(launch, module_state, not_portable):
+    """mp.args.class_state_not_portable: arguments whose class carries class-level state changed since import."""
+    from mptrace import _fingerprint, _modstate
+
+    classes = _modstate.changed_classes(module_state, not_portable)
+    if not classes:
+        return
+    process = launch.process
+    items = [("process", type(process))]  # a Process subclass: the process object itself is pickled
+    items += _fingerprint.process_items(process._target, process._args, process._kwargs)
+    found = _modstate.arguments_with_changed_classes(items, classes)
+    if found:
+        launch.span.set_attribute(semconv.ARGS_CLASS_STATE_NOT_PORTABLE, found)
 
 
 def _client_kind():

@@ -663,6 +663,10 @@ def _state_lines(process):
     if not_portable:
         why = "not portable (set after import; a spawn or forkserver child re-imports it): "
         lines.append(Text(why + _listing(not_portable), WARNING))
+    carried = _names(_attr(process.launch, sc.ARGS_CLASS_STATE_NOT_PORTABLE))
+    if carried:
+        why = "class state of arguments changed after import (a spawn or forkserver child re-imports the class): "
+        lines.append(Text(why + _listing(carried), WARNING))
     too_large = _names(_attr(process.launch, sc.STATE_UNKNOWN)) + _state_too_large(process)
     if too_large:
         lines.append(Text("state not compared (too large to compare in full): " + _listing(sorted(set(too_large))),

@@ -33,6 +33,9 @@ STATE_INHERITED = "mp.state.inherited"
 STATE_DIVERGED = "mp.state.diverged"
 STATE_NOT_PORTABLE = "mp.state.not_portable"
 ARGS_CHANGED = "mp.args.changed"
+# On mp.process: "args[0]: settings.Counter.count", where target/args/kwargs hold an instance of a class (or the
+# class) whose class-level state changed since import: a spawn or forkserver child re-imports the class without it.
+ARGS_CLASS_STATE_NOT_PORTABLE = "mp.args.class_state_not_portable"
 STATE_NO_BASELINE = "mp.state.no_baseline"  # watched modules imported before install()
 EVENT_STATE_DIVERGED = "mp.state.diverged"  # on mp.process.run, one per diverged name
 STATE_NAME = "mp.state.name"  # event attribute: module.name

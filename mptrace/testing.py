@@ -60,6 +60,12 @@ class Process:
         return tuple(self.launch.attributes.get("mp.state.not_portable", ()))
 
     @property
+    def class_state_not_portable(self):
+        """``args[0]: module.Class.attr``: arguments of a class whose class-level state changed after import,
+        which a spawn or forkserver child re-imports without that change."""
+        return tuple(self.launch.attributes.get("mp.args.class_state_not_portable", ()))
+
+    @property
     def state_unknown(self):
         """Module state (``module.name``, or a whole module) that could not be compared: cannot tell.
 
@@ -262,7 +268,8 @@ class SpanRecorder:
                 hook, found.name, ", ".join(ran)), found)
 
     def assert_state_diverged(self, name, process=None):
-        """The child saw module state ``name`` (``module.attribute``) different from the parent's at start()."""
+        """The child saw module state ``name`` (``module.attribute``, or ``module.Class.attr`` for a class
+        attribute) different from the parent's at start()."""
         __tracebackhide__ = True  # pytest shows the test's line, not ours
         found = self.process(process)
         if name not in found.diverged:
@@ -270,7 +277,8 @@ class SpanRecorder:
                 found.name, name, ", ".join(found.diverged) or "nothing"), found)
 
     def assert_state_inherited(self, name, process=None):
-        """The child saw module state ``name`` as its parent had it at start().
+        """The child saw module state ``name`` (``module.attribute`` or ``module.Class.attr``) as its parent had
+        it at start().
 
         Fails when the child saw something else (``diverged``), and for a spawn or
         forkserver child also when the parent's value is not the import-time one
