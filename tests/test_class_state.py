@@ -90,7 +90,7 @@ def test_assert_state_inherited_fails_for_a_diverged_class_attribute(context, st
     name = "class_counter.Counter.count"
     (tmp_path / "class_counter.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "class_counter", raising=False)  # imported afresh by each test
+    forget_module_after_test(monkeypatch, "class_counter")  # imported afresh by each test
     with SpanRecorder() as recorder:
         import class_counter as counters  # imported while traced: its import-time state is the baseline
 
@@ -130,10 +130,17 @@ def check(settings_class):
 '''
 
 
+def forget_module_after_test(monkeypatch, name):
+    """Import ``name`` afresh in the test, and drop it after: its changed class state must not
+    show up in the trees of later tests in this process."""
+    monkeypatch.setitem(sys.modules, name, None)  # records "absent" (or the old module) for teardown
+    monkeypatch.delitem(sys.modules, name)
+
+
 def test_a_process_subclass_and_a_class_argument_carry_their_class_state(tmp_path, monkeypatch):
     (tmp_path / "class_workers.py").write_text(WORKER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "class_workers", raising=False)
+    forget_module_after_test(monkeypatch, "class_workers")
     with SpanRecorder() as recorder:
         import class_workers
 
