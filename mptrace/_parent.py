@@ -219,7 +219,7 @@ def _fingerprint_arguments(launch):
         return
     from mptrace import _fingerprint
 
-    capture = state.root.options.capture_values if state.is_root() else bool(launch.carrier.get("capture"))
+    capture = _capture_values()  # the root's option, also in a child starting a grandchild
     launch.carrier["capture"] = capture
     launch.carrier["fp"] = _fingerprint.fingerprint(_fingerprint.process_items(process._target, args, kwargs), capture,
                                                     key=_digest_key())

@@ -73,6 +73,30 @@ def test_an_argument_pickling_changed_to_the_same_size_shows(pickled_context):
             recorder.assert_args_unchanged()
 
 
+def start_masked_grandchild():
+    grandchild = multiprocessing.get_context("spawn").Process(target=show, args=(Masked(),), name="grandchild")
+    grandchild.start()
+    grandchild.join(30)
+
+
+@pytest.fixture
+def traced_capturing():
+    from tests.conftest import traced_with
+
+    yield from traced_with(capture_values=True)
+
+
+def test_a_grandchild_shows_argument_values_when_the_root_captures_them(traced_capturing):
+    """capture_values is the root's option: a fork child starting a grandchild keeps it."""
+    child = multiprocessing.get_context("fork").Process(target=start_masked_grandchild)
+    child.start()
+    child.join(60)
+    [run] = [s for s in traced_capturing.spans()
+             if s.name == "mp.process.run" and s.attributes["mp.process.name"] == "grandchild"]
+    [event] = [e for e in run.events if e.name == "mp.arg.changed"]
+    assert event.attributes["mp.arg.differences"] == "args[0].token: was 'live-secret', arrived 'xxxx-xxxxxx'"
+
+
 @pytest.fixture(params=["spawn", "forkserver"])
 def pickled_context(request):
     return multiprocessing.get_context(request.param)
