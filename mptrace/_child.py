@@ -386,6 +386,8 @@ def _begin_run(process):
     if fresh_interpreter:
         _log.safely("installing the start trampolines", _install_trampolines)
         _record_what_arrived(run, process)
+    if run.tree.get("rs", True):
+        _log.safely("hashing the random generators' states", _record_random_states, run)
     _watch_for_failure(run)
     _wire_opentelemetry(run, inherited_provider)
     if getattr(getattr(process, "_target", None), "__module__", None) in _WORKER_MODULES:
@@ -408,6 +410,16 @@ def _record_what_arrived(run, process):
     else:
         run.run_span.set_attribute(semconv.ARGS_CHANGED, [])  # only plain values: nothing can change
     _log.safely("comparing module state", _compare_module_state, run)
+
+
+def _record_random_states(run):
+    """mp.random.states: the generators this child starts with, by keyed hash (see _randomstate)."""
+    from mptrace import _randomstate
+
+    hashed, unknown = _randomstate.states(run.module_watch().watched_modules(), _digest_key(run.tree))
+    run.run_span.set_attribute(semconv.RANDOM_STATES, hashed)
+    if unknown:
+        run.run_span.set_attribute(semconv.RANDOM_UNKNOWN, unknown)
 
 
 def _count_channels_here(run):

@@ -123,6 +123,7 @@ def _become_root(provider, options, directory):
         "watch": [list(options.watch_modules), list(options.ignore_modules)],
         "tasks": [options.task_spans_per_second, options.task_spans],
         "dk": _digest_key(),
+        "rs": options.random_state,
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}

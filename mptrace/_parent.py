@@ -220,10 +220,48 @@ MAX_THREAD_NAMES = 16
 def _record_threads(span):
     """The other threads alive at fork: their locks are copied, held or not."""
     current = threading.current_thread()
-    others = [t.name for t in threading.enumerate() if t is not current]
+    known = threading.enumerate()
+    others = [t.name for t in known if t is not current]
     span.set_attribute(semconv.FORK_THREADS, len(others))
     if others:
         span.set_attribute(semconv.FORK_THREAD_NAMES, sorted(others)[:MAX_THREAD_NAMES])
+    _record_native_threads(span, known)
+
+
+TASK_DIRECTORY = "/proc/self/task"  # Linux: one entry per operating-system thread of this process
+NATIVE_UNKNOWN = "this platform has no /proc/self/task: only threads the threading module knows are counted"
+
+
+def _record_native_threads(span, known):
+    """The operating system's threads that threading did not start (a C extension's pool, a driver's thread).
+
+    Such a thread does not exist in the child either, but any lock it held at
+    the fork stays held there forever.
+    """
+    own_id = getattr(threading, "get_native_id", None)
+    try:
+        tids = os.listdir(TASK_DIRECTORY) if own_id is not None else None
+    except OSError:
+        tids = None
+    if tids is None:
+        span.set_attribute(semconv.FORK_THREADS_NATIVE_UNKNOWN, NATIVE_UNKNOWN)
+        return
+    # The calling thread counts as known even if threading has not met it.
+    known_ids = {getattr(t, "native_id", None) for t in known} | {own_id()}
+    native = sorted(int(tid) for tid in tids if tid.isdigit() and int(tid) not in known_ids)
+    span.set_attribute(semconv.FORK_THREADS_NATIVE, len(native))
+    if native:
+        span.set_attribute(semconv.FORK_NATIVE_THREAD_NAMES,
+                           ["%s (tid %d)" % (_thread_name(tid), tid) for tid in native[:MAX_THREAD_NAMES]])
+
+
+def _thread_name(tid):
+    """The thread's name as the operating system knows it (what pthread_setname_np set, else the program's)."""
+    try:
+        with open("%s/%d/comm" % (TASK_DIRECTORY, tid), "rb") as comm:
+            return comm.read().decode("utf-8", "replace").strip() or "?"
+    except OSError:  # it ended meanwhile
+        return "?"
 
 
 def _detach(token):
