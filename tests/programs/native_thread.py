@@ -1,6 +1,6 @@
 """A thread the threading module does not know (as a C extension or a driver starts one), alive at fork.
 
-    python native_thread.py {pthread|_thread} START_METHOD
+    python native_thread.py {pthread|_thread} [START_METHOD]     (default: the default start method)
 """
 
 import _thread
@@ -41,7 +41,7 @@ def work():
 
 
 if __name__ == "__main__":
-    kind, method = sys.argv[1], sys.argv[2]
+    kind, method = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None
     stop = _thread.allocate_lock()
     stop.acquire()
     if kind == "pthread":

@@ -1,4 +1,7 @@
-"""Workers that draw from module-level random generators, the way a simulation or a sampler would."""
+"""Workers that draw from module-level random generators, the way a simulation or a sampler would.
+
+    python random_workers.py [START_METHOD]     (default: the program's default start method)
+"""
 
 import multiprocessing
 import random
@@ -13,7 +16,7 @@ def draw(results):
 
 
 if __name__ == "__main__":
-    context = multiprocessing.get_context(sys.argv[1])
+    context = multiprocessing.get_context(sys.argv[1] if len(sys.argv) > 1 else None)
     results = context.Queue()
     workers = [context.Process(target=draw, args=(results,), name="worker-%d" % i) for i in range(2)]
     for worker in workers:
