@@ -199,7 +199,10 @@ def prepare_fork_child(carrier):
     """
     run = ChildRun(carrier)
     run.build_run_span()
-    run.end_template = run.run_span.prebuild(_CLEAN_EXIT)
+    final_attributes = dict(_CLEAN_EXIT)
+    if run.tree.get("rs", True):  # the child's random states, filled in when it ends (see end_template_filled)
+        final_attributes[semconv.RANDOM_STATES] = _RANDOM_STATES_FIELD
+    run.end_template = run.run_span.prebuild(final_attributes)
     if "opentelemetry.trace" in sys.modules:
         from mptrace import _otel_child
 
@@ -249,6 +252,7 @@ class ChildRun:
         self.prebuilt_context = None
         self.context_attached = False  # fork: the parent attached it for us
         self.end_template = None  # fork: the run span's END for exit code 0
+        self.random_attributes = None  # mp.random.* as recorded when run() began
         self.failure = None  # the exception that ended run(), if one did
         # Module state for this child's own children: a fork child inherits its
         # parent's watch, import baselines included; others start one without.
@@ -285,6 +289,17 @@ class ChildRun:
             self.watch = self.inherited_watch or ModuleWatch(include, exclude, _digest_key(self.tree))
         return self.watch
 
+    def end_template_filled(self):
+        """The prebuilt END with this child's mp.random.states in it; None: there is none, or it does not fit."""
+        template = self.end_template
+        if template is None or _RANDOM_STATES_MARK not in template:
+            return template
+        attributes = self.random_attributes
+        if not attributes or set(attributes) != {semconv.RANDOM_STATES}:
+            return None  # not hashed, or more to say than the template holds
+        states = _spool.encode_value(attributes[semconv.RANDOM_STATES]).replace(b"%", b"%%")
+        return template.replace(_RANDOM_STATES_MARK, states)
+
     def current_parent(self):
         """(trace_id, span_id, sampled) of the span new spans here nest under."""
         spanparent = sys.modules.get("mptrace._spanparent")  # loaded once this child runs a pool
@@ -310,8 +325,9 @@ class ChildRun:
             tasks.end_open_pools("exit")
         totals = _channel_totals()
         span.set_attributes(totals)
-        if exitcode == 0 and exception is None and self.end_template is not None and not totals:
-            span.end_from_template(self.end_template, _CLEAN_EXIT)
+        template = self.end_template_filled() if exitcode == 0 and exception is None and not totals else None
+        if template is not None:
+            span.end_from_template(template, _CLEAN_EXIT)
             return
         span.set_attribute(semconv.EXITCODE, exitcode)
         span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, exitcode)
@@ -326,6 +342,9 @@ class ChildRun:
 
 
 _CLEAN_EXIT = {semconv.EXITCODE: 0, semconv.OTEL_PROCESS_EXIT_CODE: 0}
+# Where mp.random.states goes in a fork child's prebuilt END: a value no hash list can be, and its JSON.
+_RANDOM_STATES_FIELD = "mptrace: the child's random states"
+_RANDOM_STATES_MARK = _spool.encode_value(_RANDOM_STATES_FIELD)
 
 
 def _channel_totals():
@@ -417,9 +436,11 @@ def _record_random_states(run):
     from mptrace import _randomstate
 
     hashed, unknown = _randomstate.states(run.module_watch().watched_modules(), _digest_key(run.tree))
-    run.run_span.set_attribute(semconv.RANDOM_STATES, hashed)
+    attributes = {semconv.RANDOM_STATES: hashed}
     if unknown:
-        run.run_span.set_attribute(semconv.RANDOM_UNKNOWN, unknown)
+        attributes[semconv.RANDOM_UNKNOWN] = unknown
+    run.run_span.set_attributes(attributes)
+    run.random_attributes = attributes
 
 
 def _count_channels_here(run):

@@ -309,10 +309,12 @@ class SpanRecorder:
                     "it did not hash them (install option random_state=False)"
                 self._fail("cannot tell whether %s's random generators are independent: %s" % (found.name, why),
                            found)
-            for name, others in sorted(found.random_shared.items()):
-                self._fail("expected %s's random generators to be independent, but %s started in the same state "
-                           "in %s (started by %s): they draw the same numbers" % (
-                               found.name, name, ", ".join(o.name for o in others), found.start_method), found)
+            if found.random_shared:
+                shared = ", ".join("%s (also in %s)" % (name, ", ".join(o.name for o in others))
+                                   for name, others in sorted(found.random_shared.items()))
+                self._fail("expected %s's random generators to be independent, but these started in the same state "
+                           "in another process (started by %s), so they draw the same numbers: %s" % (
+                               found.name, found.start_method, shared), found)
 
     def assert_no_errors(self):
         """No span of any process ended in ERROR."""
