@@ -118,7 +118,7 @@ def test_random_state_off_hashes_nothing_and_says_it_cannot_tell():
 
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_random_state_option_must_be_a_bool(value):
-    with pytest.raises(TypeError, match="'random_state'"):
+    with pytest.raises(TypeError, match="'random_state' must be True or False"):
         mptrace.install(random_state=value)
 
 
