@@ -253,6 +253,7 @@ class ChildRun:
         self.context_attached = False  # fork: the parent attached it for us
         self.end_template = None  # fork: the run span's END for exit code 0
         self.random_attributes = None  # mp.random.* as recorded when run() began
+        self.random_places = None  # fork: where the generators are, as the parent found them (see _randomstate)
         self.failure = None  # the exception that ended run(), if one did
         # Module state for this child's own children: a fork child inherits its
         # parent's watch, import baselines included; others start one without.
@@ -435,7 +436,10 @@ def _record_random_states(run):
     """mp.random.states: the generators this child starts with, by keyed hash (see _randomstate)."""
     from mptrace import _randomstate
 
-    hashed, unknown = _randomstate.states(run.module_watch().watched_modules(), _digest_key(run.tree))
+    places = run.random_places  # a fork child's, found by its parent
+    if places is None:
+        places = _randomstate.generators(run.module_watch().watched_modules())
+    hashed, unknown = _randomstate.states(places, _digest_key(run.tree))
     attributes = {semconv.RANDOM_STATES: hashed}
     if unknown:
         attributes[semconv.RANDOM_UNKNOWN] = unknown

@@ -288,6 +288,8 @@ def _record_method(launch, popen):
     from mptrace._child import prepare_fork_child
 
     run = launch.child_run = prepare_fork_child(launch.carrier)
+    if run.tree.get("rs", True):
+        _log.safely("finding the random generators", _find_random_generators, run)
     if run.prebuilt_context is None:
         return None
     # Make the child's run span current for the instant of the fork: the fork
@@ -298,6 +300,14 @@ def _record_method(launch, popen):
     token = context.attach(run.prebuilt_context)
     run.context_attached = True
     return token
+
+
+def _find_random_generators(run):
+    """Where the fork child's random generators are: found here, where memory is warm; hashed in the child."""
+    from mptrace import _randomstate
+
+    watch = _module_watch()
+    run.random_places = _randomstate.generators(watch.watched_modules() if watch is not None else (), fork=True)
 
 
 def _forkserver_preload():

@@ -10,11 +10,13 @@ state in every child too.
 When ``run()`` begins, each child hashes the state of the generators it can
 see (keyed with the process tree's digest key, so a hash on a span cannot be
 matched against known seeds) and reports ``name:hash`` in
-``mp.random.states``. Which processes share a state is seen only where all
+``mp.random.states``. A fork child's parent finds the generators for it, just
+before the fork (see ``generators``); the child only hashes them. Which processes share a state is seen only where all
 runs are: the tree, ``mptrace compare`` and ``mptrace.testing``
 (``shared_states``).
 
-Looked at: the ``random`` module's global generator (``random``), numpy's
+Looked at: the ``random`` module's global generator (``random``; not under
+fork, where CPython reseeds it in the child), numpy's
 legacy global ``RandomState`` (``numpy.random``) when numpy is already
 imported (never imported here), and ``random.Random``, numpy ``RandomState``
 and ``Generator`` objects held by globals of watched modules. At most
@@ -33,45 +35,59 @@ GLOBAL_RANDOM = "random"  # the name of the random module's global generator
 NUMPY_GLOBAL = "numpy.random"  # the name of numpy's legacy global RandomState
 
 
-def generators(modules):
-    """``[(name, generator)]``: the global ones, then those in ``modules`` (``[(module name, module)]``).
+def generators(modules, fork=False):
+    """``[(name, namespace, key)]``: where the generators live (``namespace[key]``), the global ones first, then
+    those held by globals of ``modules`` (``[(module name, module)]``); each generator under its first name.
 
-    A generator reachable under several names is listed under its first.
+    ``fork``: for a fork child, found in its parent just before the fork (the parent's memory is warm; in the
+    child every first touch costs a copy-on-write fault). The child then hashes what each place holds when its
+    run() begins, after every at-fork hook (one that reseeds a generator is how a program fixes the sharing).
+    The random module's global generator is left out: CPython reseeds it in every fork child.
     """
     import random
 
-    found = [(GLOBAL_RANDOM, getattr(random, "_inst", None))]
+    found = [] if fork else [(GLOBAL_RANDOM, vars(random), "_inst")]
     numpy_random = sys.modules.get("numpy.random")
     numpy_classes = ()
     if numpy_random is not None:
         mtrand = sys.modules.get("numpy.random.mtrand")
-        found.append((NUMPY_GLOBAL, getattr(mtrand, "_rand", None)))
+        if mtrand is not None:
+            found.append((NUMPY_GLOBAL, vars(mtrand), "_rand"))
         numpy_classes = tuple(c for c in (getattr(numpy_random, "RandomState", None),
                                           getattr(numpy_random, "Generator", None)) if isinstance(c, type))
     kinds = (random.Random,) + numpy_classes
     for module_name, module in modules:
-        found.extend(("%s.%s" % (module_name, name), value) for name, value in _globals_of(module, kinds))
+        namespace = _namespace(module)
+        found.extend(("%s.%s" % (module_name, name), namespace, name) for name in _generator_names(namespace, kinds))
     seen, unique = set(), []
-    for name, generator in found:
+    for name, namespace, key in found:
+        generator = namespace.get(key)
         if generator is not None and id(generator) not in seen:
             seen.add(id(generator))
-            unique.append((name, generator))
+            unique.append((name, namespace, key))
     return unique
 
 
-def _globals_of(module, kinds):
+def _namespace(module):
     try:
-        namespace = object.__getattribute__(module, "__dict__")
+        return object.__getattribute__(module, "__dict__")
     except Exception:
-        return []
-    return sorted((name, value) for name, value in list(dict.items(namespace))
+        return {}
+
+
+def _generator_names(namespace, kinds):
+    return sorted(name for name, value in list(dict.items(namespace))
                   if isinstance(name, str) and isinstance(value, kinds) and not isinstance(value, type))
 
 
-def states(modules, key):
-    """(``["name:hash", ...]``, ``[names not hashed]``): the generators' states when called."""
+def states(places, key):
+    """(``["name:hash", ...]``, ``[names not hashed]``): the states of the generators at ``places`` (see
+    generators) now. A place that no longer holds a generator is left out."""
     hashed, unknown = [], []
-    for name, generator in generators(modules):
+    for name, namespace, attribute in places:
+        generator = namespace.get(attribute)
+        if generator is None:
+            continue
         if len(hashed) >= MAX_GENERATORS:
             unknown.append(name)
             continue
