@@ -222,21 +222,25 @@ def _record_threads(span):
     current = threading.current_thread()
     known = threading.enumerate()
     others = [t.name for t in known if t is not current]
-    span.set_attribute(semconv.FORK_THREADS, len(others))
+    attributes = {semconv.FORK_THREADS: len(others)}
     if others:
-        span.set_attribute(semconv.FORK_THREAD_NAMES, sorted(others)[:MAX_THREAD_NAMES])
-    _record_native_threads(span, known)
+        attributes[semconv.FORK_THREAD_NAMES] = sorted(others)[:MAX_THREAD_NAMES]
+    attributes.update(_native_threads(known))
+    span.set_attributes(attributes)
 
 
 TASK_DIRECTORY = "/proc/self/task"  # Linux: one entry per operating-system thread of this process
 NATIVE_UNKNOWN = "this platform has no /proc/self/task: only threads the threading module knows are counted"
 
 
-def _record_native_threads(span, known):
-    """The operating system's threads that threading did not start (a C extension's pool, a driver's thread).
+def _native_threads(known):
+    """The operating system's threads that threading did not start (a C extension's pool, a driver's thread),
+    as attributes; ``known``: threading.enumerate().
 
     Such a thread does not exist in the child either, but any lock it held at
-    the fork stays held there forever.
+    the fork stays held there forever. Counted just before the fork, before
+    the C libraries' own at-fork handlers run: a library that stops its pool
+    in one (OpenBLAS does) is counted though its thread is gone by the fork.
     """
     own_id = getattr(threading, "get_native_id", None)
     try:
@@ -244,15 +248,15 @@ def _record_native_threads(span, known):
     except OSError:
         tids = None
     if tids is None:
-        span.set_attribute(semconv.FORK_THREADS_NATIVE_UNKNOWN, NATIVE_UNKNOWN)
-        return
+        return {semconv.FORK_THREADS_NATIVE_UNKNOWN: NATIVE_UNKNOWN}
     # The calling thread counts as known even if threading has not met it.
     known_ids = {getattr(t, "native_id", None) for t in known} | {own_id()}
     native = sorted(int(tid) for tid in tids if tid.isdigit() and int(tid) not in known_ids)
-    span.set_attribute(semconv.FORK_THREADS_NATIVE, len(native))
+    attributes = {semconv.FORK_THREADS_NATIVE: len(native)}
     if native:
-        span.set_attribute(semconv.FORK_NATIVE_THREAD_NAMES,
-                           ["%s (tid %d)" % (_thread_name(tid), tid) for tid in native[:MAX_THREAD_NAMES]])
+        attributes[semconv.FORK_NATIVE_THREAD_NAMES] = [
+            "%s (tid %d)" % (_thread_name(tid), tid) for tid in native[:MAX_THREAD_NAMES]]
+    return attributes
 
 
 def _thread_name(tid):
