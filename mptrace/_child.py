@@ -406,11 +406,11 @@ def _begin_run(process):
     if fresh_interpreter:
         _log.safely("installing the start trampolines", _install_trampolines)
         _record_what_arrived(run, process)
-    if run.tree.get("rs", True):
-        _log.safely("hashing the random generators' states", _record_random_states, run)
+    pool_worker = getattr(getattr(process, "_target", None), "__module__", None) in _WORKER_MODULES
+    record_random_states(run, pool_worker)
     _watch_for_failure(run)
     _wire_opentelemetry(run, inherited_provider)
-    if getattr(getattr(process, "_target", None), "__module__", None) in _WORKER_MODULES:
+    if pool_worker:
         from mptrace import _worker
 
         _log.safely("tracing a pool worker's tasks", _worker.recognise, run, process)
@@ -432,8 +432,19 @@ def _record_what_arrived(run, process):
     _log.safely("comparing module state", _compare_module_state, run)
 
 
-def _record_random_states(run):
-    """mp.random.states: the generators this child starts with, by keyed hash (see _randomstate)."""
+def record_random_states(run, pool_worker=False):
+    """mp.random.states: the generators this child starts with, by keyed hash (see _randomstate).
+
+    When run() begins; a pool or executor worker with an initializer again when the initializer has returned
+    (reseeding there is how programs fix the sharing, and its tasks draw from what the initializer left).
+    A pool's workers usually end killed by its terminate(), before their run span ends: for them the states
+    go into a START written again, which the span the collector ends for them keeps.
+    """
+    if run.tree.get("rs", True):
+        _log.safely("hashing the random generators' states", _record_random_states, run, pool_worker)
+
+
+def _record_random_states(run, pool_worker):
     from mptrace import _randomstate
 
     places = run.random_places  # a fork child's, found by its parent
@@ -445,6 +456,8 @@ def _record_random_states(run):
         attributes[semconv.RANDOM_UNKNOWN] = unknown
     run.run_span.set_attributes(attributes)
     run.random_attributes = attributes
+    if pool_worker and hashed:
+        run.run_span.rewrite_start()
 
 
 def _count_channels_here(run):

@@ -7,15 +7,16 @@ mptrace; the assertions are on the spans, the tree, ``mptrace compare`` and
 """
 
 import _thread
+import importlib
 import importlib.util
 import multiprocessing
 import os
+import sys
 
 import pytest
 
 import mptrace
 from mptrace.testing import SpanRecorder
-from tests import random_targets
 from tests.conftest import START_METHODS
 from tests.subprocesses import ROOT, run_traced
 from tests.test_cli import mptrace as mptrace_command
@@ -24,6 +25,16 @@ PROGRAMS = os.path.join(ROOT, "tests", "programs")
 RANDOM_WORKERS = os.path.join(PROGRAMS, "random_workers.py")
 NUMPY_WORKERS = os.path.join(PROGRAMS, "numpy_workers.py")
 NATIVE_THREAD = os.path.join(PROGRAMS, "native_thread.py")
+RANDOM_POOL = os.path.join(PROGRAMS, "random_pool.py")
+
+
+@pytest.fixture
+def random_targets():
+    """tests.random_targets, imported for this test only: its generators would be in every later fork child
+    of this test process (and in the trees other tests compare line by line)."""
+    module = importlib.import_module("tests.random_targets")
+    yield module
+    sys.modules.pop("tests.random_targets", None)
 
 
 def run_states(spans):
@@ -62,6 +73,16 @@ def test_fresh_interpreters_share_only_the_seeded_generator(tmp_path, method):
     assert first["random"] != second["random"]
 
 
+@pytest.mark.parametrize("fix, ending", [("shared", "close"), ("shared", "with"), ("reseed", "with")])
+def test_pool_workers_and_the_initializer_that_reseeds(tmp_path, fix, ending):
+    """Fork pool workers share a module-level generator unless the pool's initializer reseeds it (the usual
+    fix); the states reach the trace also when the pool's terminate() kills its workers."""
+    _, spans = run_traced(tmp_path, RANDOM_POOL, "fork", fix, ending)
+    states = run_states(spans)
+    first, second = states["ForkPoolWorker-1"], states["ForkPoolWorker-2"]
+    assert (first["__main__.rng"] == second["__main__.rng"]) == (fix == "shared")
+
+
 def test_the_tree_names_the_generators_and_the_processes_that_share_them():
     code, out, err = mptrace_command("run", "--exporter", "tree", "--start-method", "fork", RANDOM_WORKERS)
     assert code == 0, err
@@ -78,7 +99,7 @@ def test_compare_shows_which_generators_are_shared_under_each_method():
             "__main__.rng with worker-1; spawn: __main__.replay with worker-1") in differences
 
 
-def test_recorder_names_the_siblings_that_share_a_state(context):
+def test_recorder_names_the_siblings_that_share_a_state(context, random_targets):
     with SpanRecorder() as recorder:
         workers = [context.Process(target=random_targets.draw, name="drawer-%d" % i) for i in range(2)]
         for worker in workers:
@@ -95,7 +116,7 @@ def test_recorder_names_the_siblings_that_share_a_state(context):
             recorder.assert_random_independent("drawer-0")
 
 
-def test_independent_generators_pass(context):
+def test_independent_generators_pass(context, random_targets):
     """One child alone shares nothing; assert_random_independent passes."""
     with SpanRecorder() as recorder:
         worker = context.Process(target=random_targets.draw)
@@ -105,7 +126,7 @@ def test_independent_generators_pass(context):
         recorder.assert_random_independent()
 
 
-def test_random_state_off_hashes_nothing_and_says_it_cannot_tell():
+def test_random_state_off_hashes_nothing_and_says_it_cannot_tell(random_targets):
     with SpanRecorder(random_state=False) as recorder:
         workers = [multiprocessing.get_context("fork").Process(target=random_targets.draw) for _ in range(2)]
         for worker in workers:
@@ -169,7 +190,7 @@ def test_the_tree_and_compare_show_a_native_thread_at_fork():
 
 
 def fork_and_join(name):
-    worker = multiprocessing.get_context("fork").Process(target=random_targets.draw, name=name)
+    worker = multiprocessing.get_context("fork").Process(target=os.getpid, name=name)
     worker.start()
     worker.join()
 
