@@ -83,8 +83,9 @@ def test_pool_workers_and_the_initializer_that_reseeds(tmp_path, fix, ending):
     assert (first["__main__.rng"] == second["__main__.rng"]) == (fix == "shared")
 
 
-def test_the_tree_names_the_generators_and_the_processes_that_share_them():
-    code, out, err = mptrace_command("run", "--exporter", "tree", "--start-method", "fork", RANDOM_WORKERS)
+def test_the_tree_names_the_generators_and_the_processes_that_share_them(tmp_path):
+    code, out, err = mptrace_command("run", "--exporter", "tree", "--start-method", "fork", RANDOM_WORKERS,
+                                     cwd=str(tmp_path))  # where it writes its trace file
     assert code == 0, err
     text = " ".join(err.split())  # the tree wraps long lines
     assert text.count("same random state in 2 processes (worker-0 (pid") == 2, err  # under each worker
@@ -179,8 +180,9 @@ def test_no_native_thread_no_count(tmp_path):
         assert "mp.fork.threads.native_names" not in launch["attributes"]
 
 
-def test_the_tree_and_compare_show_a_native_thread_at_fork():
-    code, out, err = mptrace_command("run", "--exporter", "tree", "--start-method", "fork", NATIVE_THREAD, "pthread")
+def test_the_tree_and_compare_show_a_native_thread_at_fork(tmp_path):
+    code, out, err = mptrace_command("run", "--exporter", "tree", "--start-method", "fork", NATIVE_THREAD, "pthread",
+                                     cwd=str(tmp_path))  # where it writes its trace file
     assert code == 0, err
     assert "1 native thread alive at fork (not started by threading" in err
     code, out, err = mptrace_command("compare", "--start-methods", "fork,spawn", NATIVE_THREAD, "pthread")
