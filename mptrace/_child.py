@@ -326,7 +326,8 @@ class ChildRun:
             tasks.end_open_pools("exit")
         totals = _channel_totals()
         span.set_attributes(totals)
-        template = self.end_template_filled() if exitcode == 0 and exception is None and not totals else None
+        clean = exitcode == 0 and exception is None and not totals
+        template = self.end_template_filled() if clean else None
         if template is not None:
             span.end_from_template(template, _CLEAN_EXIT)
             return

@@ -10,16 +10,17 @@ state in every child too.
 When ``run()`` begins, each child hashes the state of the generators it can
 see (keyed with the process tree's digest key, so a hash on a span cannot be
 matched against known seeds) and reports ``name:hash`` in
-``mp.random.states``. A fork child's parent finds the generators for it, just
-before the fork (see ``generators``); the child only hashes them. Which processes share a state is seen only where all
-runs are: the tree, ``mptrace compare`` and ``mptrace.testing``
-(``shared_states``).
+``mp.random.states``; a pool or executor worker with an initializer hashes
+them again when the initializer returns. A fork child's parent finds the
+generators for it, just before the fork (see ``generators``); the child only
+hashes them. Which processes share a state is seen only where all runs are:
+the tree, ``mptrace compare`` and ``mptrace.testing`` (``shared_states``).
 
 Looked at: the ``random`` module's global generator (``random``; not under
-fork, where CPython reseeds it in the child), numpy's
-legacy global ``RandomState`` (``numpy.random``) when numpy is already
-imported (never imported here), and ``random.Random``, numpy ``RandomState``
-and ``Generator`` objects held by globals of watched modules. At most
+fork, where CPython reseeds it in the child), numpy's legacy global
+``RandomState`` (``numpy.random``) when numpy is already imported (never
+imported here), and ``random.Random``, numpy ``RandomState`` and
+``Generator`` objects held by globals of watched modules. At most
 MAX_GENERATORS are hashed; the rest are named in ``mp.random.unknown``.
 Standard library only: spawn children run it.
 """
