@@ -197,6 +197,7 @@ def fork_and_join(name):
     worker.join()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+ warns about exactly this
 def test_recorder_counts_native_threads_at_fork():
     """One more native thread than without it (a test runner may have threads of its own: xdist's execnet)."""
     stop, started = _thread.allocate_lock(), _thread.allocate_lock()
