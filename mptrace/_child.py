@@ -37,6 +37,10 @@ def _activate(carrier):
     global _activated
     try:
         _activated = (os.getpid(), carrier)
+        if carrier.get("method") == "forkserver":  # before spawn.prepare() chdir()s to the parent's directory
+            from mptrace import _envdiff
+
+            _envdiff.note_server_cwd()
         _prerun.watch(lambda exception: _record_failure_before_run(carrier, exception))
         _time_start_up()
         import multiprocessing.process as mp_process
@@ -431,6 +435,16 @@ def _record_what_arrived(run, process):
     else:
         run.run_span.set_attribute(semconv.ARGS_CHANGED, [])  # only plain values: nothing can change
     _log.safely("comparing module state", _compare_module_state, run)
+    if "env" in run.carrier:
+        _log.safely("comparing the environment", _compare_environment, run)
+
+
+def _compare_environment(run):
+    """mp.env.*, mp.cwd.differs, mp.forkserver.*: what differs from the parent's at start() (see _envdiff)."""
+    from mptrace import _envdiff
+
+    run.run_span.set_attributes(_envdiff.child_attributes(run.carrier["env"], _digest_key(run.tree),
+                                                          run.carrier["method"]))
 
 
 def record_random_states(run, pool_worker=False):

@@ -7,8 +7,8 @@ directory. The runs' child processes are matched by who started them and by
 name (``SpawnPoolWorker-2`` and ``ForkPoolWorker-2`` are the same worker), and
 for each the report sets side by side what the start method changes: how it
 started, what was pickled to start it and which pickling hooks ran, which
-arguments arrived changed, which module state it saw differently, how it
-ended. Then the program's own exit code and output, where they differ.
+arguments arrived changed, which module state it saw differently, which environment variables and
+working directory, how it ended. Then the program's own exit code and output, where they differ.
 """
 
 import argparse
@@ -227,7 +227,7 @@ class Child:
 
 
 ROWS = ("started by", "target", "arguments pickled", "pickling hooks", "arguments changed", "state diverged",
-        "state not portable", "random state shared", "threads at fork", "ended")
+        "state not portable", "environment", "random state shared", "threads at fork", "ended")
 
 
 def children_of(run):
@@ -282,6 +282,7 @@ def _facts(launch, run_span, spans):
         "state diverged": _diverged(run_span),
         "state not portable": _listed(attributes.get(semconv.STATE_NOT_PORTABLE)),
         "threads at fork": _threads_at_fork(attributes),
+        "environment": _environment(run_span),
         "ended": _ended(launch, run_span),
     }
 
@@ -338,6 +339,26 @@ def _diverged(run_span):
     if differences:
         return "; ".join(differences)
     return _listed(run_span.attributes.get(semconv.STATE_DIVERGED))
+
+
+def _environment(run_span):
+    """Environment variables and working directories the child saw differently from the parent at start().
+
+    Nothing under fork (a copy); a forkserver child's come from the server's snapshot.
+    """
+    if run_span is None:
+        return ABSENT
+    attributes = run_span.attributes
+    found = [str(v) for v in attributes.get(semconv.ENV_VALUES) or ()]
+    if not found:
+        found = ["%s %s" % (label, ", ".join(str(n) for n in attributes.get(key)))
+                 for key, label in ((semconv.ENV_CHANGED, "changed"), (semconv.ENV_ADDED, "added"),
+                                    (semconv.ENV_REMOVED, "missing")) if attributes.get(key)]
+    if attributes.get(semconv.CWD_DIFFERS) is True:
+        found.append("working directory")
+    if attributes.get(semconv.FORKSERVER_CWD_DIFFERS) is True:
+        found.append("the fork server's working directory")
+    return "; ".join(found) if found else ABSENT
 
 
 def _ended(launch, run_span):

@@ -8,7 +8,7 @@ import tempfile
 import threading
 
 from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
-from mptrace import _bounded, _grpcfork, _tasks
+from mptrace import _bounded, _envdiff, _grpcfork, _tasks
 from mptrace import semconv
 from mptrace._state import reset, state
 
@@ -19,6 +19,8 @@ PATCH_POINTS = (
     ("multiprocessing.popen_fork", "Popen", "__init__", _parent.popen_init_wrapper),
     ("multiprocessing.spawn", None, "get_preparation_data", _parent.preparation_data_wrapper),
     ("multiprocessing.reduction", None, "dump", _pickling.dump_wrapper),
+    ("multiprocessing.forkserver", "ForkServer", "ensure_running", _envdiff.ensure_running_wrapper),
+    ("multiprocessing.forkserver", None, "ensure_running", _envdiff.ensure_running_wrapper),  # bound at import
 )
 
 # (module, class, attribute, factory of a plain replacement from the original,
@@ -124,6 +126,7 @@ def _become_root(provider, options, directory):
         "tasks": [options.task_spans_per_second, options.task_spans],
         "dk": _digest_key(),
         "rs": options.random_state,
+        "cap": bool(options.capture_values),  # values on spans: grandchildren of every start method need it too
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}

@@ -208,6 +208,19 @@ def _fingerprint_arguments(launch):
                                                     key=_digest_key())
 
 
+def _record_environment(launch, method):
+    """What the child compares its environment and working directory with (see _envdiff); not under fork."""
+    from mptrace import _envdiff
+
+    forkserver = _envdiff.forkserver_before_launch() if method == "forkserver" else None
+    launch.carrier["env"] = _envdiff.parent_side(_digest_key(), _capture_values(), forkserver)
+
+
+def _capture_values():
+    """Whether values may go on spans: the root's option, which the process tree's settings carry."""
+    return bool((state.tree or {}).get("cap"))
+
+
 def _digest_key():
     """The process tree's key for digests in fingerprints (see _fingerprint), as bytes."""
     key = (state.tree or {}).get("dk")
@@ -284,6 +297,7 @@ def _record_method(launch, popen):
         launch.carrier["fsp"] = _forkserver_preload()
     if method != "fork":
         _grpcfork.warn_if_exposed()  # a program that loaded gRPC after install()
+        _log.safely("recording the environment", _record_environment, launch, method)
         _fingerprint_arguments(launch)
         if launch.module_state:
             launch.carrier["state"] = launch.module_state

@@ -32,6 +32,8 @@ class State:
         self.tracer = None
         self.children = {}
         self.finalizer_pid = None
+        # {pid: start time in ns} of the fork servers this process saw start (see _envdiff).
+        self.forkservers = {}
         # Root only.
         self.root = None
         # Child only.

@@ -681,6 +681,50 @@ def _state_too_large(process):
     return found
 
 
+def _environment_lines(process):
+    """Environment variables and working directories that differ from the parent's at start() (spawn,
+    forkserver): under forkserver they come from the server's snapshot, which the lines say."""
+    run = process.run
+    snapshot = _snapshot_text(run)
+    lines = []
+    parts = ["%s %s" % (label, _listing(_names(_attr(run, key)))) for key, label in (
+        (sc.ENV_CHANGED, "changed"), (sc.ENV_ADDED, "added"), (sc.ENV_REMOVED, "missing"))
+        if _names(_attr(run, key))]
+    if parts:
+        values = _names(_attr(run, sc.ENV_VALUES))
+        shown = _first_differences(values) if values else "; ".join(parts)
+        lines.append(Text("environment differs from the parent's at start()%s: %s" % (snapshot, shown), WARNING))
+    if _attr(run, sc.CWD_DIFFERS) is True:
+        lines.append(Text("working directory differs from the parent's at start()" + _both_directories(
+            run, sc.CWD_CHILD, "child"), WARNING))
+    if _attr(run, sc.FORKSERVER_CWD_DIFFERS) is True:
+        lines.append(Text("the fork server started %s, in another working directory than the parent's at start(): "
+                          "its preloaded modules were imported there%s" % (
+                              _server_age(run), _both_directories(run, sc.FORKSERVER_CWD, "server")), WARNING))
+    return lines
+
+
+def _snapshot_text(run):
+    """`` (the fork server's, from 2.3 s before start())`` for a forkserver child, else ``""``."""
+    if _attr(run, sc.FORKSERVER_SNAPSHOT) is not True:
+        return ""
+    return " (the fork server's, from when it started, %s)" % _server_age(run)
+
+
+def _server_age(run):
+    """``2.3 s before start()``, or ``at a time unknown`` (it started before mptrace saw it)."""
+    age = _attr(run, sc.FORKSERVER_SNAPSHOT_AGE)
+    if not isinstance(age, (int, float)) or isinstance(age, bool):
+        return "at a time unknown"
+    return "%s before start()" % format_duration(age * 1e9)
+
+
+def _both_directories(run, key, side):
+    """`` (parent /a, child /b)`` when the values were captured, else nothing."""
+    parent, other = _str(_attr(run, sc.CWD_PARENT)), _str(_attr(run, key))
+    return " (parent %s, %s %s)" % (parent, side, other) if parent and other else ""
+
+
 def _hook_lines(index, process):
     """Custom pickling hooks: code of the program's that ran only because the start pickled."""
     lines = []
@@ -804,6 +848,7 @@ def _detail_lines(index, process):
     lines += _synthesized_lines(process)
     lines += _changed_argument_lines(process)
     lines += _state_lines(process)
+    lines += _environment_lines(process)
     lines += _hook_lines(index, process)
     lines += _fork_thread_lines(process)
     lines += _random_lines(index, process)

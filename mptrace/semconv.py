@@ -118,6 +118,23 @@ IMPORT_MAIN_RERAN = "mp.import.main_reran"  # phase main: the main module's top-
 FORKSERVER_PRELOAD = "mp.forkserver.preload"  # the modules the server was asked to preload
 IMPORT_INHERITED = "mp.import.inherited"  # modules already loaded when the child began
 
+# On mp.process.run of a spawn or forkserver child: its environment variables and working directory
+# when run() began, compared with the parent's at start(). Not under fork: the child is a copy.
+ENV_ADDED = "mp.env.added"  # names the child has and the parent had not (bounded: "+N more" last)
+ENV_REMOVED = "mp.env.removed"  # names the parent had and the child has not
+ENV_CHANGED = "mp.env.changed"  # names both have, with different values
+ENV_VALUES = "mp.env.values"  # capture_values only: "NAME: parent 'a', child unset", one per differing name
+CWD_DIFFERS = "mp.cwd.differs"  # the child's working directory is not the parent's at start()
+CWD_PARENT = "mp.cwd.parent"  # capture_values only, when a working directory differs: the parent's at start()
+CWD_CHILD = "mp.cwd.child"  # capture_values only, when it differs: the child's when run() began
+# On mp.process.run of a forkserver child: its environment and module state are the fork server's, as they were
+# when the server started (the parent's then), not the parent's at start().
+FORKSERVER_SNAPSHOT = "mp.forkserver.snapshot"  # true
+FORKSERVER_STARTED = "mp.forkserver.started"  # when the server started (ISO 8601, UTC); absent: unknown
+FORKSERVER_SNAPSHOT_AGE = "mp.forkserver.snapshot_age"  # seconds from the server's start to the parent's start()
+FORKSERVER_CWD_DIFFERS = "mp.forkserver.cwd.differs"  # the server's working directory (where it preloaded) was not
+FORKSERVER_CWD = "mp.forkserver.cwd"  # ... the parent's at start(); capture_values only, when it differs: the server's
+
 # On mp.process under fork: the other threads alive in the parent at fork time.
 FORK_THREADS = "mp.fork.threads"
 FORK_THREAD_NAMES = "mp.fork.thread_names"

@@ -92,6 +92,35 @@ class Process:
         the platform cannot tell (no /proc/self/task)."""
         return self.launch.attributes.get("mp.fork.threads.native")
 
+    @property
+    def environment_differences(self):
+        """Environment variable names that differ between the parent at start() and the child when run()
+        began: ``{"added": (...), "removed": (...), "changed": (...)}`` ("added": only the child has it).
+
+        Empty under fork (the child is a copy); a forkserver child's environment is the fork server's,
+        from when the server started. None when the child did not compare (it never reported).
+        """
+        if self.start_method == "fork" and self.run is not None:
+            return {"added": (), "removed": (), "changed": ()}
+        if self.run is None or "mp.env.added" not in self.run.attributes:
+            return None
+        return {side: tuple(self._run_attribute("mp.env." + side)) for side in ("added", "removed", "changed")}
+
+    @property
+    def cwd_differs(self):
+        """Whether the child's working directory when run() began was not the parent's at start() (False
+        under fork; None: not compared). A forkserver child's server may have preloaded in another one:
+        ``run.attributes["mp.forkserver.cwd.differs"]``."""
+        if self.start_method == "fork" and self.run is not None:
+            return False
+        return self.run.attributes.get("mp.cwd.differs") if self.run is not None else None
+
+    @property
+    def forkserver_snapshot_age(self):
+        """Seconds between the fork server's start (its environment and module state) and start(); None
+        when not a forkserver child, or unknown (the server started before mptrace saw it)."""
+        return self.run.attributes.get("mp.forkserver.snapshot_age") if self.run is not None else None
+
     def _run_attribute(self, key):
         return self.run.attributes.get(key, ()) if self.run is not None else ()
 
@@ -316,6 +345,26 @@ class SpanRecorder:
                            "in another process (started by %s), so they draw the same numbers: %s" % (
                                found.name, found.start_method, shared), found)
 
+    def assert_environment_inherited(self, name=None, process=None):
+        """The child began run() with the environment variable ``name`` (or, with no name, every
+        variable) as the parent had it at start(): fails under forkserver for what the parent changed
+        after the fork server started, under spawn for what only os.putenv/os.unsetenv changed."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        differences = found.environment_differences
+        if differences is None:
+            self._fail("cannot tell whether %s inherited its parent's environment: it did not compare it "
+                       "(no mp.process.run span, or no mp.env.* attributes)" % found.name, found)
+        differing = ["%s %s" % (name_, side) for side, names in sorted(differences.items()) for name_ in names
+                     if name is None or name_ == name]
+        listed = [n for names in differences.values() for n in names]
+        if name is not None and not differing and any(_is_more(n) for n in listed):
+            self._fail("cannot tell whether %s inherited %s: more variables differ than the span lists" % (
+                found.name, name), found)
+        if differing:
+            self._fail("expected %s to inherit %s from its parent (started by %s), but %s" % (
+                found.name, name or "the environment", found.start_method, ", ".join(differing)), found)
+
     def assert_no_errors(self):
         """No span of any process ended in ERROR."""
         __tracebackhide__ = True  # pytest shows the test's line, not ours
@@ -360,6 +409,11 @@ def _module_of(name, modules):
     """The longest of ``modules`` that ``name`` (``module.attribute``) lives in, or None."""
     holding = [m for m in modules if name.startswith(m + ".")]
     return max(holding, key=len) if holding else None
+
+
+def _is_more(name):
+    """``+3 more``: the last entry of a list that was cut short."""
+    return name.startswith("+") and name.endswith(" more")
 
 
 def _has(span, attributes):

@@ -1,0 +1,222 @@
+"""The environment and working directory a spawn or forkserver child runs with, against its parent's.
+
+What each start method gives a child (CPython's multiprocessing):
+
+* spawn: a new interpreter, executed with the parent's C-level environment at
+  ``start()``. Changes made through ``os.environ`` reach it; so do
+  ``os.putenv``/``os.unsetenv`` and a C library's ``setenv``, which the
+  parent's own ``os.environ`` never shows, so those differ. ``spawn.prepare``
+  chdir()s the child to the parent's working directory.
+* forkserver: forked from the fork server, so its environment is the server's:
+  the parent's as it was when the server started, not at ``start()``. Its
+  module state is the server's too (what it preloaded, imported then).
+  ``spawn.prepare`` chdir()s it to the parent's working directory at
+  ``start()``, but the server preloaded its modules in its own working
+  directory: the parent's when the server started.
+* fork: a copy of the parent at ``start()``. Nothing can differ, and nothing is
+  recorded: the fork path does no extra work.
+
+The parent sends in the carrier a keyed digest of each variable (name and
+value) and of its working directory, with the process tree's key (see
+_fingerprint), or the values themselves under ``capture_values``; the child
+compares its own when ``run()`` begins and records names (values only when
+captured). Standard library only, and no OpenSSL: a child imports this at
+start-up.
+"""
+
+import os
+import sys
+import time
+
+try:
+    from _blake2 import blake2b  # what hashlib.blake2b is, without importing OpenSSL (3 ms in a child)
+except ImportError:  # pragma: no cover - an interpreter without the builtin module
+    from hashlib import blake2b
+
+from mptrace import _log, semconv
+from mptrace._state import current_launch, state
+
+MAX_NAMES = 16  # names per list on a span; past that, the last entry is "+N more"
+MAX_VALUE = 40  # characters of a captured value shown
+DIGEST_BYTES = 8
+
+_ENVIRONB = getattr(os, "environb", None)  # POSIX: the bytes the C environment holds, nothing to encode
+
+
+# -- the parent, at start() ------------------------------------------------------
+
+
+def parent_side(key, capture_values, forkserver_now=None):
+    """What the child needs to compare: ``{"env": {name: token}, "cwd": token, "cap": bool}``.
+
+    ``forkserver_now``: for a forkserver child, the fork server as this
+    start() finds it (``forkserver_before_launch``).
+    """
+    sent = {"env": _environment(key, capture_values), "cwd": _cwd_token(_cwd(), key, capture_values),
+            "cap": bool(capture_values)}
+    if forkserver_now is not None:
+        sent["fs"] = forkserver_now
+    return sent
+
+
+def forkserver_before_launch():
+    """[the fork server's pid (None: not running yet), when it started (ns, None: unknown), now (ns)]."""
+    pid = _server_pid()
+    return [pid, state.forkservers.get(pid), time.time_ns()]
+
+
+def ensure_running_wrapper(wrapped, instance, args, kwargs):
+    """``ForkServer.ensure_running`` and the module's ``ensure_running`` (bound at import): note when a new
+    server starts. During a start(), that start()'s time: the child takes it for the server's (see
+    ``_server_started``), so every child of one server shows one start time."""
+    before = _server_pid()
+    now = time.time_ns()
+    result = wrapped(*args, **kwargs)
+    _log.safely("noting when the fork server started", _note_server_start, before, now)
+    return result
+
+
+def _note_server_start(before, now):
+    pid = _server_pid()
+    if pid is not None and pid != before:
+        launch = current_launch()
+        known = launch.carrier.get("env", {}).get("fs") if launch is not None else None
+        state.forkservers[pid] = known[2] if known else now
+
+
+def _server_pid():
+    module = sys.modules.get("multiprocessing.forkserver")
+    return getattr(getattr(module, "_forkserver", None), "_forkserver_pid", None)
+
+
+# -- the child ------------------------------------------------------------------
+
+# The working directory this forkserver child began in, before multiprocessing
+# chdir()ed it: the server's (see note_server_cwd).
+_server_cwd = None
+
+
+def note_server_cwd():
+    """In a forkserver child, at activation: the working directory inherited from the server."""
+    global _server_cwd
+    _server_cwd = _cwd()
+
+
+def child_attributes(sent, key, method):
+    """The mp.env.*, mp.cwd.* and (forkserver) mp.forkserver.* attributes of this child's run span."""
+    capture = sent.get("cap", False)
+    parent_env, child_env = sent["env"], _environment(key, capture)
+    added = sorted(name for name in child_env if name not in parent_env)
+    removed = sorted(name for name in parent_env if name not in child_env)
+    changed = sorted(name for name in child_env if name in parent_env and child_env[name] != parent_env[name])
+    attributes = {semconv.ENV_ADDED: _bounded([_text(n) for n in added]),
+                  semconv.ENV_REMOVED: _bounded([_text(n) for n in removed]),
+                  semconv.ENV_CHANGED: _bounded([_text(n) for n in changed])}
+    if capture and (added or removed or changed):
+        attributes[semconv.ENV_VALUES] = _bounded(
+            [_value_difference(n, parent_env.get(n), child_env.get(n)) for n in sorted(added + removed + changed)])
+    cwd = _cwd()
+    attributes.update(_cwd_attributes(sent["cwd"], cwd, key, capture, semconv.CWD_DIFFERS, semconv.CWD_CHILD))
+    if method == "forkserver":
+        attributes.update(_forkserver_attributes(sent, key, capture))
+    return attributes
+
+
+def _forkserver_attributes(sent, key, capture):
+    attributes = {semconv.FORKSERVER_SNAPSHOT: True}
+    started = _server_started(sent.get("fs"))
+    if started is not None:
+        started_ns, start_ns = started
+        attributes[semconv.FORKSERVER_STARTED] = _iso(started_ns)
+        attributes[semconv.FORKSERVER_SNAPSHOT_AGE] = round(max(0, start_ns - started_ns) / 1e9, 3)
+    attributes.update(_cwd_attributes(sent["cwd"], _server_cwd, key, capture, semconv.FORKSERVER_CWD_DIFFERS,
+                                      semconv.FORKSERVER_CWD))
+    return attributes
+
+
+def _server_started(known):
+    """(when this child's fork server started, when the parent called start()), in ns; None: unknown.
+
+    The server is this child's parent process. When it is not the one the
+    parent knew before this start(), it started during this start().
+    """
+    if not known:
+        return None
+    pid_before, started_before, start_ns = known
+    if os.getppid() != pid_before:
+        return start_ns, start_ns
+    return (started_before, start_ns) if started_before is not None else None
+
+
+def _cwd_attributes(parent_token, cwd, key, capture, differs_key, value_key):
+    """``differs_key``: whether ``cwd`` is the parent's at start(); absent when either could not be read."""
+    if parent_token is None or cwd is None:
+        return {}
+    differs = _cwd_token(cwd, key, capture) != parent_token
+    attributes = {differs_key: differs}
+    if differs and capture:
+        attributes[value_key] = cwd
+        attributes[semconv.CWD_PARENT] = parent_token
+    return attributes
+
+
+# -- both sides -------------------------------------------------------------------
+
+
+def _environment(key, capture_values):
+    """{name: value if captured, else a keyed digest of name and value} of this process's os.environ."""
+    if _ENVIRONB is not None:
+        items = _ENVIRONB.items()
+    else:  # Windows: os.environ holds str
+        items = ((n.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))
+                 for n, v in os.environ.items())
+    if capture_values:
+        return {name: value for name, value in items}
+    keyed = blake2b(key=key or b"", digest_size=DIGEST_BYTES)  # copied per variable: cheaper than keying each
+    digests = {}
+    for name, value in items:
+        digest = keyed.copy()
+        digest.update(name + b"\0" + value)
+        digests[name] = digest.digest()
+    return digests
+
+
+def _cwd():
+    try:
+        return os.getcwd()
+    except OSError:  # the directory was removed: cannot tell
+        return None
+
+
+def _cwd_token(cwd, key, capture_values):
+    if cwd is None or capture_values:
+        return cwd
+    data = cwd.encode("utf-8", "surrogateescape")
+    return blake2b(data, key=key or b"", digest_size=DIGEST_BYTES).digest()
+
+
+def _text(name):
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+
+
+def _value_difference(name, parent, child):
+    """``NAME: parent 'a', child 'b'``, ``unset`` for a side that lacks it (capture_values only)."""
+    return "%s: parent %s, child %s" % (_text(name), _shown(parent), _shown(child))
+
+
+def _shown(value):
+    if value is None:
+        return "unset"
+    text = repr(_text(value))
+    return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 1] + "…"
+
+
+def _bounded(names):
+    if len(names) <= MAX_NAMES:
+        return names
+    return names[:MAX_NAMES - 1] + ["+%d more" % (len(names) - MAX_NAMES + 1)]
+
+
+def _iso(nanoseconds):
+    seconds, fraction = divmod(nanoseconds, 10 ** 9)
+    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)), fraction // 10 ** 6)
