@@ -203,7 +203,10 @@ def prepare_fork_child(carrier):
     """
     run = ChildRun(carrier)
     run.build_run_span()
-    run.end_template = run.run_span.prebuild(_CLEAN_EXIT)
+    final_attributes = dict(_CLEAN_EXIT)
+    if run.tree.get("rs", True):  # the child's random states, filled in when it ends (see end_template_filled)
+        final_attributes[semconv.RANDOM_STATES] = _RANDOM_STATES_FIELD
+    run.end_template = run.run_span.prebuild(final_attributes)
     if "opentelemetry.trace" in sys.modules:
         from mptrace import _otel_child
 
@@ -253,6 +256,8 @@ class ChildRun:
         self.prebuilt_context = None
         self.context_attached = False  # fork: the parent attached it for us
         self.end_template = None  # fork: the run span's END for exit code 0
+        self.random_attributes = None  # mp.random.* as recorded when run() began
+        self.random_places = None  # fork: where the generators are, as the parent found them (see _randomstate)
         self.failure = None  # the exception that ended run(), if one did
         # Module state for this child's own children: a fork child inherits its
         # parent's watch, import baselines included; others start one without.
@@ -289,6 +294,17 @@ class ChildRun:
             self.watch = self.inherited_watch or ModuleWatch(include, exclude, _digest_key(self.tree))
         return self.watch
 
+    def end_template_filled(self):
+        """The prebuilt END with this child's mp.random.states in it; None: there is none, or it does not fit."""
+        template = self.end_template
+        if template is None or _RANDOM_STATES_MARK not in template:
+            return template
+        attributes = self.random_attributes
+        if not attributes or set(attributes) != {semconv.RANDOM_STATES}:
+            return None  # not hashed, or more to say than the template holds
+        states = _spool.encode_value(attributes[semconv.RANDOM_STATES]).replace(b"%", b"%%")
+        return template.replace(_RANDOM_STATES_MARK, states)
+
     def current_parent(self):
         """(trace_id, span_id, sampled) of the span new spans here nest under."""
         spanparent = sys.modules.get("mptrace._spanparent")  # loaded once this child runs a pool
@@ -314,8 +330,10 @@ class ChildRun:
             tasks.end_open_pools("exit")
         totals = _channel_totals()
         span.set_attributes(totals)
-        if exitcode == 0 and exception is None and self.end_template is not None and not totals:
-            span.end_from_template(self.end_template, _CLEAN_EXIT)
+        clean = exitcode == 0 and exception is None and not totals
+        template = self.end_template_filled() if clean else None
+        if template is not None:
+            span.end_from_template(template, _CLEAN_EXIT)
             return
         span.set_attribute(semconv.EXITCODE, exitcode)
         span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, exitcode)
@@ -330,6 +348,9 @@ class ChildRun:
 
 
 _CLEAN_EXIT = {semconv.EXITCODE: 0, semconv.OTEL_PROCESS_EXIT_CODE: 0}
+# Where mp.random.states goes in a fork child's prebuilt END: a value no hash list can be, and its JSON.
+_RANDOM_STATES_FIELD = "mptrace: the child's random states"
+_RANDOM_STATES_MARK = _spool.encode_value(_RANDOM_STATES_FIELD)
 
 
 def _channel_totals():
@@ -390,9 +411,11 @@ def _begin_run(process):
     if fresh_interpreter:
         _log.safely("installing the start trampolines", _install_trampolines)
         _record_what_arrived(run, process)
+    pool_worker = getattr(getattr(process, "_target", None), "__module__", None) in _WORKER_MODULES
+    record_random_states(run, pool_worker)
     _watch_for_failure(run)
     _wire_opentelemetry(run, inherited_provider)
-    if getattr(getattr(process, "_target", None), "__module__", None) in _WORKER_MODULES:
+    if pool_worker:
         from mptrace import _worker
 
         _log.safely("tracing a pool worker's tasks", _worker.recognise, run, process)
@@ -422,6 +445,34 @@ def _compare_environment(run):
 
     run.run_span.set_attributes(_envdiff.child_attributes(run.carrier["env"], _digest_key(run.tree),
                                                           run.carrier["method"]))
+
+
+def record_random_states(run, pool_worker=False):
+    """mp.random.states: the generators this child starts with, by keyed hash (see _randomstate).
+
+    When run() begins; a pool or executor worker with an initializer again when the initializer has returned
+    (reseeding there is how programs fix the sharing, and its tasks draw from what the initializer left).
+    A pool's workers usually end killed by its terminate(), before their run span ends: for them the states
+    go into a START written again, which the span the collector ends for them keeps.
+    """
+    if run.tree.get("rs", True):
+        _log.safely("hashing the random generators' states", _record_random_states, run, pool_worker)
+
+
+def _record_random_states(run, pool_worker):
+    from mptrace import _randomstate
+
+    places = run.random_places  # a fork child's, found by its parent
+    if places is None:
+        places = _randomstate.generators(run.module_watch().watched_modules())
+    hashed, unknown = _randomstate.states(places, _digest_key(run.tree))
+    attributes = {semconv.RANDOM_STATES: hashed}
+    if unknown:
+        attributes[semconv.RANDOM_UNKNOWN] = unknown
+    run.run_span.set_attributes(attributes)
+    run.random_attributes = attributes
+    if pool_worker and hashed:
+        run.run_span.rewrite_start()
 
 
 def _count_channels_here(run):

@@ -220,13 +220,15 @@ def program_failure(run):
 class Child:
     """One child process of one run, as the facts the report compares."""
 
-    def __init__(self, key, facts):
+    def __init__(self, key, facts, launch_id=None):
         self.key = key  # ("Process-1", "Process-2"): names from the top, start-method prefixes removed
         self.facts = facts  # {row name: text}
+        self.launch_id = launch_id  # its mp.process span's id
 
 
 ROWS = ("started by", "target", "arguments pickled", "pickling hooks", "arguments changed", "state diverged",
-        "state not portable", "argument class state", "environment", "ended")
+        "state not portable", "argument class state", "environment", "random state shared", "threads at fork",
+        "ended")
 
 
 def children_of(run):
@@ -237,8 +239,27 @@ def children_of(run):
     children = {}
     for launch in (s for s in spans if s.name == semconv.SPAN_PROCESS):
         key = _key(launch, by_id)
-        children[key] = Child(key, _facts(launch, runs_by_parent.get(launch.span_id), spans))
+        children[key] = Child(key, _facts(launch, runs_by_parent.get(launch.span_id), spans), launch.span_id)
+    _add_random_sharing(children, runs_by_parent)
     return children
+
+
+def _add_random_sharing(children, runs_by_parent):
+    """The "random state shared" row: generators a child started with in the same state as other children.
+
+    Only names, never hashes: a hash differs from run to run, the sharing does not.
+    """
+    from mptrace import _randomstate
+
+    keys = {launch_id: key for key, launch_id in ((c.key, c.launch_id) for c in children.values())}
+    states = {keys[launch_id]: run.attributes.get(semconv.RANDOM_STATES) or ()
+              for launch_id, run in runs_by_parent.items() if launch_id in keys}
+    shared = _randomstate.shared_states(states)
+    for key, child in children.items():
+        names = shared.get(key, {})
+        child.facts["random state shared"] = "; ".join(
+            "%s with %s" % (name, ", ".join(" > ".join(other) for other in sorted(others)))
+            for name, others in sorted(names.items())) or ABSENT
 
 
 def _key(launch, by_id):
@@ -262,9 +283,22 @@ def _facts(launch, run_span, spans):
         "state diverged": _diverged(run_span),
         "state not portable": _listed(attributes.get(semconv.STATE_NOT_PORTABLE)),
         "argument class state": _argument_class_state(attributes),
+        "threads at fork": _threads_at_fork(attributes),
         "environment": _environment(run_span),
         "ended": _ended(launch, run_span),
     }
+
+
+def _threads_at_fork(attributes):
+    """``1 threading, 1 native``: other threads alive when the parent forked this child (counts, not tids)."""
+    known = attributes.get(semconv.FORK_THREADS) or 0
+    native = attributes.get(semconv.FORK_THREADS_NATIVE) or 0
+    parts = ["%d threading" % known] if known else []
+    if native:
+        parts.append("%d native" % native)
+    elif semconv.FORK_THREADS_NATIVE_UNKNOWN in attributes and known:
+        parts.append("native unknown")
+    return ", ".join(parts) or ABSENT
 
 
 def _started_by(attributes):

@@ -125,6 +125,7 @@ def _become_root(provider, options, directory):
         "watch": [list(options.watch_modules), list(options.ignore_modules)],
         "tasks": [options.task_spans_per_second, options.task_spans],
         "dk": _digest_key(),
+        "rs": options.random_state,
         "cap": bool(options.capture_values),  # values on spans: grandchildren of every start method need it too
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)

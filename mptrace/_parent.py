@@ -250,10 +250,52 @@ MAX_THREAD_NAMES = 16
 def _record_threads(span):
     """The other threads alive at fork: their locks are copied, held or not."""
     current = threading.current_thread()
-    others = [t.name for t in threading.enumerate() if t is not current]
-    span.set_attribute(semconv.FORK_THREADS, len(others))
+    known = threading.enumerate()
+    others = [t.name for t in known if t is not current]
+    attributes = {semconv.FORK_THREADS: len(others)}
     if others:
-        span.set_attribute(semconv.FORK_THREAD_NAMES, sorted(others)[:MAX_THREAD_NAMES])
+        attributes[semconv.FORK_THREAD_NAMES] = sorted(others)[:MAX_THREAD_NAMES]
+    attributes.update(_native_threads(known))
+    span.set_attributes(attributes)
+
+
+TASK_DIRECTORY = "/proc/self/task"  # Linux: one entry per operating-system thread of this process
+NATIVE_UNKNOWN = "this platform has no /proc/self/task: only threads the threading module knows are counted"
+
+
+def _native_threads(known):
+    """The operating system's threads that threading did not start (a C extension's pool, a driver's thread),
+    as attributes; ``known``: threading.enumerate().
+
+    Such a thread does not exist in the child either, but any lock it held at
+    the fork stays held there forever. Counted just before the fork, before
+    the C libraries' own at-fork handlers run: a library that stops its pool
+    in one (OpenBLAS does) is counted though its thread is gone by the fork.
+    """
+    own_id = getattr(threading, "get_native_id", None)
+    try:
+        tids = os.listdir(TASK_DIRECTORY) if own_id is not None else None
+    except OSError:
+        tids = None
+    if tids is None:
+        return {semconv.FORK_THREADS_NATIVE_UNKNOWN: NATIVE_UNKNOWN}
+    # The calling thread counts as known even if threading has not met it.
+    known_ids = {getattr(t, "native_id", None) for t in known} | {own_id()}
+    native = sorted(int(tid) for tid in tids if tid.isdigit() and int(tid) not in known_ids)
+    attributes = {semconv.FORK_THREADS_NATIVE: len(native)}
+    if native:
+        attributes[semconv.FORK_NATIVE_THREAD_NAMES] = [
+            "%s (tid %d)" % (_thread_name(tid), tid) for tid in native[:MAX_THREAD_NAMES]]
+    return attributes
+
+
+def _thread_name(tid):
+    """The thread's name as the operating system knows it (what pthread_setname_np set, else the program's)."""
+    try:
+        with open("%s/%d/comm" % (TASK_DIRECTORY, tid), "rb") as comm:
+            return comm.read().decode("utf-8", "replace").strip() or "?"
+    except OSError:  # it ended meanwhile
+        return "?"
 
 
 def _detach(token):
@@ -281,6 +323,8 @@ def _record_method(launch, popen):
     from mptrace._child import prepare_fork_child
 
     run = launch.child_run = prepare_fork_child(launch.carrier)
+    if run.tree.get("rs", True):
+        _log.safely("finding the random generators", _find_random_generators, run)
     if run.prebuilt_context is None:
         return None
     # Make the child's run span current for the instant of the fork: the fork
@@ -291,6 +335,14 @@ def _record_method(launch, popen):
     token = context.attach(run.prebuilt_context)
     run.context_attached = True
     return token
+
+
+def _find_random_generators(run):
+    """Where the fork child's random generators are: found here, where memory is warm; hashed in the child."""
+    from mptrace import _randomstate
+
+    watch = _module_watch()
+    run.random_places = _randomstate.generators(watch.watched_modules() if watch is not None else (), fork=True)
 
 
 def _forkserver_preload():

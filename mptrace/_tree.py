@@ -238,6 +238,7 @@ class _Index:
         for span in self.spans:
             self.children[_parent_id(span)].append(span)
         self.pool_tasks = set()  # span ids of the mp.task spans drawn under their pool
+        self.random_shared = None  # see _random_sharing
 
     def named(self, name):
         return [s for s in self.spans if _name(s) == name]
@@ -742,12 +743,60 @@ def _hook_lines(index, process):
 
 def _fork_thread_lines(process):
     """Threads alive at fork: their locks were copied into the child, held or not."""
+    lines = []
     count = _int(_attr(process.launch, sc.FORK_THREADS))
-    if not count:
+    if count:
+        names = _names(_attr(process.launch, sc.FORK_THREAD_NAMES))
+        text = "%s alive at fork" % _plural(count, "other thread")
+        lines.append(Text(text + (": " + _listing(names) if names else ""), WARNING))
+    native = _int(_attr(process.launch, sc.FORK_THREADS_NATIVE))
+    if native:
+        names = _names(_attr(process.launch, sc.FORK_NATIVE_THREAD_NAMES))
+        text = "%s alive at fork (not started by threading: a C extension's or a driver's)" % _plural(
+            native, "native thread")
+        lines.append(Text(text + (": " + _listing(names) if names else ""), WARNING))
+    unknown = _str(_attr(process.launch, sc.FORK_THREADS_NATIVE_UNKNOWN))
+    if unknown:
+        lines.append(Text("native threads at fork: cannot tell (%s)" % unknown, QUIET))
+    return lines
+
+
+def _random_lines(index, process):
+    """Random generators this process started with in the same state as other processes: the same draws."""
+    run_id = _span_id(process.run)
+    if run_id is None:
         return []
-    names = _names(_attr(process.launch, sc.FORK_THREAD_NAMES))
-    text = "%s alive at fork" % _plural(count, "other thread")
-    return [Text(text + (": " + _listing(names) if names else ""), WARNING)]
+    shared = _random_sharing(index).get(run_id, {})
+    by_group = defaultdict(list)
+    for name, others in sorted(shared.items()):
+        by_group[tuple(sorted([run_id] + others, key=lambda i: _start(index.by_id.get(i)) or 0))].append(name)
+    lines = []
+    for group, names in by_group.items():
+        # The whole group, this process included: its members' lines read alike, so they still collapse.
+        processes = [_run_label(index.by_id.get(i)) for i in group]
+        lines.append(Text("same random state in %d processes (%s), so the same draws: %s" % (
+            len(group), _listing(processes), _listing(names)), WARNING))
+    unknown = _names(_attr(process.run, sc.RANDOM_UNKNOWN))
+    if unknown:
+        lines.append(Text("random generators not compared: " + _listing(unknown), QUIET))
+    return lines
+
+
+def _random_sharing(index):
+    """{run span id: {generator name: [other run span ids with the same state]}}, worked out once per run."""
+    if index.random_shared is None:
+        from mptrace import _randomstate
+
+        states = {_span_id(run): _names(_attr(run, sc.RANDOM_STATES)) for run in index.named(sc.SPAN_PROCESS_RUN)}
+        index.random_shared = _randomstate.shared_states(states)
+    return index.random_shared
+
+
+def _run_label(run):
+    """``worker-1 (pid 123)``: a process as its run span names it."""
+    name = _str(_attr(run, sc.PROCESS_NAME)) or "process"
+    pid = _pid(run)
+    return "%s (pid %d)" % (name, pid) if pid else name
 
 
 def _end_reason_lines(process):
@@ -806,6 +855,7 @@ def _detail_lines(index, process):
     lines += _environment_lines(process)
     lines += _hook_lines(index, process)
     lines += _fork_thread_lines(process)
+    lines += _random_lines(index, process)
     lines += _end_reason_lines(process)
     lines += _channel_failure_lines(index, process)
     return lines

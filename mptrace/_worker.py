@@ -378,6 +378,10 @@ class WorkerRole(_channels.ThreadRole):
         _restore(self.run, outer)
         if failure is not None:
             _record_failure(span, failure, "the initializer did not finish")
+        else:
+            from mptrace import _child
+
+            _child.record_random_states(self.run, True)  # what the tasks start from: an initializer may reseed
         span.end()
 
     # -- the worker ends ---------------------------------------------------

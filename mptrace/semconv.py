@@ -141,6 +141,17 @@ FORKSERVER_CWD = "mp.forkserver.cwd"  # ... the parent's at start(); capture_val
 # On mp.process under fork: the other threads alive in the parent at fork time.
 FORK_THREADS = "mp.fork.threads"
 FORK_THREAD_NAMES = "mp.fork.thread_names"
+# ... and the operating system's threads of the process that the threading module does not know
+# (a C extension's pool, a driver's thread): how many, and "comm (tid N)" of each, bounded. Where the
+# platform cannot list them (no /proc/self/task), the count is absent and native_unknown says why.
+FORK_THREADS_NATIVE = "mp.fork.threads.native"
+FORK_NATIVE_THREAD_NAMES = "mp.fork.threads.native_names"
+FORK_THREADS_NATIVE_UNKNOWN = "mp.fork.threads.native_unknown"
+
+# On mp.process.run: the random generators the child started with, as "name:hash" (a keyed hash of the
+# state, never the state): processes with the same entry draw the same numbers. See _randomstate.
+RANDOM_STATES = "mp.random.states"
+RANDOM_UNKNOWN = "mp.random.unknown"  # generators found but not hashed (over the bound, no readable state)
 
 # OpenTelemetry semantic conventions that cover the same facts.
 OTEL_PROCESS_EXIT_CODE = "process.exit.code"

@@ -40,6 +40,8 @@ class Process:
         self.target = launch.attributes.get("code.function.name")
         self.parent = None  # the Process that started this one; None for the test process's own children
         self.children = []
+        # {generator name: (the other Processes that started with the same state)}; see random_states
+        self.random_shared = {}
 
     @property
     def pickled(self):
@@ -84,6 +86,17 @@ class Process:
     @property
     def args_changed(self):
         return tuple(self._run_attribute("mp.args.changed"))
+
+    @property
+    def random_states(self):
+        """The random generators the child started with, as ``name:hash`` (a keyed hash of the state)."""
+        return tuple(self._run_attribute("mp.random.states"))
+
+    @property
+    def native_threads_at_fork(self):
+        """Threads of the parent, at fork, that the threading module did not start; None: not a fork, or
+        the platform cannot tell (no /proc/self/task)."""
+        return self.launch.attributes.get("mp.fork.threads.native")
 
     @property
     def environment_differences(self):
@@ -209,6 +222,7 @@ class SpanRecorder:
         launches = sorted((s for s in spans if s.name == "mp.process"), key=lambda s: s.start_time)
         found = [Process(launch, runs.get(launch.context.span_id)) for launch in launches]
         _link_parents(found, spans)
+        _link_random_sharing(found)
         return found
 
     def process(self, which=None):
@@ -319,6 +333,26 @@ class SpanRecorder:
             self._fail("cannot tell whether %s's arguments arrived as passed: %s too large to compare in full" % (
                 found.name, ", ".join(found.args_unknown)), found)
 
+    def assert_random_independent(self, process=None):
+        """No random generator started in the same state in two processes (which then draw the same numbers).
+
+        ``process``: check only that child; by default, every child.
+        """
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        checked = [self.process(process)] if process is not None else self.processes()
+        for found in checked:
+            if found.run is None or "mp.random.states" not in found.run.attributes:
+                why = "the child never reported (no mp.process.run span)" if found.run is None else \
+                    "it did not hash them (install option random_state=False)"
+                self._fail("cannot tell whether %s's random generators are independent: %s" % (found.name, why),
+                           found)
+            if found.random_shared:
+                shared = ", ".join("%s (also in %s)" % (name, ", ".join(o.name for o in others))
+                                   for name, others in sorted(found.random_shared.items()))
+                self._fail("expected %s's random generators to be independent, but these started in the same state "
+                           "in another process (started by %s), so they draw the same numbers: %s" % (
+                               found.name, found.start_method, shared), found)
+
     def assert_environment_inherited(self, name=None, process=None):
         """The child began run() with the environment variable ``name`` (or, with no name, every
         variable) as the parent had it at start(): fails under forkserver for what the parent changed
@@ -409,6 +443,15 @@ def _link_parents(processes, spans):
         if span is not None:
             process.parent = by_run[span.context.span_id]
             process.parent.children.append(process)
+
+
+def _link_random_sharing(processes):
+    """Each Process's random_shared: the generators whose state another process started with too."""
+    from mptrace import _randomstate
+
+    shared = _randomstate.shared_states({p: p.random_states for p in processes if p.run is not None})
+    for process, names in shared.items():
+        process.random_shared = {name: tuple(others) for name, others in names.items()}
 
 
 def _around(lines, process):
