@@ -226,7 +226,7 @@ class Child:
 
 
 ROWS = ("started by", "target", "arguments pickled", "pickling hooks", "arguments changed", "state diverged",
-        "state not portable", "ended")
+        "state not portable", "inherited fds", "fds shared with siblings", "ended")
 
 
 def children_of(run):
@@ -261,6 +261,8 @@ def _facts(launch, run_span, spans):
         "arguments changed": _changed(run_span),
         "state diverged": _diverged(run_span),
         "state not portable": _listed(attributes.get(semconv.STATE_NOT_PORTABLE)),
+        "inherited fds": _inherited_fds(attributes),
+        "fds shared with siblings": _shared_fds(attributes),
         "ended": _ended(launch, run_span),
     }
 
@@ -281,6 +283,20 @@ def _pickled(launch, spans):
 
 def _listed(values):
     return ", ".join(str(v) for v in values) if values else ABSENT
+
+
+def _inherited_fds(attributes):
+    """The open descriptors a fork child inherited (none under spawn and forkserver)."""
+    listed = "; ".join(str(v) for v in attributes.get(semconv.FORK_FDS) or ())
+    unlisted = attributes.get(semconv.FORK_FDS_UNLISTED)
+    return (listed + ("; +%s more" % unlisted if unlisted else "")).lstrip("; ") or ABSENT
+
+
+def _shared_fds(attributes):
+    shared = attributes.get(semconv.FORK_FDS_SHARED)
+    if not shared:
+        return ABSENT
+    return "with %s: %s" % (_listed(attributes.get(semconv.FORK_FDS_SHARED_WITH)), "; ".join(str(v) for v in shared))
 
 
 def _changed(run_span):

@@ -8,7 +8,7 @@ import tempfile
 import threading
 
 from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
-from mptrace import _bounded, _grpcfork, _tasks
+from mptrace import _bounded, _fds, _grpcfork, _tasks
 from mptrace import semconv
 from mptrace._state import reset, state
 
@@ -19,6 +19,7 @@ PATCH_POINTS = (
     ("multiprocessing.popen_fork", "Popen", "__init__", _parent.popen_init_wrapper),
     ("multiprocessing.spawn", None, "get_preparation_data", _parent.preparation_data_wrapper),
     ("multiprocessing.reduction", None, "dump", _pickling.dump_wrapper),
+    ("multiprocessing.connection", "_ConnectionBase", "__init__", _fds.connection_init_wrapper),
 )
 
 # (module, class, attribute, factory of a plain replacement from the original,
@@ -123,6 +124,7 @@ def _become_root(provider, options, directory):
         "watch": [list(options.watch_modules), list(options.ignore_modules)],
         "tasks": [options.task_spans_per_second, options.task_spans],
         "dk": _digest_key(),
+        "fds": options.inherited_fds,
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}

@@ -702,6 +702,28 @@ def _fork_thread_lines(process):
     return [Text(text + (": " + _listing(names) if names else ""), WARNING)]
 
 
+MAX_FDS_SHOWN = 4  # inherited descriptors described on the line; the rest are counted
+_HELD_BY_GLOBAL = re.compile(r" \([\w.]+\.[\w.]+(, [\w.]+)*\)$")  # "... (db.CONN)": shown first
+
+
+def _fork_fd_lines(process):
+    """Open descriptors the fork child inherited, and those a running sibling holds too."""
+    inherited = sorted(_names(_attr(process.launch, sc.FORK_FDS)), key=lambda text: not _HELD_BY_GLOBAL.search(text))
+    count = len(inherited) + (_int(_attr(process.launch, sc.FORK_FDS_UNLISTED)) or 0)
+    if not count:
+        return []
+    lines = [Text("inherited %s: %s" % (_plural(count, "open descriptor"), "; ".join(inherited[:MAX_FDS_SHOWN]) +
+                                        (" +%d more" % (count - MAX_FDS_SHOWN) if count > MAX_FDS_SHOWN else "")),
+                  WARNING)]
+    shared = _names(_attr(process.launch, sc.FORK_FDS_SHARED))
+    if shared:
+        siblings = _listing(_names(_attr(process.launch, sc.FORK_FDS_SHARED_WITH))) or "a sibling"
+        lines.append(Text("shares with %s (running): %s" % (siblings, "; ".join(shared[:MAX_FDS_SHOWN]) +
+                                                           (" +%d more" % (len(shared) - MAX_FDS_SHOWN)
+                                                            if len(shared) > MAX_FDS_SHOWN else "")), WARNING))
+    return lines
+
+
 def _end_reason_lines(process):
     """Why the parent never saw the exit, when the exit part does not already say it."""
     reason = _str(process.attr(sc.END_REASON))
@@ -757,6 +779,7 @@ def _detail_lines(index, process):
     lines += _state_lines(process)
     lines += _hook_lines(index, process)
     lines += _fork_thread_lines(process)
+    lines += _fork_fd_lines(process)
     lines += _end_reason_lines(process)
     lines += _channel_failure_lines(index, process)
     return lines

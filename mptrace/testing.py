@@ -79,6 +79,23 @@ class Process:
     def args_changed(self):
         return tuple(self._run_attribute("mp.args.changed"))
 
+    @property
+    def inherited_fds(self):
+        """The open descriptors a fork child inherited, one phrase each (``socket tcp a->b (db.CONN)``);
+        empty under spawn and forkserver, and with ``install(inherited_fds=False)``."""
+        return tuple(self.launch.attributes.get("mp.fork.fds", ()))
+
+    @property
+    def shared_fds(self):
+        """The entries of ``inherited_fds`` that a sibling, running when this child started or started
+        while this one ran, holds too."""
+        return tuple(self.launch.attributes.get("mp.fork.fds.shared", ()))
+
+    @property
+    def fds_shared_with(self):
+        """The names of the siblings that hold ``shared_fds``."""
+        return tuple(self.launch.attributes.get("mp.fork.fds.shared_with", ()))
+
     def _run_attribute(self, key):
         return self.run.attributes.get(key, ()) if self.run is not None else ()
 
@@ -281,6 +298,16 @@ class SpanRecorder:
         if found.args_unknown:
             self._fail("cannot tell whether %s's arguments arrived as passed: %s too large to compare in full" % (
                 found.name, ", ".join(found.args_unknown)), found)
+
+    def assert_no_shared_fds(self, process=None):
+        """No socket, file or pipe the child inherited through fork is held by a running sibling too
+        (two processes reading one connection corrupt it)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if found.shared_fds:
+            self._fail("expected %s to share no inherited descriptor with a running sibling, but %s hold%s: %s" % (
+                found.name, ", ".join(found.fds_shared_with), "s" if len(found.fds_shared_with) == 1 else "",
+                "; ".join(found.shared_fds)), found)
 
     def assert_no_errors(self):
         """No span of any process ended in ERROR."""
