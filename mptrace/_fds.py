@@ -36,9 +36,8 @@ a duplicate that is closed at once; a file is only ``fstat``-ed.
 import os
 import stat
 import sys
+import types
 import weakref
-
-from mptrace._modstate import _NOT_STATE  # code and modules: they hold no descriptor of their own
 
 MAX_FDS = 64  # descriptors described per start(); the rest are counted
 MAX_SCANNED = 256  # descriptor numbers tried where the process cannot list its own
@@ -47,11 +46,19 @@ MAX_ATTRIBUTES = 32  # attributes of one global's object looked at for a descrip
 MAX_GLOBALS = 64  # per module, as for module state
 STANDARD_STREAMS = (0, 1, 2)
 
-# Every multiprocessing Connection made while mptrace is installed (see connection_init_wrapper).
+# Every multiprocessing Connection made while mptrace is installed (see connection_init_wrapper), and
+# every Popen of a traced start(): a joined child's Popen keeps its pipes open until it is closed or freed.
 _connections = weakref.WeakSet()
+_popens = weakref.WeakSet()
+
+# Code and modules: a global holding one holds no descriptor of its own.
+_CODE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType)
 
 # (pid, {(fd, st_dev, st_ino): description}): what cannot change while the same object sits on that fd.
 _described = (None, {})
+
+# {(fd, st_dev, st_ino)} open when install() ran: the environment's (see note_environment).
+_environment = frozenset()
 
 
 def connection_init_wrapper(wrapped, connection, args, kwargs):
@@ -62,6 +69,30 @@ def connection_init_wrapper(wrapped, connection, args, kwargs):
     except TypeError:
         pass
     return result
+
+
+def note_environment():
+    """At install(): what is open already belongs to whoever started the program (a test runner's
+    capture files and worker pipes, a supervisor's), not to the program. It is listed later only when a
+    watched global holds it. A fork child keeps this: it has the same descriptors."""
+    global _environment
+    numbers, _ = _open_numbers()
+    found = set()
+    for fd in numbers:
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue
+        found.add((fd, info.st_dev, info.st_ino))
+    _environment = frozenset(found)
+
+
+def remember_popen(popen):
+    """A Popen about to start a child: its sentinel and pipes are multiprocessing's."""
+    try:
+        _popens.add(popen)
+    except TypeError:
+        pass
 
 
 class Inherited:
@@ -101,8 +132,11 @@ def inherited(watch, spool_directory):
             unlisted += 1
             continue
         described = _describe(fd, cache, spool_directory, holders.get(fd, ()))
-        if described is not None:
-            found[(fd,) + described[0]] = described[1]
+        if described is None:
+            continue
+        key = (fd,) + described[0]
+        if key not in _environment or fd in holders:
+            found[key] = described[1]
     return Inherited(found, unlisted if listed else 0)
 
 
@@ -290,8 +324,8 @@ def _plumbing():
         if getattr(connection, "_handle", None) is not None:  # None once closed
             excluded.add(connection._handle)
     process_module = sys.modules.get("multiprocessing.process")
-    for child in list(getattr(process_module, "_children", ())):
-        popen = getattr(child, "_popen", None)
+    popens = [getattr(child, "_popen", None) for child in list(getattr(process_module, "_children", ()))]
+    for popen in popens + list(_popens):
         excluded.add(getattr(popen, "sentinel", None))
         # a fork Popen also keeps the write end of the child's pipe, closed by its finalizer
         excluded.update(fd for fd in getattr(getattr(popen, "finalizer", None), "_args", None) or ()
@@ -319,7 +353,7 @@ def _holders(watch):
         except Exception:
             continue
         for name, value in list(dict.items(namespace))[:MAX_GLOBALS]:
-            if isinstance(name, str) and not name.startswith("__") and not isinstance(value, _NOT_STATE):
+            if isinstance(name, str) and not name.startswith("__") and not isinstance(value, _CODE):
                 _note_holder(found, "%s.%s" % (module_name, name), value)
     return found
 

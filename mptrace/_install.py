@@ -134,6 +134,8 @@ def _become_root(provider, options, directory):
     _channels.use_opentelemetry()
     _tasks.configure(state.tree["tasks"])
     _watch_modules(state.root)
+    if options.inherited_fds:
+        _log.safely("noting the descriptors open at install()", _fds.note_environment)
 
 
 # The key of the digests in fingerprints, hex: made once in the root, it reaches

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 
-from mptrace import _grpcfork, _litespan, _log, _prerun, _spool, semconv
+from mptrace import _fds, _grpcfork, _litespan, _log, _prerun, _spool, semconv
 from mptrace._state import launching, state
 
 
@@ -179,6 +179,7 @@ def popen_init_wrapper(wrapped, popen, args, kwargs):
     launch = launching.__dict__.get("launch")
     if launch is None or not args or args[0] is not launch.process:
         return wrapped(*args, **kwargs)
+    _fds.remember_popen(popen)
     token = _log.safely("recording the start method", _record_method, launch, popen)
     try:
         return wrapped(*args, **kwargs)  # a fork child never returns from here
@@ -230,8 +231,6 @@ def _record_threads(span):
 def _record_inherited_fds(launch):
     """mp.fork.fds: the sockets, files and pipes the child gets; mp.fork.fds.shared: those a sibling
     still running (its exit not yet seen) holds too, on both children's spans."""
-    from mptrace import _fds
-
     found = launch.inherited_fds = _fds.inherited(_module_watch(), state.tree.get("dir"))
     launch.span.set_attribute(semconv.FORK_FDS, list(found.found.values()))
     if found.unlisted:

@@ -708,20 +708,26 @@ _HELD_BY_GLOBAL = re.compile(r" \([\w.]+\.[\w.]+(, [\w.]+)*\)$")  # "... (db.CON
 
 def _fork_fd_lines(process):
     """Open descriptors the fork child inherited, and those a running sibling holds too."""
-    inherited = sorted(_names(_attr(process.launch, sc.FORK_FDS)), key=lambda text: not _HELD_BY_GLOBAL.search(text))
-    count = len(inherited) + (_int(_attr(process.launch, sc.FORK_FDS_UNLISTED)) or 0)
-    if not count:
+    inherited = _names(_attr(process.launch, sc.FORK_FDS))
+    unlisted = _int(_attr(process.launch, sc.FORK_FDS_UNLISTED))
+    if not inherited and not unlisted:
         return []
-    lines = [Text("inherited %s: %s" % (_plural(count, "open descriptor"), "; ".join(inherited[:MAX_FDS_SHOWN]) +
-                                        (" +%d more" % (count - MAX_FDS_SHOWN) if count > MAX_FDS_SHOWN else "")),
-                  WARNING)]
+    text = "inherited %s" % _plural(len(inherited), "open descriptor")
+    if unlisted:
+        text += " (%d more not looked at)" % unlisted
+    lines = [Text("%s: %s" % (text, _first_descriptors(inherited, len(inherited))), WARNING)]
     shared = _names(_attr(process.launch, sc.FORK_FDS_SHARED))
     if shared:
         siblings = _listing(_names(_attr(process.launch, sc.FORK_FDS_SHARED_WITH))) or "a sibling"
-        lines.append(Text("shares with %s (running): %s" % (siblings, "; ".join(shared[:MAX_FDS_SHOWN]) +
-                                                           (" +%d more" % (len(shared) - MAX_FDS_SHOWN)
-                                                            if len(shared) > MAX_FDS_SHOWN else "")), WARNING))
+        lines.append(Text("shares with %s (running): %s" % (siblings, _first_descriptors(shared, len(shared))),
+                          WARNING))
     return lines
+
+
+def _first_descriptors(descriptors, count):
+    """``a; b; c; d +3 more``, those a global holds first: they are the ones a reader can act on."""
+    shown = sorted(descriptors, key=lambda text: not _HELD_BY_GLOBAL.search(text))[:MAX_FDS_SHOWN]
+    return "; ".join(shown) + (" +%d more" % (count - len(shown)) if count > len(shown) else "")
 
 
 def _end_reason_lines(process):
