@@ -22,7 +22,9 @@ Left out, because they are shared by design:
 * multiprocessing's own plumbing: every ``Connection`` (so ``Pipe()``, queues,
   pools and executors), the sentinels of the children it started, the
   resource tracker and the fork server's descriptors;
-* mptrace's own (its spool files);
+* mptrace's own (its spool files, the pipe ``mptrace run`` holds);
+* what was open when ``install()`` ran, unless a watched global holds it: it is
+  the environment's (a test runner's capture files and worker pipes);
 * other kinds (terminals, devices, directories, event and epoll descriptors);
 * listening sockets are listed but never reported as shared: a pre-forking
   server shares its accept queue on purpose.
