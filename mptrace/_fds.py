@@ -53,8 +53,9 @@ STANDARD_STREAMS = (0, 1, 2)
 _connections = weakref.WeakSet()
 _popens = weakref.WeakSet()
 
-# Code and modules: a global holding one holds no descriptor of its own.
-_CODE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType)
+# Code, modules and plain values: a global holding one holds no descriptor of its own.
+_HOLD_NONE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType,
+              type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset)
 
 # (pid, {(fd, st_dev, st_ino): description}): what cannot change while the same object sits on that fd.
 _described = (None, {})
@@ -120,12 +121,15 @@ class Inherited:
 
 
 def inherited(watch, spool_directory):
-    """What a child forked now inherits (an ``Inherited``)."""
+    """What a child forked now inherits (an ``Inherited``).
+
+    Per descriptor, on the common path: one ``fstat`` and a cache look-up.
+    """
     numbers, listed = _open_numbers()
     excluded = _plumbing()
     holders = _holders(watch) if watch is not None else {}
     cache = _cache()
-    spool_directory = _real_path(spool_directory)
+    own = "file %s%s" % (_real_path(spool_directory), os.sep) if spool_directory else None
     found, unlisted = {}, 0
     for fd in numbers:
         if fd in excluded:
@@ -133,12 +137,19 @@ def inherited(watch, spool_directory):
         if len(found) >= MAX_FDS:
             unlisted += 1
             continue
-        described = _describe(fd, cache, spool_directory, holders.get(fd, ()))
-        if described is None:
+        try:
+            info = os.fstat(fd)
+        except OSError:  # closed meanwhile, or listdir's own
             continue
-        key = (fd,) + described[0]
-        if key not in _environment or fd in holders:
-            found[key] = described[1]
+        key = (fd, info.st_dev, info.st_ino)
+        if key in _environment and fd not in holders:
+            continue
+        text = cache.get(key)
+        if text is None:
+            text = _describe(fd, info.st_mode, key, cache)
+        if not text or (own and text.startswith(own)):  # not listed, or mptrace's own spool file
+            continue
+        found[key] = text + (" (%s)" % ", ".join(holders[fd][:MAX_HOLDERS]) if fd in holders else "")
     return Inherited(found, unlisted if listed else 0)
 
 
@@ -147,9 +158,9 @@ def _open_numbers():
     for directory in ("/proc/self/fd", "/dev/fd"):
         try:
             names = os.listdir(directory)  # its own descriptor is closed again, and fails fstat
-        except OSError:
+            return sorted(map(int, names)), True
+        except (OSError, ValueError):
             continue
-        return sorted(int(name) for name in names if name.isdigit()), True
     return range(MAX_SCANNED), False
 
 
@@ -166,38 +177,25 @@ _real_paths = {}
 
 def _real_path(path):
     """The spool directory as /proc names it (symbolic links resolved), worked out once."""
-    if path and path not in _real_paths:
+    if path not in _real_paths:
         _real_paths[path] = os.path.realpath(path)
-    return _real_paths.get(path)
+    return _real_paths[path]
 
 
-def _describe(fd, cache, spool_directory, holders):
-    """((st_dev, st_ino), "socket tcp a->b (module.NAME)"), or None for what is not listed."""
-    try:
-        info = os.fstat(fd)
-    except OSError:
-        return None
-    mode = info.st_mode
-    if not (stat.S_ISSOCK(mode) or stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-        return None
-    if fd in STANDARD_STREAMS and not stat.S_ISSOCK(mode):
-        return None
-    key = (fd, info.st_dev, info.st_ino)
-    text = cache.get(key)
-    if text is None:
-        text, final = _kind_and_details(fd, mode, holders)
-        if text is None:
-            return None
-        if final:
-            cache[key] = text
-    if spool_directory and text.startswith("file " + spool_directory + os.sep):
-        return None  # mptrace's own spool file
-    if holders:
-        text += " (%s)" % ", ".join(holders[:MAX_HOLDERS])
-    return (info.st_dev, info.st_ino), text
+def _describe(fd, mode, key, cache):
+    """``socket tcp a->b``, ``file /x``, ``pipe 123 read end``; "" for what is not listed. Cached while
+    it cannot change: the kind of what sits on ``fd``, and all but a socket that may still connect."""
+    listed = stat.S_ISSOCK(mode) or ((stat.S_ISREG(mode) or stat.S_ISFIFO(mode)) and fd not in STANDARD_STREAMS)
+    if not listed:
+        cache[key] = ""
+        return ""
+    text, final = _kind_and_details(fd, mode)
+    if final:
+        cache[key] = text
+    return text
 
 
-def _kind_and_details(fd, mode, holders):
+def _kind_and_details(fd, mode):
     """(description without holders, whether it stays true while the same object is on ``fd``)."""
     if stat.S_ISSOCK(mode):
         return _socket_details(fd)
@@ -355,7 +353,7 @@ def _holders(watch):
         except Exception:
             continue
         for name, value in list(dict.items(namespace))[:MAX_GLOBALS]:
-            if isinstance(name, str) and not name.startswith("__") and not isinstance(value, _CODE):
+            if isinstance(name, str) and not name.startswith("__") and not isinstance(value, _HOLD_NONE):
                 _note_holder(found, "%s.%s" % (module_name, name), value)
     return found
 
@@ -372,7 +370,7 @@ def _note_holder(found, name, value):
     if not isinstance(attributes, dict):
         return
     for attribute, inner in list(dict.items(attributes))[:MAX_ATTRIBUTES]:
-        fd = _fileno(inner)
+        fd = None if isinstance(inner, _HOLD_NONE) else _fileno(inner)
         if fd is not None and isinstance(attribute, str):
             found.setdefault(fd, []).append("%s.%s" % (name, attribute))
 
@@ -382,8 +380,6 @@ def _fileno(value):
 
     Only a ``fileno`` its class defines is called: never a ``__getattr__``.
     """
-    if isinstance(value, (type, int, str, bytes, float, list, tuple, dict, set)):
-        return None
     if getattr(type(value), "fileno", None) is None:
         return None
     try:
