@@ -111,6 +111,11 @@ class Inherited:
         self.shared = []  # descriptions a running sibling holds too
         self.shared_with = []  # those siblings' process names
 
+    def shared_by(self, sibling):
+        """The keys ``sibling`` (another Inherited) holds too; never a listening socket: a pre-forking
+        server shares its accept queue on purpose."""
+        return [key for key, text in self.found.items() if key in sibling.found and not _is_listening(text)]
+
     def share(self, keys, sibling_name):
         """``keys`` are held by ``sibling_name`` too: add them (once)."""
         for key in keys:
@@ -118,6 +123,10 @@ class Inherited:
                 self.shared.append(self.found[key])
         if sibling_name not in self.shared_with:
             self.shared_with.append(sibling_name)
+
+
+def _is_listening(description):
+    return description.startswith("socket ") and " listening " in description
 
 
 def inherited(watch, spool_directory):

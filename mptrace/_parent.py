@@ -237,8 +237,7 @@ def _record_inherited_fds(launch):
         launch.span.set_attribute(semconv.FORK_FDS_UNLISTED, found.unlisted)
     for sibling in list(state.children.values()):
         theirs = sibling.inherited_fds
-        common = [key for key in found.found if theirs is not None and key in theirs.found and
-                  " listening " not in found.found[key]]  # a pre-forking server shares its accept queue on purpose
+        common = found.shared_by(theirs) if theirs is not None else ()
         if common:
             found.share(common, sibling.process.name)
             theirs.share(common, launch.process.name)
