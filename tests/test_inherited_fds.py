@@ -239,3 +239,34 @@ def test_compare_has_a_row_and_names_the_difference(app_environment):
                        ("fds shared with siblings", r"with ForkProcess-2: .*\(fds_app\.DB\)")):
         assert re.search(r"Process-1 \(fds_app\.query\): %s differs: fork: [^*]*%s[^*]*; spawn: -" % (row, value),
                          differences), out
+
+
+@pytest.mark.parametrize("default_timeout", [None, 5.0])
+def test_reading_a_socket_leaves_it_as_it_was(default_timeout):
+    """Blocking mode is a property of the open file, shared with every duplicate: describing the socket must
+    not change it (with a default timeout, socket(fileno=...) would make it non-blocking: not read then)."""
+    global HELD
+    listener = socket.create_server(("127.0.0.1", 0))
+    blocking, nonblocking = socket.create_connection(listener.getsockname()), socket.create_connection(
+        listener.getsockname())
+    nonblocking.setblocking(False)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(default_timeout)
+    HELD = blocking
+    try:
+        with SpanRecorder() as recorder:
+            _start_siblings(1)
+            inherited = recorder.process().inherited_fds
+        assert os.get_blocking(blocking.fileno()) and not os.get_blocking(nonblocking.fileno())
+        assert blocking.gettimeout() is None and nonblocking.gettimeout() == 0.0
+        held = _the(inherited, r"socket.* \(%s\.HELD\)" % re.escape(__name__))
+        if default_timeout is None:
+            assert held == "socket tcp %s:%d->%s:%d (%s.HELD)" % (
+                blocking.getsockname() + blocking.getpeername() + (__name__,))
+        else:
+            assert held == "socket (%s.HELD)" % __name__
+    finally:
+        socket.setdefaulttimeout(previous)
+        HELD = None
+        for s in (blocking, nonblocking, listener):
+            s.close()
