@@ -228,7 +228,7 @@ class Child:
 
 ROWS = ("started by", "target", "arguments pickled", "pickling hooks", "arguments changed", "state diverged",
         "state not portable", "argument class state", "environment", "random state shared", "threads at fork",
-        "ended")
+        "inherited fds", "fds shared with siblings", "ended")
 
 
 def children_of(run):
@@ -285,6 +285,8 @@ def _facts(launch, run_span, spans):
         "argument class state": _argument_class_state(attributes),
         "threads at fork": _threads_at_fork(attributes),
         "environment": _environment(run_span),
+        "inherited fds": _inherited_fds(attributes),
+        "fds shared with siblings": _shared_fds(attributes),
         "ended": _ended(launch, run_span),
     }
 
@@ -326,6 +328,20 @@ def _argument_class_state(attributes):
         return ABSENT
     got = "re-imported without it" if attributes.get(semconv.ARGS_PICKLED) else "inherited with the memory"
     return "%s (%s)" % (_listed(carried), got)
+
+
+def _inherited_fds(attributes):
+    """The open descriptors a fork child inherited (none under spawn and forkserver)."""
+    listed = "; ".join(str(v) for v in attributes.get(semconv.FORK_FDS) or ())
+    unlisted = attributes.get(semconv.FORK_FDS_UNLISTED)
+    return (listed + ("; +%s more" % unlisted if unlisted else "")).lstrip("; ") or ABSENT
+
+
+def _shared_fds(attributes):
+    shared = attributes.get(semconv.FORK_FDS_SHARED)
+    if not shared:
+        return ABSENT
+    return "with %s: %s" % (_listed(attributes.get(semconv.FORK_FDS_SHARED_WITH)), "; ".join(str(v) for v in shared))
 
 
 def _changed(run_span):

@@ -21,7 +21,7 @@ TASK_SPAN_MODES = ("chunk", "item")
 
 Options = namedtuple(
     "Options", "spool_dir watch_modules ignore_modules capture_values pickle_span_bytes pickle_span_seconds "
-    "task_spans_per_second task_spans program_span random_state")
+    "task_spans_per_second task_spans program_span random_state inherited_fds")
 
 
 # Memory-backed directories shared by all users (see default_spool_parent).
@@ -58,6 +58,7 @@ _DEFAULTS = {
     "task_spans": "chunk",
     "program_span": False,
     "random_state": True,  # hash each child's random generators (see _randomstate)
+    "inherited_fds": True,  # list the descriptors a fork child inherits (mp.fork.fds)
 }
 
 
@@ -82,7 +83,7 @@ def parse(options):
                          % (", ".join(map(repr, TASK_SPAN_MODES)), values["task_spans"]))
     for option in ("watch_modules", "ignore_modules"):
         values[option] = _prefixes(option, values[option])
-    for option in ("capture_values", "program_span", "random_state"):
+    for option in ("capture_values", "program_span", "random_state", "inherited_fds"):
         if not isinstance(values[option], bool):
             raise TypeError("install() option %r must be True or False, got %r" % (option, values[option]))
     spool_dir = values["spool_dir"]

@@ -8,7 +8,7 @@ import tempfile
 import threading
 
 from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
-from mptrace import _bounded, _envdiff, _grpcfork, _tasks
+from mptrace import _bounded, _envdiff, _fds, _grpcfork, _tasks
 from mptrace import semconv
 from mptrace._state import reset, state
 
@@ -21,6 +21,7 @@ PATCH_POINTS = (
     ("multiprocessing.reduction", None, "dump", _pickling.dump_wrapper),
     ("multiprocessing.forkserver", "ForkServer", "ensure_running", _envdiff.ensure_running_wrapper),
     ("multiprocessing.forkserver", None, "ensure_running", _envdiff.ensure_running_wrapper),  # bound at import
+    ("multiprocessing.connection", "_ConnectionBase", "__init__", _fds.connection_init_wrapper),
 )
 
 # (module, class, attribute, factory of a plain replacement from the original,
@@ -127,6 +128,7 @@ def _become_root(provider, options, directory):
         "dk": _digest_key(),
         "rs": options.random_state,
         "cap": bool(options.capture_values),  # values on spans: grandchildren of every start method need it too
+        "fds": options.inherited_fds,
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}
@@ -136,6 +138,8 @@ def _become_root(provider, options, directory):
     _channels.use_opentelemetry()
     _tasks.configure(state.tree["tasks"])
     _watch_modules(state.root)
+    if options.inherited_fds:
+        _log.safely("noting the descriptors open at install()", _fds.note_environment)
 
 
 # The key of the digests in fingerprints, hex: made once in the root, it reaches

@@ -19,14 +19,14 @@ import os
 import signal
 import threading
 
-from mptrace import _grpcfork, _litespan, _log, _prerun, _spool, semconv
+from mptrace import _fds, _grpcfork, _litespan, _log, _prerun, _spool, semconv
 from mptrace._state import launching, state
 
 
 class Launch:
     """One child between start() and its exit, as its parent tracks it."""
 
-    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by")
+    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by", "inherited_fds")
 
     def __init__(self, process, span, carrier):
         self.process = process
@@ -36,6 +36,7 @@ class Launch:
         self.child_run = None  # fork only: the child's state, built before the fork
         self.module_state = None  # watched module state at start(), for spawn/forkserver children
         self.stopped_by = None  # who terminates the child on purpose (its pool), if anyone
+        self.inherited_fds = None  # fork only: the descriptors it inherits (an _fds.Inherited)
 
 
 # -- start() -----------------------------------------------------------------
@@ -195,6 +196,7 @@ def popen_init_wrapper(wrapped, popen, args, kwargs):
     launch = launching.__dict__.get("launch")
     if launch is None or not args or args[0] is not launch.process:
         return wrapped(*args, **kwargs)
+    _fds.remember_popen(popen)
     token = _log.safely("recording the start method", _record_method, launch, popen)
     try:
         return wrapped(*args, **kwargs)  # a fork child never returns from here
@@ -298,6 +300,29 @@ def _thread_name(tid):
         return "?"
 
 
+def _record_inherited_fds(launch):
+    """mp.fork.fds: the sockets, files and pipes the child gets; mp.fork.fds.shared: those a sibling
+    still running (its exit not yet seen) holds too, on both children's spans."""
+    found = launch.inherited_fds = _fds.inherited(_module_watch(), state.tree.get("dir"))
+    launch.span.set_attribute(semconv.FORK_FDS, list(found.found.values()))
+    if found.unlisted:
+        launch.span.set_attribute(semconv.FORK_FDS_UNLISTED, found.unlisted)
+    for sibling in list(state.children.values()):
+        theirs = sibling.inherited_fds
+        common = found.shared_by(theirs) if theirs is not None else ()
+        if common:
+            found.share(common, sibling.process.name)
+            theirs.share(common, launch.process.name)
+            _set_shared(sibling.span, theirs)
+    if found.shared:
+        _set_shared(launch.span, found)
+
+
+def _set_shared(span, found):
+    span.set_attributes({semconv.FORK_FDS_SHARED: list(found.shared), semconv.FORK_FDS_SHARED_WITH:
+                         list(found.shared_with)})
+
+
 def _detach(token):
     from opentelemetry import context
 
@@ -320,6 +345,8 @@ def _record_method(launch, popen):
             launch.carrier["state"] = launch.module_state
         return None
     _record_threads(launch.span)
+    if state.tree.get("fds", True):
+        _log.safely("listing the descriptors a fork child inherits", _record_inherited_fds, launch)
     from mptrace._child import prepare_fork_child
 
     run = launch.child_run = prepare_fork_child(launch.carrier)

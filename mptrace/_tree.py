@@ -799,6 +799,34 @@ def _run_label(run):
     return "%s (pid %d)" % (name, pid) if pid else name
 
 
+MAX_FDS_SHOWN = 4  # inherited descriptors described on the line; the rest are counted
+_HELD_BY_GLOBAL = re.compile(r" \([\w.]+\.[\w.]+(, [\w.]+)*\)$")  # "... (db.CONN)": shown first
+
+
+def _fork_fd_lines(process):
+    """Open descriptors the fork child inherited, and those a running sibling holds too."""
+    inherited = _names(_attr(process.launch, sc.FORK_FDS))
+    unlisted = _int(_attr(process.launch, sc.FORK_FDS_UNLISTED))
+    if not inherited and not unlisted:
+        return []
+    text = "inherited %s" % _plural(len(inherited), "open descriptor")
+    if unlisted:
+        text += " (%d more not looked at)" % unlisted
+    lines = [Text("%s: %s" % (text, _first_descriptors(inherited, len(inherited))), WARNING)]
+    shared = _names(_attr(process.launch, sc.FORK_FDS_SHARED))
+    if shared:
+        siblings = _listing(_names(_attr(process.launch, sc.FORK_FDS_SHARED_WITH))) or "a sibling"
+        lines.append(Text("shares with %s (running): %s" % (siblings, _first_descriptors(shared, len(shared))),
+                          WARNING))
+    return lines
+
+
+def _first_descriptors(descriptors, count):
+    """``a; b; c; d +3 more``, those a global holds first: they are the ones a reader can act on."""
+    shown = sorted(descriptors, key=lambda text: not _HELD_BY_GLOBAL.search(text))[:MAX_FDS_SHOWN]
+    return "; ".join(shown) + (" +%d more" % (count - len(shown)) if count > len(shown) else "")
+
+
 def _end_reason_lines(process):
     """Why the parent never saw the exit, when the exit part does not already say it."""
     reason = _str(process.attr(sc.END_REASON))
@@ -856,6 +884,7 @@ def _detail_lines(index, process):
     lines += _hook_lines(index, process)
     lines += _fork_thread_lines(process)
     lines += _random_lines(index, process)
+    lines += _fork_fd_lines(process)
     lines += _end_reason_lines(process)
     lines += _channel_failure_lines(index, process)
     return lines

@@ -153,6 +153,13 @@ FORK_THREADS_NATIVE_UNKNOWN = "mp.fork.threads.native_unknown"
 RANDOM_STATES = "mp.random.states"
 RANDOM_UNKNOWN = "mp.random.unknown"  # generators found but not hashed (over the bound, no readable state)
 
+# On mp.process under fork: the open descriptors the child inherits (sockets, regular files, pipes; see
+# _fds), each as "socket tcp 127.0.0.1:5123->127.0.0.1:9000 (db.CONN)"; those a running sibling holds too.
+FORK_FDS = "mp.fork.fds"
+FORK_FDS_UNLISTED = "mp.fork.fds.unlisted"  # descriptors beyond the first 64 that were not looked at
+FORK_FDS_SHARED = "mp.fork.fds.shared"  # entries of mp.fork.fds that a running sibling also holds
+FORK_FDS_SHARED_WITH = "mp.fork.fds.shared_with"  # the names of those siblings
+
 # OpenTelemetry semantic conventions that cover the same facts.
 OTEL_PROCESS_EXIT_CODE = "process.exit.code"
 OTEL_ERROR_TYPE = "error.type"

@@ -127,6 +127,23 @@ class Process:
         when not a forkserver child, or unknown (the server started before mptrace saw it)."""
         return self.run.attributes.get("mp.forkserver.snapshot_age") if self.run is not None else None
 
+    @property
+    def inherited_fds(self):
+        """The open descriptors a fork child inherited, one phrase each (``socket tcp a->b (db.CONN)``);
+        empty under spawn and forkserver, and with ``install(inherited_fds=False)``."""
+        return tuple(self.launch.attributes.get("mp.fork.fds", ()))
+
+    @property
+    def shared_fds(self):
+        """The entries of ``inherited_fds`` that a sibling, running when this child started or started
+        while this one ran, holds too."""
+        return tuple(self.launch.attributes.get("mp.fork.fds.shared", ()))
+
+    @property
+    def fds_shared_with(self):
+        """The names of the siblings that hold ``shared_fds``."""
+        return tuple(self.launch.attributes.get("mp.fork.fds.shared_with", ()))
+
     def _run_attribute(self, key):
         return self.run.attributes.get(key, ()) if self.run is not None else ()
 
@@ -372,6 +389,16 @@ class SpanRecorder:
         if differing:
             self._fail("expected %s to inherit %s from its parent (started by %s), but %s" % (
                 found.name, name or "the environment", found.start_method, ", ".join(differing)), found)
+
+    def assert_no_shared_fds(self, process=None):
+        """No socket, file or pipe the child inherited through fork is held by a running sibling too
+        (two processes reading one connection corrupt it)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        found = self.process(process)
+        if found.shared_fds:
+            self._fail("expected %s to share no inherited descriptor with a running sibling, but %s hold%s: %s" % (
+                found.name, ", ".join(found.fds_shared_with), "s" if len(found.fds_shared_with) == 1 else "",
+                "; ".join(found.shared_fds)), found)
 
     def assert_no_errors(self):
         """No span of any process ended in ERROR."""
