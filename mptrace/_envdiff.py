@@ -28,12 +28,8 @@ import os
 import sys
 import time
 
-try:
-    from _blake2 import blake2b  # what hashlib.blake2b is, without importing OpenSSL (3 ms in a child)
-except ImportError:  # pragma: no cover - an interpreter without the builtin module
-    from hashlib import blake2b
-
 from mptrace import _log, semconv
+from mptrace._blake import blake2b
 from mptrace._state import current_launch, state
 
 MAX_NAMES = 16  # names per list on a span; past that, the last entry is "+N more"

@@ -136,30 +136,57 @@ def inherited(watch, spool_directory):
     """
     numbers, listed = _open_numbers()
     excluded = _plumbing()
-    holders = _holders(watch) if watch is not None else {}
     cache = _cache()
     own = "file %s%s" % (_real_path(spool_directory), os.sep) if spool_directory else None
-    found, unlisted = {}, 0
+    candidates, unlisted = [], 0
     for fd in numbers:
         if fd in excluded:
             continue
-        if len(found) >= MAX_FDS:
+        if len(candidates) >= MAX_FDS:
             unlisted += 1
             continue
         try:
             info = os.fstat(fd)
         except OSError:  # closed meanwhile, or listdir's own
             continue
-        key = (fd, info.st_dev, info.st_ino)
+        if _listable(fd, info.st_mode):
+            candidates.append((fd, (fd, info.st_dev, info.st_ino), info.st_mode))
+    holders = _holders_of(watch, candidates)
+    found = {}
+    for fd, key, mode in candidates:
         if key in _environment and fd not in holders:
             continue
         text = cache.get(key)
         if text is None:
-            text = _describe(fd, info.st_mode, key, cache)
+            text = _describe(fd, mode, key, cache)
         if not text or (own and text.startswith(own)):  # not listed, or mptrace's own spool file
             continue
         found[key] = text + (" (%s)" % ", ".join(holders[fd][:MAX_HOLDERS]) if fd in holders else "")
     return Inherited(found, unlisted if listed else 0)
+
+
+def _listable(fd, mode):
+    """Sockets, and regular files and pipes other than the standard streams: what is worth listing."""
+    return stat.S_ISSOCK(mode) or ((stat.S_ISREG(mode) or stat.S_ISFIFO(mode)) and fd not in STANDARD_STREAMS)
+
+
+# (pid, the candidates' keys, {fd: holder names}) of the last search of the globals.
+_last_holders = (None, None, {})
+
+
+def _holders_of(watch, candidates):
+    """The globals holding the candidates' descriptors, searched again only when the set of open
+    descriptors changed: searching every watched global costs more than the rest of the listing,
+    and a global comes to hold an already open descriptor seldom."""
+    global _last_holders
+    if watch is None or not candidates:
+        return {}
+    keys = frozenset(key for _, key, _ in candidates)
+    pid, last_keys, holders = _last_holders
+    if pid != os.getpid() or last_keys != keys:
+        holders = _holders(watch)
+        _last_holders = (os.getpid(), keys, holders)
+    return holders
 
 
 def _open_numbers():
@@ -194,8 +221,7 @@ def _real_path(path):
 def _describe(fd, mode, key, cache):
     """``socket tcp a->b``, ``file /x``, ``pipe 123 read end``; "" for what is not listed. Cached while
     it cannot change: the kind of what sits on ``fd``, and all but a socket that may still connect."""
-    listed = stat.S_ISSOCK(mode) or ((stat.S_ISREG(mode) or stat.S_ISFIFO(mode)) and fd not in STANDARD_STREAMS)
-    if not listed:
+    if not _listable(fd, mode):
         cache[key] = ""
         return ""
     text, final = _kind_and_details(fd, mode)

@@ -23,10 +23,11 @@ an exported trace cannot be brute-forced; humans are shown ``visible()``.
 Standard library only: spawn children import this on their start-up path.
 """
 
-import hashlib
 import re
 import sys
 import types
+
+from mptrace._blake import blake2b
 
 MAX_DEPTH = 4
 MAX_ITEMS = 16  # per container
@@ -165,7 +166,7 @@ class _Walk:
         token = self.token(value, 0)
         if token is None:
             return UNKNOWN
-        return hashlib.blake2b(token, key=self.key, digest_size=DIGEST_HEX // 2).hexdigest()
+        return blake2b(token, key=self.key, digest_size=DIGEST_HEX // 2).hexdigest()
 
     def token(self, value, depth):
         """An unkeyed hash of ``value``'s content, never user code; None if over budget."""
@@ -235,7 +236,7 @@ class _Walk:
 
 
 def _hash(*parts):
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = blake2b(digest_size=16)
     for part in parts:
         hasher.update(b"%d:" % len(part))
         hasher.update(part)

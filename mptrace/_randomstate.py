@@ -25,9 +25,10 @@ MAX_GENERATORS are hashed; the rest are named in ``mp.random.unknown``.
 Standard library only: spawn children run it.
 """
 
-import hashlib
 import sys
 from array import array
+
+from mptrace._blake import blake2b
 
 MAX_GENERATORS = 16  # hashed per child; more are named in mp.random.unknown
 MAX_UNKNOWN = 16  # names listed in mp.random.unknown
@@ -104,7 +105,7 @@ def state_hash(generator, key):
     """The keyed hash (hex) of a generator's state, or None if it has none that can be read."""
     try:
         state = _state_of(generator)
-        digest = hashlib.blake2b(key=key or b"", digest_size=HASH_BYTES)
+        digest = blake2b(key=key or b"", digest_size=HASH_BYTES)
         digest.update(type(generator).__qualname__.encode())
         _feed(digest, state, 0)
     except Exception:

@@ -66,3 +66,53 @@ def test_main_reimport_and_unpickling_are_two_bounded_spans(tmp_path, method):
 def test_fork_children_import_nothing(tmp_path):
     spans, _ = run_program(tmp_path, "fork", 3)
     assert not [s for s in spans if s["name"] == "mp.import"]
+
+
+OPENSSL_PROGRAM = '''
+import multiprocessing, random, sys
+import mptrace
+from tests.programs import in_memory_pipeline
+
+CONFIG = {"retries": 3}  # module state to compare
+rng = random.Random(7)  # a generator to hash
+
+
+class Job:
+    def __init__(self):
+        self.settings = {"mode": "prod"}  # an argument whose fingerprint carries digests
+
+
+def report(job, queue):
+    queue.put(sorted(name for name in ("hashlib", "_hashlib", "ssl", "_ssl") if name in sys.modules))
+
+
+if __name__ == "__main__":
+    if sys.argv[2] == "traced":
+        mptrace.install(tracer_provider=in_memory_pipeline()[0])
+    CONFIG["retries"] = 5
+    context = multiprocessing.get_context(sys.argv[1])
+    queue = context.Queue()
+    process = context.Process(target=report, args=(Job(), queue))
+    process.start()
+    print(queue.get(timeout=60))
+    process.join()
+'''
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_child_loads_no_openssl_for_mptrace(tmp_path, method):
+    """Digests use the builtin blake2b: importing hashlib (OpenSSL) would cost each child about 3 ms."""
+    import subprocess
+    import sys
+
+    from tests.subprocesses import ROOT, environment
+
+    script = tmp_path / "openssl_program.py"
+    script.write_text(OPENSSL_PROGRAM)
+    loaded = {}
+    for arm in ("plain", "traced"):
+        result = subprocess.run([sys.executable, str(script), method, arm], capture_output=True, text=True,
+                                timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
+        assert result.returncode == 0, result.stderr
+        loaded[arm] = result.stdout.strip()
+    assert loaded["traced"] == loaded["plain"]
