@@ -21,7 +21,7 @@ TASK_SPAN_MODES = ("chunk", "item")
 
 Options = namedtuple(
     "Options", "spool_dir watch_modules ignore_modules capture_values pickle_span_bytes pickle_span_seconds "
-    "task_spans_per_second task_spans program_span")
+    "task_spans_per_second task_spans program_span check_task_state")
 
 
 # Memory-backed directories shared by all users (see default_spool_parent).
@@ -57,6 +57,7 @@ _DEFAULTS = {
     "task_spans_per_second": 100,
     "task_spans": "chunk",
     "program_span": False,
+    "check_task_state": True,
 }
 
 
@@ -81,7 +82,7 @@ def parse(options):
                          % (", ".join(map(repr, TASK_SPAN_MODES)), values["task_spans"]))
     for option in ("watch_modules", "ignore_modules"):
         values[option] = _prefixes(option, values[option])
-    for option in ("capture_values", "program_span"):
+    for option in ("capture_values", "program_span", "check_task_state"):
         if not isinstance(values[option], bool):
             raise TypeError("install() option %r must be True or False, got %r" % (option, values[option]))
     spool_dir = values["spool_dir"]
