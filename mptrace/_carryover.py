@@ -10,23 +10,26 @@ task left) and when a traced task's result leaves (what that task did).
 
 Pool tasks are hot, so there are two looks:
 
-* the shallow look, at every task's arrival: for each watched name, the
-  identity of its value, and ``len()`` of a value that is a plain list, dict,
-  set, bytearray or deque; the number of names in each namespace; and each
-  lru_cache's misses and size. It sees a name rebound (``CALLS += 1``,
-  ``CONFIG = load()``), added or deleted, an item added to or removed from a
+* the shallow look, at every task's arrival (traced or not, so counts do not
+  depend on sampling): for each watched name, the identity of its value, and
+  ``len()`` of a value that is a plain list, dict, set, bytearray or deque;
+  the number of names in each namespace; and each lru_cache's misses and
+  size. It sees a name rebound (``CALLS += 1``, ``CONFIG = load()``; also to
+  an equal new object), added or deleted, an item added to or removed from a
   container (``SEEN.append(x)``), and a cache that stored a new result or was
   cleared. It does not see a change that keeps the value's identity and
-  size: ``SEEN[0] = x``, ``CONFIG["db"]["host"] = x``, an attribute of an
-  object, an item replaced in a dict.
+  size: ``SEEN[0] = x``, ``CONFIG["db"]["host"] = x``, an item replaced in a
+  dict, an attribute of an object. It holds no reference to the values (ids
+  and sizes only), so no object of the user's lives longer.
 * the full look: ``state_of`` of the module, compared with what it returned
-  at the previous look (keyed fingerprints, two levels deep, see
-  ``_modstate``). It runs on a module whose shallow look changed (to name the
-  names, and to drop a name rebound to an equal value), and on every module
-  before and after each traced task (those with an ``mp.task.run`` span,
-  rate-limited by ``task_spans_per_second``). A change only the full look can
-  see, made by untraced tasks, is found at the next traced task and counted
-  once for all of them.
+  at the previous full look (keyed fingerprints, two levels deep, see
+  ``_modstate``). It runs when a traced task (one with an ``mp.task.run``
+  span, rate-limited by ``task_spans_per_second``) arrives and ends, for at
+  most one traced task a FULL_LOOK_INTERVAL, and less often when full looks
+  would take more than FULL_LOOK_SHARE of the worker's time (a module holding
+  a large value costs more), and when a name was added or deleted. A change only it sees, made by untraced tasks, is found at the
+  next full look and counted once for all of them; a name the shallow look
+  counted since the last full look is not counted again.
 
 Standard library only: spawn workers load this on their start-up path.
 """
@@ -43,6 +46,7 @@ _SIZED = frozenset((list, dict, set, bytearray, deque))
 LRU_CACHE = " (lru_cache)"  # the suffix of a cache's name: ``module.func (lru_cache)``
 MAX_CACHES = 16  # per module
 FULL_LOOK_SHARE = 0.01  # at most this share of a worker's time goes to full looks
+FULL_LOOK_INTERVAL = 1.0  # seconds: and at most one traced task a second is looked at in full
 PROGRESS_SECONDS = 1.0  # a worker a signal may end writes what it found at most this often (see Carryover.found)
 
 
@@ -87,9 +91,9 @@ class ModuleView:
         namespace = _namespace(self.module)
         self.caches = []
         if namespace is not None:
-            cache_type = _cache_type()
+            cache_type, defined_here = _cache_type(), (self.name, getattr(self.module, "__name__", None))
             functions = sorted(name for name, value in list(dict.items(namespace))
-                               if type(value) is cache_type and getattr(value, "__module__", None) == self.name)
+                               if type(value) is cache_type and getattr(value, "__module__", None) in defined_here)
             self.caches = [("%s.%s%s" % (self.name, name, LRU_CACHE), namespace, name)
                            for name in functions[:MAX_CACHES]]
         self.cache_marks = self._cache_marks()
@@ -215,6 +219,10 @@ class Carryover:
         self.full_seconds = 0.0  # ... which took this long
         self.full_allowed_at = 0.0  # monotonic time before which no full look is made
         self.written = None  # (names, monotonic time) of the last progress write
+        self.plain = []  # (namespace, getter) of every view's entries without sized values: the hot path's pass
+        self.sized = []  # (namespace, getter, sized positions) of the others
+        self.caches = []  # (namespace, function name) of every view's lru_caches
+        self.marks = False  # what _marks returned after the last slow look (False: never equal)
 
     def _views(self):
         """The views of the watched modules, a module seen for the first time remembered as it is now."""
@@ -242,9 +250,12 @@ class Carryover:
         """A task arrived: what the previous one left changed is counted; returns whether any was found.
 
         A traced task is looked at in full when it arrives and when it ends,
-        unless full looks have taken more than FULL_LOOK_SHARE of the time
-        since the last one (a module holding a large value costs more).
+        at most one a FULL_LOOK_INTERVAL, and less often when full looks would
+        take more than FULL_LOOK_SHARE of the time (a large value costs more).
         """
+        if not traced and self.looked and len(sys.modules) == self.modules_seen and self._marks() == self.marks:
+            self.checked += 1  # the hot path: nothing changed
+            return False
         full = traced and time.monotonic() >= self.full_allowed_at
         began = time.perf_counter()
         found = self.look(full)
@@ -254,7 +265,31 @@ class Carryover:
         self.full_task = full
         self.full_seconds = time.perf_counter() - began if full else 0.0
         self.count(found)
+        self._remember()
         return bool(found)
+
+    def _marks(self):
+        """The identities and sizes of every watched value, and every cache's misses and size, in one pass."""
+        try:
+            marks = [(len(namespace), *map(id, getter(namespace))) for namespace, getter in self.plain]
+            if self.sized:
+                marks += [(len(namespace), *map(id, values), *map(len, map(values.__getitem__, sized)))
+                          for namespace, getter, sized in self.sized for values in (getter(namespace),)]
+            if self.caches:
+                marks += [(info.misses, info.currsize) for namespace, name in self.caches
+                          for info in (namespace[name].cache_info(),)]
+            return marks
+        except Exception:  # a name was deleted, a cache replaced: the slow look says what
+            return None
+
+    def _remember(self):
+        """The hot path's view of what the slow look just saw."""
+        entries = [entry for view in self.view_list for entry in view.entries]
+        self.plain = [(entry[0], entry[1]) for entry in entries if not entry[3]]
+        self.sized = [(entry[0], entry[1], entry[3]) for entry in entries if entry[3]]
+        self.caches = [(namespace, name) for view in self.view_list for _, namespace, name in view.caches]
+        marks = self._marks()
+        self.marks = False if marks is None else marks
 
     def task_ended(self):
         """A traced task's result is leaving: the names it changed, and whether the look was full."""
@@ -263,11 +298,12 @@ class Carryover:
         found = self.look(full)
         if full:
             spent = self.full_seconds + time.perf_counter() - began
-            self.full_allowed_at = time.monotonic() + spent / FULL_LOOK_SHARE
+            self.full_allowed_at = time.monotonic() + max(FULL_LOOK_INTERVAL, spent / FULL_LOOK_SHARE)
             self.checked_in_full += 1
         self.checked += 1
         self.count(found)
         self.looked = False  # the next arrival is not a task's end: not counted again
+        self._remember()
         return found, full
 
     def count(self, found):
