@@ -47,7 +47,7 @@ LRU_CACHE = " (lru_cache)"  # the suffix of a cache's name: ``module.func (lru_c
 MAX_CACHES = 16  # per module
 FULL_LOOK_SHARE = 0.01  # at most this share of a worker's time goes to full looks
 FULL_LOOK_INTERVAL = 1.0  # seconds: and at most one traced task a second is looked at in full
-PROGRESS_SECONDS = 1.0  # a worker a signal may end writes what it found at most this often (see Carryover.found)
+PROGRESS_SECONDS = 1.0  # a worker a signal may end writes what it found at most this often (see progress_due)
 
 
 def _cache_type():
@@ -126,7 +126,7 @@ class ModuleView:
         return found
 
     def unchanged(self):
-        """The hot path: whether every watched value has its identity and size, and no cache is to be read."""
+        """Whether every watched value has its identity and size, and no cache is to be read (else: changes())."""
         for namespace, getter, _, sized, marks in self.entries:
             try:
                 values = getter(namespace)
@@ -176,7 +176,8 @@ def _remark(entry):
     except Exception:
         entry[3], entry[4] = (), None
         return
-    entry[3] = tuple(i for i, value in enumerate(values) if type(value) in _SIZED)
+    names = entry[2]  # a getter of one name returns it twice
+    entry[3] = tuple(i for i, value in enumerate(values[:len(names)]) if type(value) in _SIZED)
     entry[4] = _marks(namespace, getter, entry[3])
 
 
@@ -325,7 +326,7 @@ class Carryover:
 
         A worker its pool terminates never reaches its end; the root ends its
         run span from the last START record it wrote, so that is where the
-        findings go (see WorkerRole._carried).
+        findings go (see WorkerRole._write_carried).
         """
         now = time.monotonic()
         written = self.written

@@ -244,6 +244,14 @@ class WorkerRole(_channels.ThreadRole):
                 self._write_carried()
         except Exception:
             _log.internal_error("looking for state the previous task left changed")
+            self._stop_looking()
+
+    def _stop_looking(self):
+        """The look failed: it stops (logged once), and the run span claims nothing it cannot tell."""
+        self.carry = None
+        for key in (semconv.WORKER_CARRIED, semconv.WORKER_CARRIED_TASKS, semconv.WORKER_TASKS_CHECKED,
+                    semconv.WORKER_TASKS_CHECKED_IN_FULL):
+            self.run.run_span.attributes.pop(key, None)
 
     def _write_carried(self):
         """What the tasks were seen changing, on the run span now: a worker its pool terminates never ends it."""
@@ -348,6 +356,8 @@ class WorkerRole(_channels.ThreadRole):
             if changed is not None:  # else it could not tell: no "nothing changed"
                 attributes[semconv.TASK_CHANGED] = changed
                 attributes[semconv.TASK_CHANGED_LOOK] = "full" if looked[1] else "shallow"
+            else:
+                self._stop_looking()
             if changed:  # a traced task: rate-limited already, so its findings are written at once
                 _log.safely("writing the state the tasks left changed", self._write_carried)
         span.set_attributes(attributes)
@@ -423,7 +433,11 @@ class WorkerRole(_channels.ThreadRole):
             self._end_initializer(exception or "the worker exited (code %s) before its first task" % exitcode)
         task = self._take_task()
         if self.carry is not None:
-            _log.safely("recording the state the tasks left changed", self._close_carried)
+            try:
+                self._close_carried()
+            except Exception:
+                _log.internal_error("recording the state the tasks left changed")
+                _log.safely("forgetting the state the tasks left changed", self._stop_looking)
         if task is not None and task.span is not None:
             task.span.set_attribute(semconv.TASK_END_REASON, "the worker exited (code %s) during the task" % exitcode)
             _record_failure(task.span, exception or "the worker exited during the task")

@@ -96,6 +96,19 @@ def test_a_pure_task_function_records_no_change(start_method, tmp_path):
     assert sum(run["attributes"]["mp.worker.tasks_checked"] for run in runs) == 8
 
 
+def test_a_module_with_one_global_list(tmp_path):
+    """One watched name, a list: what a module of settings or results often is."""
+    (tmp_path / "results.py").write_text("SEEN = []\n\ndef keep(item):\n    SEEN.append(item)\n    return len(SEEN)\n")
+    program = tmp_path / "keeping.py"
+    program.write_text("import multiprocessing, sys\nimport results\nif __name__ == '__main__':\n"
+                       "    pool = multiprocessing.get_context(sys.argv[1]).Pool(2)\n"
+                       "    pool.map(results.keep, range(300), chunksize=1)\n    pool.close()\n    pool.join()\n")
+    result, spans = run_traced(tmp_path, str(program), "fork")
+    assert "mptrace" not in result.stderr, result.stderr  # no internal error logged
+    runs = [s for s in spans if s["name"] == "mp.process.run" and "mp.worker.tasks_checked" in s["attributes"]]
+    assert sum(carried(r)["results.SEEN"] for r in runs) == 300
+
+
 # -- in the test process: SpanRecorder, the tree, and the option that turns it off ------------------------
 
 
