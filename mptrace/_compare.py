@@ -228,7 +228,7 @@ class Child:
 
 ROWS = ("started by", "target", "arguments pickled", "pickling hooks", "arguments changed", "state diverged",
         "state not portable", "argument class state", "environment", "random state shared", "threads at fork",
-        "inherited fds", "fds shared with siblings", "ended")
+        "inherited fds", "fds shared with siblings", "carried between tasks", "ended")
 
 
 def children_of(run):
@@ -236,10 +236,13 @@ def children_of(run):
     spans = run.spans
     by_id = {span.span_id: span for span in spans}
     runs_by_parent = {span.parent_span_id: span for span in spans if span.name == semconv.SPAN_PROCESS_RUN}
+    carried = _carried_by_pool(spans, runs_by_parent)
     children = {}
     for launch in (s for s in spans if s.name == semconv.SPAN_PROCESS):
         key = _key(launch, by_id)
-        children[key] = Child(key, _facts(launch, runs_by_parent.get(launch.span_id), spans), launch.span_id)
+        facts = _facts(launch, runs_by_parent.get(launch.span_id), spans)
+        facts["carried between tasks"] = carried.get(launch.parent_span_id, ABSENT)
+        children[key] = Child(key, facts, launch.span_id)
     _add_random_sharing(children, runs_by_parent)
     return children
 
@@ -260,6 +263,22 @@ def _add_random_sharing(children, runs_by_parent):
         child.facts["random state shared"] = "; ".join(
             "%s with %s" % (name, ", ".join(" > ".join(other) for other in sorted(others)))
             for name, others in sorted(names.items())) or ABSENT
+
+
+def _carried_by_pool(spans, runs_by_parent):
+    """{mp.pool span id: the names any of its workers' tasks left changed for the next}.
+
+    A pool's own, not each worker's: which worker ran how many tasks differs
+    from run to run, so a worker's own list would differ by chance alone.
+    """
+    pools = {span.span_id for span in spans if span.name == semconv.SPAN_POOL}
+    found = {}
+    for launch in (s for s in spans if s.name == semconv.SPAN_PROCESS and s.parent_span_id in pools):
+        run_span = runs_by_parent.get(launch.span_id)
+        names = run_span.attributes.get(semconv.WORKER_CARRIED) if run_span is not None else None
+        found.setdefault(launch.parent_span_id, set()).update(str(n) for n in names or ())
+    return {pool: "%s (by the pool's workers)" % ", ".join(sorted(names)) if names else ABSENT
+            for pool, names in found.items()}
 
 
 def _key(launch, by_id):

@@ -21,7 +21,7 @@ TASK_SPAN_MODES = ("chunk", "item")
 
 Options = namedtuple(
     "Options", "spool_dir watch_modules ignore_modules capture_values pickle_span_bytes pickle_span_seconds "
-    "task_spans_per_second task_spans program_span random_state inherited_fds")
+    "task_spans_per_second task_spans program_span random_state inherited_fds check_task_state")
 
 
 # Memory-backed directories shared by all users (see default_spool_parent).
@@ -59,6 +59,7 @@ _DEFAULTS = {
     "program_span": False,
     "random_state": True,  # hash each child's random generators (see _randomstate)
     "inherited_fds": True,  # list the descriptors a fork child inherits (mp.fork.fds)
+    "check_task_state": True,
 }
 
 
@@ -83,7 +84,7 @@ def parse(options):
                          % (", ".join(map(repr, TASK_SPAN_MODES)), values["task_spans"]))
     for option in ("watch_modules", "ignore_modules"):
         values[option] = _prefixes(option, values[option])
-    for option in ("capture_values", "program_span", "random_state", "inherited_fds"):
+    for option in ("capture_values", "program_span", "random_state", "inherited_fds", "check_task_state"):
         if not isinstance(values[option], bool):
             raise TypeError("install() option %r must be True or False, got %r" % (option, values[option]))
     spool_dir = values["spool_dir"]

@@ -125,6 +125,7 @@ def _become_root(provider, options, directory):
         "pk": [options.pickle_span_bytes, options.pickle_span_seconds],
         "watch": [list(options.watch_modules), list(options.ignore_modules)],
         "tasks": [options.task_spans_per_second, options.task_spans],
+        "carry": options.check_task_state,  # what a worker's tasks leave changed is looked for (see _carryover)
         "dk": _digest_key(),
         "rs": options.random_state,
         "cap": bool(options.capture_values),  # values on spans: grandchildren of every start method need it too

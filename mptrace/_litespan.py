@@ -144,6 +144,12 @@ class LiteSpan:
         if self.sampled:
             self._writer.write_body(end_template % self.end_time)
 
+    def rewrite_start(self):
+        """Record the start again, with the attributes set so far: if this process dies before
+        ending the span, the root ends it from the last START it finds (see _collector)."""
+        if self.sampled and self.end_time is None:
+            self._writer.write_body(self._encode(_spool.START))
+
     # -- the subset of the OpenTelemetry Span API that mptrace uses ---------
 
     def is_recording(self):

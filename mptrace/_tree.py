@@ -729,6 +729,20 @@ def _both_directories(run, key, side):
     return " (parent %s, %s %s)" % (parent, side, other) if parent and other else ""
 
 
+def _carried_lines(process):
+    """State a pool worker's tasks changed and left so for its next tasks: results that depend on the worker."""
+    names = _names(_attr(process.run, sc.WORKER_CARRIED))
+    if not names:
+        return []
+    counts = _attr(process.run, sc.WORKER_CARRIED_TASKS)
+    counts = list(counts) if isinstance(counts, (list, tuple)) and len(counts) == len(names) else [None] * len(names)
+    checked = _int(_attr(process.run, sc.WORKER_TASKS_CHECKED))
+    of = " of %d" % checked if checked else ""
+    shown = ["%s (%s%s)" % (name, _plural(count, "task"), of) if isinstance(count, int) else name
+             for name, count in zip(names, counts)]
+    return [Text("carried between tasks: " + _listing(shown), WARNING)]
+
+
 def _hook_lines(index, process):
     """Custom pickling hooks: code of the program's that ran only because the start pickled."""
     lines = []
@@ -881,6 +895,7 @@ def _detail_lines(index, process):
     lines += _changed_argument_lines(process)
     lines += _state_lines(process)
     lines += _environment_lines(process)
+    lines += _carried_lines(process)
     lines += _hook_lines(index, process)
     lines += _fork_thread_lines(process)
     lines += _random_lines(index, process)

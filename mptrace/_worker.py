@@ -119,6 +119,11 @@ def recognise(run, process):
     if shapes is None:
         return
     role = WorkerRole(run, shapes)
+    if run.tree.get("carry", True):
+        from mptrace._carryover import Carryover
+
+        watch = run.module_watch()
+        role.carry = Carryover(watch, watch.key)
     _channels.assume_role(role)
     run.closers.append(role.close)
     run.on_late_wiring.append(role.opentelemetry_arrived)
@@ -151,6 +156,7 @@ class WorkerRole(_channels.ThreadRole):
         self.adopted = None  # (trace_id, span_id, sampled) made current for tasks
         self.adopted_trailer = None  # the bytes of the untraced tasks' trailer that set ``adopted``
         self.get_stand_in = None  # a Pool worker's inqueue.get, once stood in for
+        self.carry = None  # a Carryover: what tasks leave changed for the next ones (None: not looked for)
 
     # -- a task arrives ----------------------------------------------------
 
@@ -190,11 +196,14 @@ class WorkerRole(_channels.ThreadRole):
                 and data[-_TRAILER_SIZE:] == self.adopted_trailer):
             # The hot path: another chunk of the same map, nothing new to read or adopt.
             try:
-                return forking_loads(data)
+                task = forking_loads(data)
             except BaseException as exc:
                 _log.safely("recording a task that failed to unpickle", _channels._load_failed, "task", data, exc,
                             0.0)
                 raise
+            if self.carry is not None:
+                self._look_between_tasks()
+            return task
         trailer = _trailer.read(data)
         if trailer is None or trailer[0] != _trailer.TASK:
             return other_loads(data, _role_checked=True)
@@ -224,7 +233,31 @@ class WorkerRole(_channels.ThreadRole):
             self.adopted_trailer = bytes(data[-_TRAILER_SIZE:])
         except Exception:
             _log.internal_error("adopting a task's context")
+        if self.carry is not None:
+            self._look_between_tasks()
         return task
+
+    def _look_between_tasks(self, traced=False):
+        """A task arrived: count what the previous one left changed (see _carryover)."""
+        try:
+            if self.carry.task_arrived(traced) and self.carry.progress_due():
+                self._write_carried()
+        except Exception:
+            _log.internal_error("looking for state the previous task left changed")
+            self._stop_looking()
+
+    def _stop_looking(self):
+        """The look failed: it stops (logged once), and the run span claims nothing it cannot tell."""
+        self.carry = None
+        for key in (semconv.WORKER_CARRIED, semconv.WORKER_CARRIED_TASKS, semconv.WORKER_TASKS_CHECKED,
+                    semconv.WORKER_TASKS_CHECKED_IN_FULL):
+            self.run.run_span.attributes.pop(key, None)
+
+    def _write_carried(self):
+        """What the tasks were seen changing, on the run span now: a worker its pool terminates never ends it."""
+        span = self.run.run_span
+        span.set_attributes(self.carry.attributes(semconv))
+        span.rewrite_start()
 
     def _next_task(self):
         """A task arrived: the initializer has returned, and the previous task has no result coming."""
@@ -240,6 +273,8 @@ class WorkerRole(_channels.ThreadRole):
             return task
         self._next_task()
         _, trace_id, parent_id, flags = trailer
+        if self.carry is not None and flags & _trailer.TASK_SPAN:
+            self._look_between_tasks(traced=True)  # the task's own changes are looked for when it ends
         sampled = bool(flags & _trailer.SAMPLED)
         span = None
         if flags & _trailer.TASK_SPAN:
@@ -315,6 +350,16 @@ class WorkerRole(_channels.ThreadRole):
         attributes.update(_channels.totals_attributes("pickle.result", 1, size, seconds))
         if hooks:
             attributes[semconv.PICKLE_RESULT_HOOKS] = list(hooks)
+        if self.carry is not None:
+            looked = _log.safely("looking for state the task changed", self.carry.task_ended)
+            changed = looked[0] if looked is not None else None
+            if changed is not None:  # else it could not tell: no "nothing changed"
+                attributes[semconv.TASK_CHANGED] = changed
+                attributes[semconv.TASK_CHANGED_LOOK] = "full" if looked[1] else "shallow"
+            else:
+                self._stop_looking()
+            if changed:  # a traced task: rate-limited already, so its findings are written at once
+                _log.safely("writing the state the tasks left changed", self._write_carried)
         span.set_attributes(attributes)
         if size >= _channels.span_bytes or seconds >= _channels.span_seconds:
             self._message_span(semconv.SPAN_PICKLE, span, size, seconds, result).end()
@@ -391,10 +436,24 @@ class WorkerRole(_channels.ThreadRole):
         if self.initializer is not None:
             self._end_initializer(exception or "the worker exited (code %s) before its first task" % exitcode)
         task = self._take_task()
+        if self.carry is not None:
+            try:
+                self._close_carried()
+            except Exception:
+                _log.internal_error("recording the state the tasks left changed")
+                _log.safely("forgetting the state the tasks left changed", self._stop_looking)
         if task is not None and task.span is not None:
             task.span.set_attribute(semconv.TASK_END_REASON, "the worker exited (code %s) during the task" % exitcode)
             _record_failure(task.span, exception or "the worker exited during the task")
             task.span.end()
+
+    def _close_carried(self):
+        carry = self.carry
+        if not carry.looked and not carry.checked:
+            return  # no task ran here: nothing to say
+        carry.task_arrived()  # what the last task left
+        self.run.run_span.set_attributes(carry.attributes(semconv))
+        self.run.end_template = None  # a fork worker's prebuilt END lacks these attributes
 
     def _abandon_task(self, reason):
         task = self._take_task()

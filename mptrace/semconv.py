@@ -95,6 +95,13 @@ TASK_ITEMS = "mp.task.items"  # mp.task.run: items in the chunk
 TASK_CANCELLED = "mp.task.cancelled"  # the submission was cancelled before it ran
 TASK_END_REASON = "mp.task.end_reason"  # why a task ended without a result
 TASK_POOL = "mp.task.pool"  # mp.task: the span id (16 hex digits) of the mp.pool it was submitted to
+TASK_CHANGED = "mp.task.changed"  # mp.task.run: watched names the task changed, left so for the worker's next tasks
+TASK_CHANGED_LOOK = "mp.task.changed.look"  # "full" (fingerprints) or "shallow" (identities and sizes): see _carryover
+# On mp.process.run of a Pool or executor worker: state its tasks left for the next ones (see _carryover).
+WORKER_CARRIED = "mp.worker.carried"  # watched names a task changed (module.name, module.func (lru_cache))
+WORKER_CARRIED_TASKS = "mp.worker.carried.tasks"  # for each of mp.worker.carried: how many tasks were seen changing it
+WORKER_TASKS_CHECKED = "mp.worker.tasks_checked"  # tasks whose changes were looked for (the shallow look)
+WORKER_TASKS_CHECKED_IN_FULL = "mp.worker.tasks_checked_in_full"  # ... of which in full (traced tasks)
 PICKLE_TASK_HOOKS = "mp.pickle.task.hooks"  # mp.task: custom hooks that ran pickling the task
 PICKLE_RESULT_HOOKS = "mp.pickle.result.hooks"  # mp.task.run: custom hooks that ran pickling the result
 # Task and result pickling totals: mp.pickle.task.* on mp.task and mp.pool,

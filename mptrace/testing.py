@@ -144,6 +144,21 @@ class Process:
         """The names of the siblings that hold ``shared_fds``."""
         return tuple(self.launch.attributes.get("mp.fork.fds.shared_with", ()))
 
+    @property
+    def carried_between_tasks(self):
+        """A Pool or executor worker: ``{name: tasks seen changing it}`` of the watched state (``module.name``,
+        ``module.func (lru_cache)``) its tasks changed and left so for its next tasks; ``{}`` when none did.
+
+        None when nobody looked: not a worker, a worker that ran no task, ``check_task_state=False``, or a
+        worker killed before it recorded anything.
+        """
+        attributes = self.run.attributes if self.run is not None else {}
+        if "mp.worker.tasks_checked" not in attributes:
+            return None
+        names = list(attributes.get("mp.worker.carried", ()))
+        counts = list(attributes.get("mp.worker.carried.tasks", ()))
+        return dict(zip(names, counts + [0] * (len(names) - len(counts))))
+
     def _run_attribute(self, key):
         return self.run.attributes.get(key, ()) if self.run is not None else ()
 
@@ -399,6 +414,20 @@ class SpanRecorder:
             self._fail("expected %s to share no inherited descriptor with a running sibling, but %s hold%s: %s" % (
                 found.name, ", ".join(found.fds_shared_with), "s" if len(found.fds_shared_with) == 1 else "",
                 "; ".join(found.shared_fds)), found)
+
+    def assert_nothing_carried_between_tasks(self, process=None):
+        """No task of a Pool or executor worker (``process``, else every one) left watched state changed for
+        the worker's next tasks: a task's result does not depend on which worker ran it, or what ran there before.
+        """
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        for found in [self.process(process)] if process is not None else self.processes():
+            carried = found.carried_between_tasks
+            if carried is None and process is not None:
+                self._fail("cannot tell whether %s's tasks left state changed for the next ones: it recorded no "
+                           "look (not a pool worker, it ran no task, or check_task_state=False)" % found.name, found)
+            if carried:
+                self._fail("expected no state carried between the tasks of %s, but its tasks left changed: %s" % (
+                    found.name, ", ".join("%s (%d tasks)" % item for item in carried.items())), found)
 
     def assert_no_errors(self):
         """No span of any process ended in ERROR."""
