@@ -118,12 +118,6 @@ class LiteSpan:
             self._writer.write_body(self._encode(_spool.START))
             self.start_written_by = os.getpid()
 
-    def rewrite_start(self):
-        """Write START again, with the attributes set since: if this process is killed before it ends the
-        span (a pool's workers are, by its terminate()), the span the collector ends for it has them."""
-        if self.sampled and self.end_time is None and self.start_time is not None:
-            self._writer.write_body(self._encode(_spool.START))
-
     def prebuild(self, final_attributes):
         """Encode START now, and END as a template for an error-free end with
         ``final_attributes`` added, whose one field is the end time."""
@@ -146,7 +140,8 @@ class LiteSpan:
 
     def rewrite_start(self):
         """Record the start again, with the attributes set so far: if this process dies before
-        ending the span, the root ends it from the last START it finds (see _collector)."""
+        ending the span (a pool's workers do, by its terminate()), the root ends it from the last
+        START it finds (see _collector), with them."""
         if self.sampled and self.end_time is None:
             self._writer.write_body(self._encode(_spool.START))
 
