@@ -736,6 +736,13 @@ def _carried_lines(process):
         return []
     counts = _attr(process.run, sc.WORKER_CARRIED_TASKS)
     counts = list(counts) if isinstance(counts, (list, tuple)) and len(counts) == len(names) else [None] * len(names)
+    if _attr(process.run, sc.SPAN_SYNTHESIZED) is True:
+        # Killed (a pool's terminate()) before its end: the counts are those of its last record, and
+        # the tasks it ran after that are not in them.
+        shown = ["%s (at least %s)" % (name, _plural(count, "task")) if isinstance(count, int) else name
+                 for name, count in zip(names, counts)]
+        return [Text("carried between tasks (counted until its last record before it was stopped): "
+                     + _listing(shown), WARNING)]
     checked = _int(_attr(process.run, sc.WORKER_TASKS_CHECKED))
     of = " of %d" % checked if checked else ""
     shown = ["%s (%s%s)" % (name, _plural(count, "task"), of) if isinstance(count, int) else name

@@ -150,7 +150,8 @@ class Process:
         ``module.func (lru_cache)``) its tasks changed and left so for its next tasks; ``{}`` when none did.
 
         None when nobody looked: not a worker, a worker that ran no task, ``check_task_state=False``, or a
-        worker killed before it recorded anything.
+        worker killed before it recorded anything. A worker killed while busy (its pool's terminate()) has
+        the counts of its last record: lower bounds (``run.attributes["mp.span.synthesized"]`` is True).
         """
         attributes = self.run.attributes if self.run is not None else {}
         if "mp.worker.tasks_checked" not in attributes:

@@ -16,7 +16,7 @@ import pytest
 from mptrace import _compare, _tree
 from mptrace.testing import SpanRecorder
 from tests.conftest import START_METHODS
-from tests.subprocesses import ROOT, environment, run_traced
+from tests.subprocesses import ROOT, environment, eventually, run_traced
 
 PROGRAM = "tests/programs/carryover.py"
 COUNTED = ["counter.CALLS", "counter.SEEN"]
@@ -56,6 +56,13 @@ def test_each_task_names_the_globals_it_changed_and_each_worker_counts_them(star
         assert carried(run) == {"counter.CALLS": ran, "counter.SEEN": ran}
         assert run["attributes"]["mp.worker.tasks_checked"] == ran
     assert sum(run["attributes"]["mp.worker.tasks_checked"] for run in runs) == 8
+
+
+def test_a_class_attribute_a_task_changes_is_named(start_method, tmp_path):
+    result, spans = run_program(tmp_path, start_method, "pool", "tally")
+    tasks = task_runs(spans)
+    assert tasks and all(t["attributes"]["mp.task.changed"] == ["counter.Tally.total"] for t in tasks)
+    assert sum(carried(run).get("counter.Tally.total", 0) for run in worker_runs(spans)) == 8
 
 
 def test_tasks_without_a_span_are_still_counted_on_the_worker(tmp_path):
@@ -143,6 +150,27 @@ def test_the_testing_helpers_and_the_tree_name_what_was_carried(context):
     out = io.StringIO()
     _tree.render(spans, file=out, color=True)
     assert re.search(r"\x1b\[33mcarried between tasks: counter\.CALLS", out.getvalue()), out.getvalue()
+
+
+def test_the_tree_says_a_terminated_workers_counts_are_lower_bounds(context, tmp_path):
+    """terminate() kills a busy worker before its end: its counts are those of its last record."""
+    running = tmp_path / "running"
+    sys.path.insert(0, os.path.join(ROOT, "tests", "programs"))
+    try:
+        import counter
+
+        with SpanRecorder() as recorder:
+            with context.Pool(1) as pool:
+                pool.map(counter.count, range(3), chunksize=1)
+                pool.apply_async(counter.block, (str(running),))
+                assert eventually(running.exists)
+            spans = recorder.spans
+    finally:
+        sys.path.remove(os.path.join(ROOT, "tests", "programs"))
+    lines = _tree.summary_lines(spans)
+    [found] = [line for line in lines if "carried between tasks" in line]
+    assert re.search(r"carried between tasks \(counted until its last record before it was stopped\): "
+                     r"counter\.CALLS \(at least 3 tasks\)", found), "\n".join(lines)
 
 
 def test_check_task_state_false_looks_for_nothing(context):

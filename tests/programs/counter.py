@@ -25,3 +25,22 @@ def cached(item):
 
 def pure(item):
     return item * 2
+
+
+class Tally:
+    """Class-level state: a task that bumps it leaves it bumped for the worker's next tasks."""
+
+    total = 0
+
+
+def tally(item):
+    Tally.total += 1
+    return Tally.total
+
+
+def block(path):
+    """Says it is running (creates ``path``), then stays busy until its pool terminates it."""
+    import time
+
+    open(path, "w").close()
+    time.sleep(120)
