@@ -276,6 +276,12 @@ def _native_threads(known):
     """
     own_id = getattr(threading, "get_native_id", None)
     try:
+        # Linux counts a process's threads in its task directory's link count (2 + threads): one stat
+        # tells whether there is any thread beyond those threading knows, before listing them. Not
+        # when threading knows a foreign thread (a _DummyThread), which may have ended and so not count.
+        if own_id is not None and os.stat(TASK_DIRECTORY).st_nlink == 2 + len(known) and not any(
+                isinstance(t, threading._DummyThread) for t in known):
+            return {semconv.FORK_THREADS_NATIVE: 0}
         tids = os.listdir(TASK_DIRECTORY) if own_id is not None else None
     except OSError:
         tids = None
