@@ -148,6 +148,34 @@ def test_a_fork_server_the_program_started_itself_has_a_known_age(tmp_path):
     assert "mp.forkserver.started" in run
 
 
+def c_environment():
+    """``{name: value}`` of this process's C environment (what a spawn child gets), read through libc:
+    os.environ does not see what C code set with setenv()."""
+    import ctypes
+
+    environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+    found, index = {}, 0
+    while environ[index]:
+        name, _, value = environ[index].partition(b"=")
+        found[name] = value
+        index += 1
+    return found
+
+
+@pytest.fixture
+def c_environment_as_os_environ():
+    """The C environment without what only it has, for the test: the tests in this process may have
+    loaded readline, which setenv()s LINES and COLUMNS behind os.environ's back, and a spawn child
+    started here would rightly report them as added."""
+    only_in_c = {name: value for name, value in c_environment().items() if name not in os.environb}
+    for name in only_in_c:
+        os.unsetenv(name)
+    yield
+    for name, value in only_in_c.items():
+        os.putenv(name, value)
+
+
+@pytest.mark.usefixtures("c_environment_as_os_environ")
 def test_a_long_list_of_differences_is_bounded(traced):
     import multiprocessing
 
@@ -203,6 +231,7 @@ def traced_capturing():
     yield from traced_with(capture_values=True)
 
 
+@pytest.mark.usefixtures("c_environment_as_os_environ")
 def test_a_grandchild_compares_with_the_child_that_started_it(traced_capturing):
     import multiprocessing
 
