@@ -1,0 +1,119 @@
+"""Process start+join under two versions of mptrace, each arm in a fresh interpreter.
+
+Answers "did this change make starting a process slower?" the way a user runs
+a program: every arm is a new interpreter with the same OpenTelemetry provider
+(a BatchSpanProcessor whose exporter drops spans, set as the global provider)
+and, in the traced arms, ``install()`` before the first start. Arms alternate
+run by run, so machine drift hits them alike; each run times ``--starts``
+start+join of an empty target (after 3 warm-up starts) and reports its median.
+Printed: the median over runs of each arm, its ratio to the provider-only
+arm, and every run's figure (the spread says how far to trust a difference).
+
+    python benchmarks/start_versions.py OLD_REF [NEW_REF] [--method fork] [--runs 7] [--starts 60] [--cpu]
+
+OLD_REF and NEW_REF are git revisions of this repository (NEW_REF: the
+working tree when left out); ``--cpu`` reports CPU time per start (the
+program and its children) instead of wall time.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROGRAM = r'''
+import multiprocessing, resource, statistics, sys, time
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+
+class Drop(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(Drop()))
+trace.set_tracer_provider(provider)
+if sys.argv[1] == "traced":
+    import mptrace
+    mptrace.install()
+
+
+def noop():
+    pass
+
+
+def cpu_seconds():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[2])
+    starts, wall = int(sys.argv[3]), []
+    for i in range(starts + 3):
+        if i == 3:
+            cpu_began = cpu_seconds()
+        began = time.perf_counter()
+        process = context.Process(target=noop)
+        process.start()
+        process.join()
+        wall.append(time.perf_counter() - began)
+    cpu = (cpu_seconds() - cpu_began) / starts
+    print((cpu if sys.argv[4] == "cpu" else statistics.median(wall[3:])) * 1e3)
+'''
+
+
+def export_version(ref, into):
+    """The ``mptrace`` package of git revision ``ref``, unpacked under ``into``; None: the working tree."""
+    if ref is None:
+        return ROOT
+    archive = subprocess.run(["git", "-C", ROOT, "archive", ref, "mptrace"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    return into
+
+
+def one_run(path, traced, method, starts, measure):
+    environment = dict(os.environ, PYTHONPATH=path)
+    result = subprocess.run([sys.executable, "-c", PROGRAM, "traced" if traced else "plain", method, str(starts),
+                             measure], env=environment, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if result.returncode:
+        raise SystemExit("a run failed:\n" + result.stderr)
+    return float(result.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", help="git revision of the first version, e.g. HEAD~3")
+    parser.add_argument("new", nargs="?", help="git revision of the second version (default: the working tree)")
+    parser.add_argument("--method", default="fork", choices=("fork", "spawn", "forkserver"))
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--starts", type=int, default=60)
+    parser.add_argument("--cpu", action="store_true", help="CPU ms per start (program and children), not wall")
+    options = parser.parse_args()
+    measure = "cpu" if options.cpu else "wall"
+    with tempfile.TemporaryDirectory() as old_dir, tempfile.TemporaryDirectory() as new_dir:
+        paths = {options.old: export_version(options.old, old_dir),
+                 options.new or "working tree": export_version(options.new, new_dir)}
+        arms = {"provider only": []}
+        arms.update((name, []) for name in paths)
+        for _ in range(options.runs):
+            arms["provider only"].append(one_run(paths[options.old], False, options.method, options.starts, measure))
+            for name, path in paths.items():
+                arms[name].append(one_run(path, True, options.method, options.starts, measure))
+    baseline = statistics.median(arms["provider only"])
+    print("%s start+join, %s ms per start, median of %d runs of %d starts" % (
+        options.method, measure, options.runs, options.starts))
+    for name, values in arms.items():
+        median = statistics.median(values)
+        print("%-14s %8.2f  %5.2fx   %s" % (name, median, median / baseline, " ".join("%.2f" % v for v in values)))
+
+
+if __name__ == "__main__":
+    main()
