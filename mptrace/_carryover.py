@@ -27,9 +27,10 @@ Pool tasks are hot, so there are two looks:
   span, rate-limited by ``task_spans_per_second``) arrives and ends, for at
   most one traced task a FULL_LOOK_INTERVAL, and less often when full looks
   would take more than FULL_LOOK_SHARE of the worker's time (a module holding
-  a large value costs more), and when a name was added or deleted. A change only it sees, made by untraced tasks, is found at the
-  next full look and counted once for all of them; a name the shallow look
-  counted since the last full look is not counted again.
+  a large value costs more), and when a name was added or deleted. A change
+  only it sees, made by untraced tasks, is found at the next full look and
+  counted once for all of them; a name the shallow look counted since the
+  last full look is not counted again.
 
 Standard library only: spawn workers load this on their start-up path.
 """
