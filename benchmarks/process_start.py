@@ -1,73 +1,150 @@
-"""Process start+join, traced vs untraced, for each start method.
+"""Process start+join the way users run it: each arm a fresh interpreter.
 
-Runs both side by side in one process: blocks of untraced and traced starts
-alternate (mptrace is installed and uninstalled between blocks), so machine
-drift hits both alike. Prints the median per start and the traced/untraced
-ratio of the medians.
+Three arms, each a new interpreter that runs the same program:
 
-    python benchmarks/process_start.py [--rounds 7] [--per-round 5]
+* ``no OpenTelemetry``: the program alone;
+* ``provider only``: the application's own provider, a ``TracerProvider``
+  with a ``BatchSpanProcessor`` (as in production; its exporter only counts
+  the spans) set as the global provider, and no mptrace;
+* ``traced``: the same plus ``mptrace.install()`` before the first start, so
+  a fork server is started traced, as a real program's is.
 
-Targets (issue 2): fork and forkserver <= 1.25x, spawn <= 1.15x.
+Traced/provider-only is the figure that counts: a user who compares with and
+without mptrace keeps their provider either way. Arms alternate run by run
+(machine drift hits them alike); each run makes 3 warm-up starts (the fork
+server starts there) and times ``--starts`` more, and the figure of an arm is
+the median over runs of each run's median. ``burst`` starts ``--burst``
+children (fork) with as many alive at once as there are cores, and its
+traced runs check that every child's run span arrived.
+
+    python benchmarks/process_start.py [--methods fork,forkserver,spawn,burst] [--runs 3] [--starts 10]
+
+Targets (issue 19), traced/provider-only: fork and forkserver <= 1.25x,
+spawn <= 1.15x, burst <= 1.3x.
 """
 
 import argparse
 import multiprocessing
+import os
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = {"fork": 1.25, "forkserver": 1.25, "spawn": 1.15, "burst": 1.3}
+ARMS = ("no OpenTelemetry", "provider only", "traced")
 
-import mptrace
+PROGRAM = r'''
+import multiprocessing, os, statistics, sys, time
 
-TARGETS = {"fork": 1.25, "spawn": 1.15, "forkserver": 1.25}
+ARM, METHOD, STARTS, BURST = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if ARM != "no OpenTelemetry":
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class CountRuns(SpanExporter):
+        runs = 0
+
+        def export(self, spans):
+            CountRuns.runs += sum(1 for span in spans if span.name == "mp.process.run")
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(CountRuns()))
+    trace.set_tracer_provider(provider)
+if ARM == "traced":
+    import mptrace
+    mptrace.install()
 
 
 def noop():
     pass
 
 
-def time_starts(context, count):
-    times = []
-    for _ in range(count):
-        began = time.perf_counter()
+def one_start(context):
+    process = context.Process(target=noop)
+    process.start()
+    process.join()
+
+
+def a_burst(context, alive):
+    """BURST children, ``alive`` at a time."""
+    running = []
+    for _ in range(BURST):
+        if len(running) >= alive:
+            running.pop(0).join()
         process = context.Process(target=noop)
         process.start()
+        running.append(process)
+    for process in running:
         process.join()
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork" if METHOD == "burst" else METHOD)
+    for _ in range(3):
+        one_start(context)
+    times = []
+    for _ in range(STARTS if METHOD != "burst" else 1):
+        began = time.perf_counter()
+        if METHOD == "burst":
+            a_burst(context, os.cpu_count() or 2)
+        else:
+            one_start(context)
         times.append(time.perf_counter() - began)
-    return times
-
-
-def measure(method, rounds, per_round):
-    context = multiprocessing.get_context(method)
-    time_starts(context, 2)  # warm-up: start the fork server, fill caches
-    untraced, traced = [], []
-    for _ in range(rounds):
-        untraced += time_starts(context, per_round)
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        mptrace.install(tracer_provider=provider)
-        traced += time_starts(context, per_round)
+    children = 3 + (BURST if METHOD == "burst" else STARTS)
+    arrived = -1
+    if ARM == "traced":
         mptrace.flush()
-        runs = [s for s in exporter.get_finished_spans() if s.name == "mp.process.run"]
-        assert len(runs) == per_round, "traced run lost spans"
-        mptrace.uninstall()
-    return statistics.median(untraced), statistics.median(traced)
+        provider.force_flush()
+        arrived = CountRuns.runs
+    per_start = statistics.median(times) / (BURST if METHOD == "burst" else 1)
+    print(per_start * 1e3, children, arrived)
+'''
+
+
+def one_run(arm, method, starts, burst):
+    result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts), str(burst)],
+                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                            cwd=tempfile.gettempdir(), timeout=900)
+    if result.returncode:
+        raise SystemExit("the %s arm failed under %s:\n%s" % (arm, method, result.stderr))
+    per_start, children, arrived = result.stdout.split()
+    if arm == "traced" and int(arrived) != int(children):
+        raise SystemExit("traced %s: %s of %s children's run spans arrived" % (method, arrived, children))
+    return float(per_start)
+
+
+def measure(method, runs, starts, burst):
+    """{arm: median ms per start}: runs alternate the arms, in a rotating order."""
+    found = {arm: [] for arm in ARMS}
+    for run in range(runs):
+        for arm in ARMS[run % 3:] + ARMS[:run % 3]:
+            found[arm].append(one_run(arm, method, starts, burst))
+    return {arm: statistics.median(values) for arm, values in found.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--per-round", type=int, default=5)
-    parser.add_argument("--methods", default=",".join(multiprocessing.get_all_start_methods()))
+    parser.add_argument("--methods", default=",".join(multiprocessing.get_all_start_methods() + ["burst"]))
+    parser.add_argument("--runs", type=int, default=3, help="alternating runs per arm (at least 3)")
+    parser.add_argument("--starts", type=int, default=10, help="timed starts per run")
+    parser.add_argument("--burst", type=int, default=40, help="children per burst run")
     options = parser.parse_args()
-    print("%-11s %12s %12s %7s %7s" % ("method", "untraced ms", "traced ms", "ratio", "target"))
+    if options.runs < 3:
+        parser.error("--runs must be at least 3, got %d" % options.runs)
+    print("%-11s %9s %9s %9s %10s %10s %7s" % (
+        "ms/start", "no OTel", "provider", "traced", "/provider", "/no OTel", "target"))
     for method in options.methods.split(","):
-        untraced, traced = measure(method, options.rounds, options.per_round)
-        print("%-11s %12.2f %12.2f %6.2fx %6.2fx" % (
-            method, untraced * 1e3, traced * 1e3, traced / untraced, TARGETS.get(method, float("nan"))))
+        medians = measure(method, options.runs, options.starts, options.burst)
+        bare, provider, traced = (medians[arm] for arm in ARMS)
+        print("%-11s %9.2f %9.2f %9.2f %9.2fx %9.2fx %6.2fx" % (
+            method, bare, provider, traced, traced / provider, traced / bare, TARGETS.get(method, float("nan"))))
+    print("(%d alternating runs per arm, each in a fresh interpreter; %s; Python %s, %d cores)" % (
+        options.runs, "median of %d starts per run, burst: %d children" % (options.starts, options.burst),
+        sys.version.split()[0], os.cpu_count() or 0))
 
 
 if __name__ == "__main__":
