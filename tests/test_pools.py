@@ -383,7 +383,10 @@ def test_a_pool_left_open_at_exit_loses_nothing(start_method, kind, tmp_path):
     ids = {s["span_id"] for s in spans}
     orphans = [s["name"] for s in spans if s["parent"] is not None and s["parent"] not in ids]
     assert not orphans, spans
-    assert len({s["trace_id"] for s in spans}) == 1
+    by_trace = {}
+    for span in spans:  # on failure, which spans left the program's trace, and from which process
+        by_trace.setdefault(span["trace_id"], []).append((span["name"], span["pid"], span["parent"] is None))
+    assert len(by_trace) == 1, by_trace
     names = [s["name"] for s in spans]
     assert names.count("mp.task.run") == 4 and names.count("task-work") == 4, names
     pools = [s for s in spans if s["name"] == "mp.pool"]
