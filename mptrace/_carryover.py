@@ -89,7 +89,7 @@ class ModuleView:
             entry = [namespace, getter, tuple(names), (), None]
             _remark(entry)
             self.entries.append(entry)
-        namespace = _namespace(self.module)
+        namespace = _modstate.own_namespace(self.module)
         self.caches = []
         if namespace is not None:
             cache_type, defined_here = _cache_type(), (self.name, getattr(self.module, "__name__", None))
@@ -182,23 +182,16 @@ def _remark(entry):
     entry[4] = _marks(namespace, getter, entry[3])
 
 
-def _namespace(obj):
-    try:
-        return object.__getattribute__(obj, "__dict__")
-    except Exception:
-        return None
-
-
 def _namespace_of(module, name):
     """(the mapping that holds ``name``, the key there): ``CALLS`` in the module's, ``Class.attr`` in the class's."""
     parts = name.split(".")
     holder = module
     for part in parts[:-1]:
-        namespace = _namespace(holder)
+        namespace = _modstate.own_namespace(holder)
         if namespace is None or part not in namespace:
             return None, None
         holder = namespace[part]
-    namespace = _namespace(holder)
+    namespace = _modstate.own_namespace(holder)
     if namespace is None or parts[-1] not in namespace:
         return None, None
     return namespace, parts[-1]

@@ -41,6 +41,8 @@ import sys
 import types
 import weakref
 
+from mptrace import _modstate
+
 MAX_FDS = 64  # descriptors described per start(); the rest are counted
 MAX_SCANNED = 256  # descriptor numbers tried where the process cannot list its own
 MAX_HOLDERS = 2  # global names given per descriptor
@@ -383,9 +385,8 @@ def _holders(watch):
     watched module globals hold (directly, or as one attribute of the object a global holds)."""
     found = {}
     for module_name, module in watch.watched_modules():
-        try:
-            namespace = object.__getattribute__(module, "__dict__")
-        except Exception:
+        namespace = _modstate.own_namespace(module)
+        if namespace is None:
             continue
         for name, value in list(dict.items(namespace))[:MAX_GLOBALS]:
             if isinstance(name, str) and not name.startswith("__") and not isinstance(value, _HOLD_NONE):
@@ -398,10 +399,7 @@ def _note_holder(found, name, value):
     if fd is not None:
         found.setdefault(fd, []).append(name)
         return
-    try:
-        attributes = object.__getattribute__(value, "__dict__")
-    except Exception:
-        return
+    attributes = _modstate.own_namespace(value)
     if not isinstance(attributes, dict):
         return
     for attribute, inner in list(dict.items(attributes))[:MAX_ATTRIBUTES]:

@@ -62,9 +62,8 @@ def state_of(module, key=None):
     (see _fingerprint), so that a change the descriptions hide (``"prod"`` to
     ``"test"``) still shows.
     """
-    try:
-        namespace = object.__getattribute__(module, "__dict__")
-    except Exception:
+    namespace = own_namespace(module)
+    if namespace is None:
         return {}
     state, classes = {}, []
     for name, value in sorted(dict.items(namespace), key=lambda item: str(item[0])):
@@ -171,6 +170,14 @@ def _is_class_state(value):
             _descriptor_types.clear()
         _descriptor_types[id(kind)] = known
     return not known[1]
+
+
+def own_namespace(obj):
+    """``obj.__dict__`` read without running any of its code (no ``__getattr__``, no property), or None."""
+    try:
+        return object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return None
 
 
 def _holds_only_process_handles(value):

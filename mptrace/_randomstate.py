@@ -28,6 +28,7 @@ Standard library only: spawn children run it.
 import sys
 from array import array
 
+from mptrace import _modstate
 from mptrace._blake import blake2b
 
 MAX_GENERATORS = 16  # hashed per child; more are named in mp.random.unknown
@@ -59,7 +60,7 @@ def generators(modules, fork=False):
                                           getattr(numpy_random, "Generator", None)) if isinstance(c, type))
     kinds = (random.Random,) + numpy_classes
     for module_name, module in modules:
-        namespace = _namespace(module)
+        namespace = _modstate.own_namespace(module) or {}
         found.extend(("%s.%s" % (module_name, name), namespace, name) for name in _generator_names(namespace, kinds))
     seen, unique = set(), []
     for name, namespace, key in found:
@@ -68,13 +69,6 @@ def generators(modules, fork=False):
             seen.add(id(generator))
             unique.append((name, namespace, key))
     return unique
-
-
-def _namespace(module):
-    try:
-        return object.__getattribute__(module, "__dict__")
-    except Exception:
-        return {}
 
 
 def _generator_names(namespace, kinds):
