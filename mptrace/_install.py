@@ -8,7 +8,7 @@ import tempfile
 import threading
 
 from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
-from mptrace import _bounded, _envdiff, _fds, _grpcfork, _tasks
+from mptrace import _bounded, _envdiff, _fds, _forkhold, _grpcfork, _tasks
 from mptrace import semconv
 from mptrace._state import reset, state
 
@@ -87,6 +87,7 @@ def install(tracer_provider=None, **options):
         _grpcfork.warn_if_exposed()
         _become_root(provider, parsed, directory)
         _apply_patches()
+        _forkhold.register()
         atexit.register(_at_exit)
         if parsed.program_span:
             from mptrace import _program

@@ -1,0 +1,73 @@
+"""What a traced fork child is spared: the structural facts behind the start-up figures.
+
+No timings here (they belong to benchmarks/process_start.py): each test checks
+a fact that makes a fork child cheap, in real processes.
+"""
+
+import multiprocessing
+import sys
+import weakref
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import mptrace
+from mptrace.testing import start_methods
+from tests.programs import TEST_RESOURCE
+
+pytestmark = pytest.mark.skipif("fork" not in start_methods(), reason="no fork start method here")
+
+QUEUED = 20
+# Weak references to spans that only the parent's batch processor holds (a fork child inherits them).
+_queued_spans = []
+
+
+def exit_3_if_a_queued_span_was_freed():
+    sys.exit(0 if all(ref() is not None for ref in _queued_spans) else 3)
+
+
+@pytest.fixture
+def batched():
+    """mptrace installed on a provider whose BatchSpanProcessor keeps spans queued (no export for minutes)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=TEST_RESOURCE)
+    processor = BatchSpanProcessor(exporter, schedule_delay_millis=600000)
+    provider.add_span_processor(processor)
+    mptrace.install(tracer_provider=provider)
+    yield provider, exporter, processor
+    mptrace.uninstall()
+    provider.shutdown()
+
+
+def test_a_fork_child_frees_none_of_the_spans_queued_in_its_parent(batched):
+    """The SDK clears its batch queue in every fork child; the spans in it must not be freed there.
+
+    Freeing them writes to every page that holds them: copy-on-write faults,
+    0.8 ms per child with a few dozen spans queued, and growing with the queue.
+    """
+    provider, exporter, processor = batched
+    tracer = provider.get_tracer("tests")
+    for _ in range(QUEUED):
+        tracer.start_span("queued").end()
+    queue = _queue_of(processor)
+    assert len(queue) == QUEUED
+    _queued_spans[:] = [weakref.ref(span) for span in queue]  # the copies the processor queued
+    del queue
+    process = multiprocessing.get_context("fork").Process(target=exit_3_if_a_queued_span_was_freed)
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0, "the fork child freed spans its parent had queued for export"
+    assert all(ref() is not None for ref in _queued_spans), "the parent lost queued spans"
+    assert mptrace.flush()
+    assert provider.force_flush()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names.count("queued") == QUEUED and names.count("mp.process.run") == 1
+
+
+def _queue_of(processor):
+    """The processor's queue of spans to export (SDK 1.3x and later, then before)."""
+    batch = getattr(processor, "_batch_processor", processor)
+    queue = getattr(batch, "_queue", None)
+    return queue if queue is not None else batch.queue
