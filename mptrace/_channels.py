@@ -140,6 +140,18 @@ def use_opentelemetry(run_context=None):
     _make_current_in_feeder = otel_context.attach
 
 
+def use_run_span(span):
+    """A fork child that inherited use_opentelemetry(): ``span`` (its context's) stands for mp.process.run."""
+    global _run_context_span
+    _run_context_span = span
+
+
+def uses_opentelemetry():
+    """Whether use_opentelemetry() took effect here (a fork child inherits that)."""
+    otel_context = sys.modules.get("opentelemetry.context")
+    return otel_context is not None and capture_context is otel_context.get_current
+
+
 def reset(bytes_threshold=DEFAULT_SPAN_BYTES, seconds_threshold=DEFAULT_SPAN_SECONDS):
     """Forget every tally (a new role for this process) and set the thresholds."""
     global span_bytes, span_seconds, SPAN_KEY, current_context, capture_context, _make_current_in_feeder

@@ -18,6 +18,7 @@ processes of its own (see ``_start_trampoline``). When the child's own code
 imports OpenTelemetry, the SDK is wired to the spool then (``_otel_child``).
 """
 
+import importlib
 import os
 import sys
 import time
@@ -195,8 +196,11 @@ def _take_run(process):
     return None
 
 
-def prepare_fork_child(carrier):
+def prepare_fork_child(carrier, random_places=None):
     """Build, in the parent, what a fork child needs, so the child need not.
+
+    ``random_places``: where the child's random generators are (see
+    _randomstate), or None to let the child find them.
 
     Every object a fork child allocates or touches first costs it a
     copy-on-write page fault; objects built before the fork are already there.
@@ -204,14 +208,21 @@ def prepare_fork_child(carrier):
     run = ChildRun(carrier)
     run.build_run_span()
     final_attributes = dict(_CLEAN_EXIT)
-    if run.tree.get("rs", True):  # the child's random states, filled in when it ends (see end_template_filled)
-        final_attributes[semconv.RANDOM_STATES] = _RANDOM_STATES_FIELD
+    if run.tree.get("rs", True):
+        run.random_places = random_places
+        if random_places == []:  # nothing to hash: the child's states are known now
+            run.random_attributes = {semconv.RANDOM_STATES: []}
+            run.run_span.set_attributes(run.random_attributes)
+        else:  # filled in when the child ends (see end_template_filled)
+            final_attributes[semconv.RANDOM_STATES] = _RANDOM_STATES_FIELD
     run.end_template = run.run_span.prebuild(final_attributes)
+    run.failure_property = _failure_property(_multiprocessing_process().BaseProcess)
     if "opentelemetry.trace" in sys.modules:
         from mptrace import _otel_child
 
         span = run.run_span
         run.prebuilt_context = _otel_child.run_context(span.trace_id, span.span_id, span.sampled)
+        run.wired_by_inheritance = _otel_child.fork_child_needs_no_wiring(run.prebuilt_context)
     return run
 
 
@@ -258,6 +269,13 @@ class ChildRun:
         self.end_template = None  # fork: the run span's END for exit code 0
         self.random_attributes = None  # mp.random.* as recorded when run() began
         self.random_places = None  # fork: where the generators are, as the parent found them (see _randomstate)
+        self.failure_property = None  # fork: the BaseProcess.name hook, built by the parent (see _watch_for_failure)
+        # fork: (OTel context span of the run, None) when the parent found that
+        # the child inherits all its wiring (see _otel_child.fork_child_needs_no_wiring)
+        self.wired_by_inheritance = None
+        # fork: what this child replaced of its parent's state; kept, never freed
+        # here (freeing writes to every page it spans: copy-on-write faults)
+        self.parent_leftovers = None
         self.failure = None  # the exception that ended run(), if one did
         # Module state for this child's own children: a fork child inherits its
         # parent's watch, import baselines included; others start one without.
@@ -369,6 +387,7 @@ def _become_child(run):
         run.inherited_watch = state.root.watch
     elif state.child is not None and state.child is not run:
         run.inherited_watch = state.child.watch
+    run.parent_leftovers = (state.root, state.children, state.tracer, state.child, state.tree)
     state.role = "child"
     state.owner_pid = os.getpid()
     state.tree = run.tree
@@ -455,6 +474,8 @@ def record_random_states(run, pool_worker=False):
     A pool's workers usually end killed by its terminate(), before their run span ends: for them the states
     go into a START written again, which the span the collector ends for them keeps.
     """
+    if run.random_places == [] and run.random_attributes is not None:
+        return  # a fork child with no generator: its parent recorded that (see prepare_fork_child)
     if run.tree.get("rs", True):
         _log.safely("hashing the random generators' states", _record_random_states, run, pool_worker)
 
@@ -495,6 +516,11 @@ def _wire_opentelemetry(run, inherited_provider):
     Code that imports the SDK first imports the API halfway through the SDK's
     own import; wiring needs the SDK, so then the SDK's hook does it.
     """
+    if run.wired_by_inheritance is not None:  # a fork child whose parent found nothing to wire
+        run.otel_wired = True
+        _channels = sys.modules["mptrace._channels"]
+        _channels.use_run_span(run.wired_by_inheritance[0])
+        return
     if "opentelemetry.trace" in sys.modules:
         _otel_child = sys.modules.get("mptrace._otel_child")
         if _otel_child is None:
@@ -622,28 +648,40 @@ def _watch_for_failure(run):
     ``BaseProcess.name`` is replaced by a property that, when read by
     ``_bootstrap`` itself while an exception is being handled, notes it.
     """
-    import multiprocessing.process as mp_process
-
-    base = mp_process.BaseProcess
+    base = _multiprocessing_process().BaseProcess
     if not state.patches.is_patched(base, "name"):
-        original = vars(base)["name"]
-        bootstrap_code = _original_bootstrap_code(base)
-        getter = original.fget
-
-        def name(self):
-            if sys._getframe(1).f_code is bootstrap_code:
-                failure = sys.exc_info()[1]
-                if failure is not None and state.child is not None:
-                    state.child.failure = failure
-            return getter(self)
-
-        hooked = property(name, original.fset, original.fdel, original.__doc__)
-        state.patches.replace(base, "name", hooked)
+        state.patches.replace(base, "name", run.failure_property or _failure_property(base))
 
 
-def _original_bootstrap_code(base):
-    original = state.patches.original(base, "_bootstrap")
-    return getattr(original, "__code__", None)
+# The BaseProcess.name hook, and the (name property, _bootstrap code) it was built for: built once
+# per process that starts fork children, so that they find it built.
+_failure_hook = (None, None, None)
+
+
+def _failure_property(base):
+    """The property that replaces ``BaseProcess.name`` in a child to learn which exception ended run()."""
+    global _failure_hook
+    original = vars(base)["name"]
+    bootstrap_code = getattr(state.patches.original(base, "_bootstrap"), "__code__", None)
+    hooked, built_for, built_for_code = _failure_hook
+    if hooked is not None and built_for is original and built_for_code is bootstrap_code:
+        return hooked
+    getter = original.fget
+
+    def name(self):
+        if sys._getframe(1).f_code is bootstrap_code:
+            failure = sys.exc_info()[1]
+            if failure is not None and state.child is not None:
+                state.child.failure = failure
+        return getter(self)
+
+    hooked = property(name, original.fset, original.fdel, original.__doc__)
+    _failure_hook = (hooked, original, bootstrap_code)
+    return hooked
+
+
+def _multiprocessing_process():
+    return sys.modules.get("multiprocessing.process") or importlib.import_module("multiprocessing.process")
 
 
 def _new_uuid4():

@@ -168,6 +168,21 @@ def _routed_by_patches():
     return state.patches.is_patched(SynchronousMultiSpanProcessor, "on_end")
 
 
+def fork_child_needs_no_wiring(run_context):
+    """``(span of run_context, None)`` when a fork child of this process, started with ``run_context``
+    attached, would find nothing to do in ``wire`` (it inherits every patch and setting), else None.
+
+    Asked by the parent before the fork, so that the child runs none of it.
+    """
+    from mptrace import _channels
+    from opentelemetry.sdk.trace import Span
+
+    if not (isinstance(trace.get_tracer_provider(), TracerProvider) and _routed_by_patches()
+            and _channels.uses_opentelemetry() and state.patches.is_patched(Span, "end")):
+        return None
+    return (trace.get_current_span(run_context), None)
+
+
 def wire(run, inherited_provider):
     """Route this child's OpenTelemetry spans to its spool; nest them under run.
 

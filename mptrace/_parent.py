@@ -355,9 +355,8 @@ def _record_method(launch, popen):
         _log.safely("listing the descriptors a fork child inherits", _record_inherited_fds, launch)
     from mptrace._child import prepare_fork_child
 
-    run = launch.child_run = prepare_fork_child(launch.carrier)
-    if run.tree.get("rs", True):
-        _log.safely("finding the random generators", _find_random_generators, run)
+    places = _log.safely("finding the random generators", _random_generators) if state.tree.get("rs", True) else None
+    run = launch.child_run = prepare_fork_child(launch.carrier, places)
     if run.prebuilt_context is None:
         return None
     # Make the child's run span current for the instant of the fork: the fork
@@ -370,12 +369,12 @@ def _record_method(launch, popen):
     return token
 
 
-def _find_random_generators(run):
+def _random_generators():
     """Where the fork child's random generators are: found here, where memory is warm; hashed in the child."""
     from mptrace import _randomstate
 
     watch = _module_watch()
-    run.random_places = _randomstate.generators(watch.watched_modules() if watch is not None else (), fork=True)
+    return _randomstate.generators(watch.watched_modules() if watch is not None else (), fork=True)
 
 
 def _forkserver_preload():

@@ -20,12 +20,30 @@ ABSENT = object()  # the owner had no attribute of its own: it inherited it
 class PatchRegistry:
     def __init__(self):
         self._patches = []
+        # (id(owner), attribute) -> its patches, oldest first: a fork child asks
+        # is_patched() several times as it starts, and a scan of every patch
+        # ran a Python generator per patch there.
+        self._by_target = {}
 
     def __iter__(self):
         return iter(list(self._patches))
 
     def is_patched(self, owner, attribute):
-        return any(p.owner is owner and p.attribute == attribute for p in self._patches)
+        return (id(owner), attribute) in self._by_target
+
+    def _record(self, patch):
+        self._patches.append(patch)
+        self._by_target.setdefault((id(patch.owner), patch.attribute), []).append(patch)
+
+    def _forget(self, patch):
+        """Drop ``patch`` from the records (by identity: no object's __eq__ runs)."""
+        self._patches[:] = [p for p in self._patches if p is not patch]
+        key = (id(patch.owner), patch.attribute)
+        same = [p for p in self._by_target[key] if p is not patch]
+        if same:
+            self._by_target[key] = same
+        else:
+            del self._by_target[key]
 
     def wrap(self, owner, attribute, wrapper):
         """Wrap ``owner.attribute`` with a wrapt FunctionWrapper.
@@ -34,32 +52,32 @@ class PatchRegistry:
         """
         original = vars(owner)[attribute]
         setattr(owner, attribute, _function_wrapper(original)(original, wrapper))
-        self._patches.append(Patch(owner, attribute, original))
+        self._record(Patch(owner, attribute, original))
 
     def replace(self, owner, attribute, replacement):
         """Replace ``owner.attribute`` with a plain object (no wrapt); it may be one ``owner`` inherits."""
         original = vars(owner).get(attribute, ABSENT)
         setattr(owner, attribute, replacement)
-        self._patches.append(Patch(owner, attribute, original))
+        self._record(Patch(owner, attribute, original))
 
     def original(self, owner, attribute):
-        for patch in self._patches:
-            if patch.owner is owner and patch.attribute == attribute:
-                return patch.original
-        return vars(owner)[attribute]
+        same = self._by_target.get((id(owner), attribute))
+        return same[0].original if same else vars(owner)[attribute]
 
     def undo(self, owner, attribute):
         """Restore one attribute."""
-        for patch in reversed(self._patches):
-            if patch.owner is owner and patch.attribute == attribute:
-                _restore(patch)
-                self._patches.remove(patch)
-                return
+        same = self._by_target.get((id(owner), attribute))
+        if same:
+            patch = same[-1]
+            _restore(patch)
+            self._forget(patch)
 
     def undo_all(self):
         """Restore every attribute, newest patch first."""
         while self._patches:
-            _restore(self._patches.pop())
+            patch = self._patches[-1]
+            _restore(patch)
+            self._forget(patch)
 
 
 def _function_wrapper(original):

@@ -126,6 +126,9 @@ def parse_lost_marker(name):
     return spool_name, reason, int(count)
 
 
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 class SpoolWriter:
     """Appends records to this process's spool file.
 
@@ -137,6 +140,7 @@ class SpoolWriter:
     def __init__(self, directory, name, resource_attributes):
         self.directory = directory
         self.name = name
+        self._path = os.path.join(directory, name)  # joined here: a fork child's writer is built by its parent
         self._fd = None
         self._pid = None
         self.broken = False
@@ -189,9 +193,8 @@ class SpoolWriter:
         pid = os.getpid()
         if self._pid is not None:  # inherited through a plain os.fork()
             self.name = "pid%d-%s%s" % (pid, os.urandom(4).hex(), SUFFIX)
+            self._path = os.path.join(self.directory, self.name)
             self.broken, self.lost, self._marker = False, 0, None
-        path = os.path.join(self.directory, self.name)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(path, flags, 0o600)
+        self._fd = os.open(self._path, _OPEN_FLAGS, 0o600)
         self._pid = pid
         os.write(self._fd, frame(self._header % (pid, pid, os.getppid())))
