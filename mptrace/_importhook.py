@@ -79,6 +79,12 @@ def call_after_import(name, callback):
         install(AfterImportFinder(name.__eq__, callback, once=True))
 
 
+def drop_pending(name):
+    """Forget the callbacks still waiting for module ``name`` (see call_after_import)."""
+    for finder in [f for f in sys.meta_path if isinstance(f, AfterImportFinder) and f.once and f.wanted(name)]:
+        remove(finder)
+
+
 def install(finder):
     sys.meta_path.insert(0, finder)
     return finder

@@ -175,20 +175,31 @@ def _span_processor_of(provider):
     return processor
 
 
-def _instrument_pools(import_now):
-    """Pool and ProcessPoolExecutor: now, or (in a child) once its code imports them."""
+POOL_MODULES = (("multiprocessing.pool", _pool.instrument), ("concurrent.futures.process", _executor.instrument))
+
+
+def _instrument_pools():
+    """Pool and ProcessPoolExecutor: now if the program has imported them, else once it does.
+
+    Never imported for mptrace: importing concurrent.futures.process registers
+    an exit hook that every fork child would then run too.
+    """
     from mptrace import _importhook
 
-    for module_name, instrument in (("multiprocessing.pool", _pool.instrument),
-                                    ("concurrent.futures.process", _executor.instrument)):
-        if import_now or module_name in sys.modules:
-            importlib.import_module(module_name)
+    for module_name, instrument in POOL_MODULES:
+        if module_name in sys.modules:
             instrument(state.patches)
         else:
-            _importhook.call_after_import(module_name, lambda module, instrument=instrument: instrument(state.patches))
+            _importhook.call_after_import(module_name, lambda module, instrument=instrument: _instrument_if_active(
+                instrument))
 
 
-def _apply_patches(import_now=True):
+def _instrument_if_active(instrument):
+    if state.active():  # not after uninstall()
+        instrument(state.patches)
+
+
+def _apply_patches():
     for module_name, owner_name, attribute, wrapper in PATCH_POINTS:
         owner = _patch_owner(module_name, owner_name)
         if owner is not None and not state.patches.is_patched(owner, attribute):
@@ -198,7 +209,7 @@ def _apply_patches(import_now=True):
         if owner is not None and not state.patches.is_patched(owner, attribute):
             state.patches.replace(owner, attribute, factory(getattr(owner, attribute)))
     _channels.instrument(state.patches, import_now=True)
-    _instrument_pools(import_now)
+    _instrument_pools()
     if "opentelemetry.sdk.trace" in sys.modules:  # never import the SDK just for this
         from mptrace import _otel_child
 
@@ -227,7 +238,7 @@ def upgrade_child_to_parent():
 
         _undo_trampolines(mp_process.BaseProcess)
         _tasks.configure(state.tree.get("tasks", (_tasks.DEFAULT_SPANS_PER_SECOND, "chunk")))
-        _apply_patches(import_now=False)
+        _apply_patches()
 
 
 def _undo_trampolines(process_class):
@@ -249,6 +260,8 @@ def uninstall():
             from mptrace import _importhook
 
             _importhook.remove(state.root.import_finder)
+            for module_name, _ in POOL_MODULES:
+                _importhook.drop_pending(module_name)
         state.patches.undo_all()
         _channels.reset()
         for module in (_tasks, _pool, _executor):

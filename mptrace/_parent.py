@@ -430,11 +430,11 @@ def _observed_exit(popen, returncode):
 def _child_exited(launch, returncode):
     signal_name = _signal_name(returncode)
     span = launch.span
-    span.set_attribute(semconv.CHILD_PID, launch.popen.pid)
-    span.set_attribute(semconv.EXITCODE, returncode)
-    span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, returncode)
+    attributes = {semconv.CHILD_PID: launch.popen.pid, semconv.EXITCODE: returncode,
+                  semconv.OTEL_PROCESS_EXIT_CODE: returncode}
     if signal_name:
-        span.set_attribute(semconv.EXIT_SIGNAL, signal_name)
+        attributes[semconv.EXIT_SIGNAL] = signal_name
+    span.set_attributes(attributes)  # one call: the SDK takes its lock once
     _log.safely("checking that the child reported", _note_if_untraced, launch)
     stopped = launch.stopped_by is not None and signal_name == "SIGTERM"
     if stopped:  # its pool's terminate(): how a pool ends, not a failure

@@ -16,7 +16,7 @@ from mptrace._state import state
 from tests.programs import TEST_RESOURCE
 from tests import targets
 from tests.spans import process_span_names
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, run_traced
 
 
 def patched_attributes():
@@ -194,3 +194,33 @@ def test_install_without_any_provider_builds_one_from_otel_variables():
     for name in ("app-span", "mp.process", "mp.process.run", "user-work"):
         assert '"name": "%s"' % name in result.stdout
     assert result.stdout.count('"service.name": "from-env"') == 4
+
+
+def test_pools_are_traced_though_install_imports_neither(start_method, tmp_path):
+    """install() imports neither pool module (concurrent.futures.process would add an exit hook that every
+    fork child runs); a program that imports them afterwards still gets both pools traced."""
+    result, spans = run_traced(tmp_path, os.path.join(ROOT, "tests", "programs", "pools_imported_late.py"),
+                               start_method)
+    assert "imported before the program: []" in result.stdout
+    assert "[4]" in result.stdout and "[9]" in result.stdout
+    pools = [s for s in spans if s["name"] == "mp.pool"]
+    assert sorted(s["attributes"].get("mp.pool.type") for s in pools) == ["concurrent.futures.ProcessPoolExecutor",
+                                                                          "multiprocessing.pool.Pool"], pools
+    assert len([s for s in spans if s["name"] == "mp.task"]) >= 2
+
+
+def test_a_pool_module_imported_after_uninstall_is_left_alone():
+    result = run_python("""
+        import sys
+        from opentelemetry.sdk.trace import TracerProvider
+        import mptrace
+        from mptrace._importhook import AfterImportFinder
+        mptrace.install(tracer_provider=TracerProvider())
+        mptrace.uninstall()
+        print("finders:", [f for f in sys.meta_path if isinstance(f, AfterImportFinder)])
+        import concurrent.futures.process, multiprocessing.pool
+        print("wrapped:", [name for name in vars(concurrent.futures.process.ProcessPoolExecutor)
+                           if hasattr(getattr(concurrent.futures.process.ProcessPoolExecutor, name), "__wrapped__")])
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "finders: []" in result.stdout and "wrapped: []" in result.stdout, result.stdout
