@@ -217,6 +217,7 @@ def prepare_fork_child(carrier, random_places=None):
             final_attributes[semconv.RANDOM_STATES] = _RANDOM_STATES_FIELD
     run.end_template = run.run_span.prebuild(final_attributes)
     run.failure_property = _failure_property(_multiprocessing_process().BaseProcess)
+    run.parent_has_pools = parent_has_pools()
     if "opentelemetry.trace" in sys.modules:
         from mptrace import _otel_child
 
@@ -276,6 +277,7 @@ class ChildRun:
         # fork: what this child replaced of its parent's state; kept, never freed
         # here (freeing writes to every page it spans: copy-on-write faults)
         self.parent_leftovers = None
+        self.parent_has_pools = None  # fork: whether the parent recorded pools at the fork (None: not known)
         self.failure = None  # the exception that ended run(), if one did
         # Module state for this child's own children: a fork child inherits its
         # parent's watch, import baselines included; others start one without.
@@ -344,10 +346,11 @@ class ChildRun:
         for close in self.closers:
             _log.safely("ending what the child left open", close, exitcode, exception)
         tasks = sys.modules.get("mptrace._tasks")
-        if tasks is not None:  # pools this child made and never closed
+        if tasks is not None and tasks.open_pools:  # pools this child made and never closed
             tasks.end_open_pools("exit")
         totals = _channel_totals()
-        span.set_attributes(totals)
+        if totals:
+            span.set_attributes(totals)
         clean = exitcode == 0 and exception is None and not totals
         template = self.end_template_filled() if clean else None
         if template is not None:
@@ -374,7 +377,7 @@ _RANDOM_STATES_MARK = _spool.encode_value(_RANDOM_STATES_FIELD)
 def _channel_totals():
     """What this process pickled on queues and connections outside any span of its own."""
     channels = sys.modules.get("mptrace._channels")
-    return channels.tally_attributes(channels.process_tally) if channels is not None else {}
+    return channels.tally_attributes(channels.process_tally) if channels is not None and channels.process_tally else {}
 
 
 def _become_child(run):
@@ -496,16 +499,26 @@ def _record_random_states(run, pool_worker):
         run.run_span.rewrite_start()
 
 
+# The modules that record a process's pools, each with forget() and has_pools().
+_POOL_RECORDS = ("mptrace._tasks", "mptrace._pool", "mptrace._executor")
+
+
+def parent_has_pools():
+    """Whether this process records pools of its own (a fork child must forget them)."""
+    return any(module is not None and module.has_pools() for module in map(sys.modules.get, _POOL_RECORDS))
+
+
 def _count_channels_here(run):
     """Pickles on queues and connections count in this process from now on."""
     from mptrace import _channels
 
     if run.carrier["method"] == "fork":  # the parent's settings, inherited with its memory
         _channels.forget_inherited_tallies()
-        for name in ("mptrace._tasks", "mptrace._pool", "mptrace._executor"):  # the parent's pools
-            module = sys.modules.get(name)
-            if module is not None:
-                module.forget()
+        if run.parent_has_pools is not False:  # the parent's pools (unless it said before the fork it had none)
+            for name in _POOL_RECORDS:
+                module = sys.modules.get(name)
+                if module is not None:
+                    module.forget()
     else:
         _channels.reset(*run.tree.get("pk", (_channels.DEFAULT_SPAN_BYTES, _channels.DEFAULT_SPAN_SECONDS)))
 

@@ -34,6 +34,10 @@ traces = weakref.WeakKeyDictionary()  # an executor's call queue -> its PoolTrac
 _submitting = threading.local()  # .submission: the Submission a work item being made belongs to
 
 
+def has_pools():
+    return bool(traces)
+
+
 def forget():
     """A fork child: the executors it inherited are its parent's."""
     traces.clear()

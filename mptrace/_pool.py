@@ -44,6 +44,10 @@ def _argument(args, kwargs, index, name):
     return args[index] if len(args) > index else kwargs.get(name)
 
 
+def has_pools():
+    return bool(pools or submissions)
+
+
 def forget():
     """A fork child: the pools it inherited are its parent's."""
     pools.clear()

@@ -187,6 +187,10 @@ def item_index(index, chunk_size, position):
 open_pools = set()  # PoolTraces not ended yet
 
 
+def has_pools():
+    return bool(open_pools)
+
+
 def forget():
     """A fork child: the pools it inherited are its parent's to end."""
     open_pools.clear()
