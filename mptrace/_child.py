@@ -216,7 +216,6 @@ def prepare_fork_child(carrier, random_places=None):
         else:  # filled in when the child ends (see end_template_filled)
             final_attributes[semconv.RANDOM_STATES] = _RANDOM_STATES_FIELD
     run.end_template = run.run_span.prebuild(final_attributes)
-    run.failure_property = _failure_property(_multiprocessing_process().BaseProcess)
     run.parent_has_pools = parent_has_pools()
     if "opentelemetry.trace" in sys.modules:
         from mptrace import _otel_child
@@ -270,7 +269,6 @@ class ChildRun:
         self.end_template = None  # fork: the run span's END for exit code 0
         self.random_attributes = None  # mp.random.* as recorded when run() began
         self.random_places = None  # fork: where the generators are, as the parent found them (see _randomstate)
-        self.failure_property = None  # fork: the BaseProcess.name hook, built by the parent (see _watch_for_failure)
         # fork: (OTel context span of the run, None) when the parent found that
         # the child inherits all its wiring (see _otel_child.fork_child_needs_no_wiring)
         self.wired_by_inheritance = None
@@ -657,28 +655,20 @@ def _watch_for_failure(run):
     """Learn which exception ended run(), without a frame in its traceback.
 
     When run() raises, ``_bootstrap`` reports it inside its ``except`` clause
-    with ``sys.stderr.write('Process %s:' % self.name)``. In this child only,
-    ``BaseProcess.name`` is replaced by a property that, when read by
-    ``_bootstrap`` itself while an exception is being handled, notes it.
+    with ``sys.stderr.write('Process %s:' % self.name)``. ``BaseProcess.name``
+    is replaced by a property that, when read by ``_bootstrap`` itself while an
+    exception is being handled, notes it. The root sets it at install() (it is
+    inert there), so that fork children inherit it; spawn children set it here.
     """
     base = _multiprocessing_process().BaseProcess
-    if not state.patches.is_patched(base, "name"):
-        state.patches.replace(base, "name", run.failure_property or _failure_property(base))
-
-
-# The BaseProcess.name hook, and the (name property, _bootstrap code) it was built for: built once
-# per process that starts fork children, so that they find it built.
-_failure_hook = (None, None, None)
+    if not state.patches.is_patched(base, "name"):  # a fork child inherits it from its parent
+        state.patches.replace(base, "name", _failure_property(base))
 
 
 def _failure_property(base):
-    """The property that replaces ``BaseProcess.name`` in a child to learn which exception ended run()."""
-    global _failure_hook
+    """The property that replaces ``BaseProcess.name`` to learn which exception ended run()."""
     original = vars(base)["name"]
     bootstrap_code = getattr(state.patches.original(base, "_bootstrap"), "__code__", None)
-    hooked, built_for, built_for_code = _failure_hook
-    if hooked is not None and built_for is original and built_for_code is bootstrap_code:
-        return hooked
     getter = original.fget
 
     def name(self):
@@ -688,9 +678,12 @@ def _failure_property(base):
                 state.child.failure = failure
         return getter(self)
 
-    hooked = property(name, original.fset, original.fdel, original.__doc__)
-    _failure_hook = (hooked, original, bootstrap_code)
-    return hooked
+    return property(name, original.fset, original.fdel, original.__doc__)
+
+
+def failure_hook(original):
+    """``BaseProcess.name`` with the hook of ``_watch_for_failure`` (``original``: the property it replaces)."""
+    return _failure_property(_multiprocessing_process().BaseProcess)
 
 
 def _multiprocessing_process():

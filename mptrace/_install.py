@@ -28,6 +28,8 @@ PATCH_POINTS = (
 # which the class may inherit): hot paths that a wrapt wrapper would slow down.
 REPLACEMENT_POINTS = (
     ("multiprocessing.popen_fork", "Popen", "__setattr__", _parent.returncode_observer),
+    # Inert outside a child's _bootstrap; set here so that fork children inherit it (see _child).
+    ("multiprocessing.process", "BaseProcess", "name", _child.failure_hook),
 )
 
 # In the root these pass every span through unchanged; in fork children they
