@@ -5,6 +5,7 @@ a fact that makes a fork child cheap, in real processes.
 """
 
 import multiprocessing
+import subprocess
 import sys
 import weakref
 
@@ -16,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import mptrace
 from mptrace.testing import start_methods
 from tests.programs import TEST_RESOURCE
+from tests.subprocesses import ROOT
 
 pytestmark = pytest.mark.skipif("fork" not in start_methods(), reason="no fork start method here")
 
@@ -71,3 +73,20 @@ def _queue_of(processor):
     batch = getattr(processor, "_batch_processor", processor)
     queue = getattr(batch, "_queue", None)
     return queue if queue is not None else batch.queue
+
+
+# What a traced fork child may run of mptrace before its target: every function a fork child runs for the
+# first time costs it copy-on-write faults (its code and the objects it touches), 5 us each on a VM.
+FORK_CHILD_BUDGET = 22
+
+
+def test_a_fork_child_runs_few_of_mptraces_functions_before_its_target():
+    result = subprocess.run([sys.executable, "-m", "tests.programs.fork_child_work"], capture_output=True,
+                            text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    *ran, exit_line = result.stdout.strip().splitlines()
+    assert exit_line == "exit code 0"
+    assert "_otel_child:wire" not in ran, "the parent should have found nothing to wire in a fork child"
+    assert "_randomstate:states" not in ran, "the parent should have recorded that there is nothing to hash"
+    assert len(ran) <= FORK_CHILD_BUDGET, "a fork child runs %d of mptrace's functions before its target:\n%s" % (
+        len(ran), "\n".join(ran))
