@@ -168,13 +168,24 @@ def _environment(key, capture_values):
                  for n, v in os.environ.items())
     if capture_values:
         return {name: value for name, value in items}
+    global _last_digests
+    data = getattr(_ENVIRONB, "_data", None)  # POSIX: the dict behind os.environ(b)
+    last_key, last_data, last_digests = _last_digests
+    if data is not None and last_key == key and last_data == data:
+        return dict(last_digests)  # unchanged since the last start: one C comparison, not a digest per variable
     keyed = blake2b(key=key or b"", digest_size=DIGEST_BYTES)  # copied per variable: cheaper than keying each
     digests = {}
     for name, value in items:
         digest = keyed.copy()
         digest.update(name + b"\0" + value)
         digests[name] = digest.digest()
-    return digests
+    if isinstance(data, dict):
+        _last_digests = (key, dict(data), digests)
+    return dict(digests)
+
+
+# (key, copy of os.environb's dict, its digests) as of the last start() that digested the environment.
+_last_digests = (None, None, None)
 
 
 def _cwd():
