@@ -202,6 +202,29 @@ def test_a_long_list_of_differences_is_bounded(traced):
     assert Process(launch, run).environment_differences["added"] == tuple(added)
 
 
+def test_a_variable_set_between_two_starts_is_no_difference(traced):
+    """The parent's digests follow os.environ from one start to the next (they are reused only while it is
+    unchanged): a variable set, then changed, between starts is what each child has, so no child names it."""
+    import multiprocessing
+
+    name = "MPTRACE_TEST_BETWEEN_STARTS"
+    context = multiprocessing.get_context("spawn")
+    try:
+        for value in (None, "1", "2"):
+            if value is not None:
+                os.environ[name] = value
+            worker = context.Process(target=os.getpid)
+            worker.start()
+            worker.join()
+    finally:
+        os.environ.pop(name, None)
+    runs = [s for s in traced.spans() if s.name == "mp.process.run"]
+    assert len(runs) == 3
+    for run in runs:
+        for key in ("mp.env.added", "mp.env.removed", "mp.env.changed"):
+            assert name not in list(run.attributes.get(key, ())), (key, run.attributes.get(key))
+
+
 def test_compare_lists_the_environment_among_what_differs(tmp_path):
     code, out, err = mptrace("compare", PROGRAM, cwd=str(tmp_path))
     assert code == 0, err
