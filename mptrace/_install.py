@@ -34,11 +34,12 @@ REPLACEMENT_POINTS = (
 
 # In the root these pass every span through unchanged; in fork children they
 # send the spans of every inherited SDK provider to the child's spool.
+# Plain replacements (factories of the original), not wrapt: they run for every span.
 SDK_PATCH_POINTS = (
-    ("opentelemetry.sdk.trace", "SynchronousMultiSpanProcessor", "on_start", "multi_on_start_wrapper"),
-    ("opentelemetry.sdk.trace", "SynchronousMultiSpanProcessor", "on_end", "multi_on_end_wrapper"),
-    ("opentelemetry.sdk.trace", "ConcurrentMultiSpanProcessor", "on_start", "multi_on_start_wrapper"),
-    ("opentelemetry.sdk.trace", "ConcurrentMultiSpanProcessor", "on_end", "multi_on_end_wrapper"),
+    ("opentelemetry.sdk.trace", "SynchronousMultiSpanProcessor", "on_start", "multi_on_start"),
+    ("opentelemetry.sdk.trace", "SynchronousMultiSpanProcessor", "on_end", "multi_on_end"),
+    ("opentelemetry.sdk.trace", "ConcurrentMultiSpanProcessor", "on_start", "multi_on_start"),
+    ("opentelemetry.sdk.trace", "ConcurrentMultiSpanProcessor", "on_end", "multi_on_end"),
 )
 
 _lock = threading.RLock()
@@ -217,10 +218,10 @@ def _apply_patches():
 
         _channels.instrument_span_end(state.patches)
 
-        for module_name, owner_name, attribute, wrapper_name in SDK_PATCH_POINTS:
+        for module_name, owner_name, attribute, factory_name in SDK_PATCH_POINTS:
             owner = getattr(sys.modules[module_name], owner_name)
             if not state.patches.is_patched(owner, attribute):
-                state.patches.wrap(owner, attribute, getattr(_otel_child, wrapper_name))
+                state.patches.replace(owner, attribute, getattr(_otel_child, factory_name)(vars(owner)[attribute]))
 
 
 def _patch_owner(module_name, owner_name):

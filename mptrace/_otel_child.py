@@ -105,20 +105,34 @@ def _in_child():
     return state.role == "child" and state.child is not None
 
 
-def multi_on_start_wrapper(wrapped, instance, args, kwargs):
-    """SDK multi-processors in a fork child send spans to its spool, not to
-    the processors (and exporters) inherited from the parent."""
-    if _in_child():
-        return _to_own_spool.on_start(*args, **kwargs)
-    return wrapped(*args, **kwargs)
+def multi_on_start(original):
+    """``on_start`` of the SDK's multi-processors: in a fork child, to its spool, not to the processors (and
+    exporters) inherited from the parent.
+
+    A plain function, not a wrapt wrapper: it runs for every span the program
+    makes, and in the root it is one check and the original call.
+    """
+
+    def on_start(self, span, parent_context=None):
+        if state.role == "child" and state.child is not None:  # _in_child(), inlined: it runs per span
+            return _to_own_spool.on_start(span, parent_context)
+        return original(self, span, parent_context=parent_context)
+
+    return on_start
 
 
-def multi_on_end_wrapper(wrapped, instance, args, kwargs):
-    if _in_child():
-        return _to_own_spool.on_end(*args, **kwargs)
-    if _bounded.active() and state.is_root():  # a span ended while mptrace waits with a deadline
-        return state.root.collector.hand_over_own(lambda: wrapped(*args, **kwargs), ())
-    return wrapped(*args, **kwargs)
+def multi_on_end(original):
+    """``on_end`` of the SDK's multi-processors (see multi_on_start); in the root, a span that ends while
+    mptrace waits with a deadline is handed over with that deadline."""
+
+    def on_end(self, span):
+        if state.role == "child" and state.child is not None:
+            return _to_own_spool.on_end(span)
+        if _bounded.active() and state.is_root():
+            return state.root.collector.hand_over_own(lambda: original(self, span), ())
+        return original(self, span)
+
+    return on_end
 
 
 def _redirect(provider, processor):
