@@ -350,6 +350,7 @@ def _record_method(launch, popen):
         if launch.module_state:
             launch.carrier["state"] = launch.module_state
         return None
+    launch.module_state = None  # only sent to spawn and forkserver children; freed before the fork, not after
     _record_threads(launch.span)
     if state.tree.get("fds", True):
         _log.safely("listing the descriptors a fork child inherits", _record_inherited_fds, launch)
