@@ -18,6 +18,12 @@ children (fork) with as many alive at once as there are cores, and its
 traced runs check that every child's run span arrived.
 
     python benchmarks/process_start.py [--methods fork,forkserver,spawn,burst] [--runs 3] [--starts 10]
+                                       [--span-floor]
+
+``--span-floor`` adds a fourth arm: the provider-only program making one SDK
+span of its own around each start+join, which shows what a single span per
+child costs on the machine (mptrace makes one, mp.process, and hands the
+child's run span to the same processors).
 
 Targets (issue 19), traced/provider-only: fork and forkserver <= 1.25x,
 spawn <= 1.15x, burst <= 1.3x.
@@ -54,6 +60,7 @@ if ARM != "no OpenTelemetry":
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(CountRuns()))
     trace.set_tracer_provider(provider)
+    tracer = provider.get_tracer("benchmark")
 if ARM == "traced":
     import mptrace
     mptrace.install()
@@ -64,9 +71,13 @@ def noop():
 
 
 def one_start(context):
+    span = tracer.start_span("start", attributes={"arm": ARM}) if ARM == "one span" else None
     process = context.Process(target=noop)
     process.start()
     process.join()
+    if span is not None:
+        span.set_attribute("exitcode", process.exitcode)
+        span.end()
 
 
 def a_burst(context, alive):
@@ -117,11 +128,12 @@ def one_run(arm, method, starts, burst):
     return float(per_start)
 
 
-def measure(method, runs, starts, burst):
+def measure(method, runs, starts, burst, arms=ARMS):
     """{arm: median ms per start}: runs alternate the arms, in a rotating order."""
-    found = {arm: [] for arm in ARMS}
+    found = {arm: [] for arm in arms}
     for run in range(runs):
-        for arm in ARMS[run % 3:] + ARMS[:run % 3]:
+        turn = run % len(arms)
+        for arm in arms[turn:] + arms[:turn]:
             found[arm].append(one_run(arm, method, starts, burst))
     return {arm: statistics.median(values) for arm, values in found.items()}
 
@@ -132,16 +144,23 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per arm (at least 3)")
     parser.add_argument("--starts", type=int, default=10, help="timed starts per run")
     parser.add_argument("--burst", type=int, default=40, help="children per burst run")
+    parser.add_argument("--span-floor", action="store_true",
+                        help="also run the provider-only program making one SDK span of its own per start: "
+                             "what a single span per child costs on this machine")
     options = parser.parse_args()
     if options.runs < 3:
         parser.error("--runs must be at least 3, got %d" % options.runs)
-    print("%-11s %9s %9s %9s %10s %10s %7s" % (
-        "ms/start", "no OTel", "provider", "traced", "/provider", "/no OTel", "target"))
+    arms = ARMS + (("one span",) if options.span_floor else ())
+    floor = options.span_floor
+    print("%-11s %9s %9s %9s %10s %10s %7s%s" % (
+        "ms/start", "no OTel", "provider", "traced", "/provider", "/no OTel", "target",
+        " %9s %10s" % ("1 span", "/provider") if floor else ""))
     for method in options.methods.split(","):
-        medians = measure(method, options.runs, options.starts, options.burst)
+        medians = measure(method, options.runs, options.starts, options.burst, arms)
         bare, provider, traced = (medians[arm] for arm in ARMS)
-        print("%-11s %9.2f %9.2f %9.2f %9.2fx %9.2fx %6.2fx" % (
-            method, bare, provider, traced, traced / provider, traced / bare, TARGETS.get(method, float("nan"))))
+        print("%-11s %9.2f %9.2f %9.2f %9.2fx %9.2fx %6.2fx%s" % (
+            method, bare, provider, traced, traced / provider, traced / bare, TARGETS.get(method, float("nan")),
+            " %9.2f %9.2fx" % (medians["one span"], medians["one span"] / provider) if floor else ""))
     print("(%d alternating runs per arm, each in a fresh interpreter; %s; Python %s, %d cores)" % (
         options.runs, "median of %d starts per run, burst: %d children" % (options.starts, options.burst),
         sys.version.split()[0], os.cpu_count() or 0))
