@@ -222,3 +222,31 @@ def test_main_module_globals_changed_in_main_are_not_portable(start_method, tmp_
         diverged = run["attributes"]["mp.state.diverged"]
         expected = [] if start_method == "fork" else ["__main__.LIMITS", "__main__.MODE", "__main__.STARTED_BY"]
         assert diverged == expected, "a list of Process handles is not state"
+
+
+
+IN_PLACE = ["__main__.LIMITS", "between_starts_module.Counter.seen", "between_starts_module.RECORD",
+            "between_starts_module.config", "between_starts_module.queue", "between_starts_module.settings"]
+UNEQUAL = ["__main__.MODE", "__main__.OPTIONS", "between_starts_module.Counter.limit", "between_starts_module.NAME",
+           "between_starts_module.PAIR"]
+STEPS = {  # the child started after each step: (mp.state.not_portable, mp.state.diverged under spawn, forkserver)
+    "untouched": ([], []),
+    "equal values": ([], []),  # other objects, equal values: nothing changed
+    "changed in place": (IN_PLACE, sorted(IN_PLACE + ["__main__.HOLDER"])),
+    "unequal values": (sorted(IN_PLACE + UNEQUAL), sorted(IN_PLACE + UNEQUAL + ["__main__.HOLDER"])),
+}
+
+
+def test_each_start_sees_the_state_as_it_is_then(start_method, tmp_path):
+    """One process starts a child after each step: what a start reports is the state at that start, whatever
+    an earlier start saw (a dict item, a list append, an object's attribute, a class attribute changed in place;
+    a string, a tuple, an int rebound to an equal or an unequal value)."""
+    _, spans = run_traced(tmp_path, "tests/programs/between_starts.py", start_method)
+    launches = {s["attributes"]["mp.process.name"]: s for s in spans if s["name"] == "mp.process"}
+    assert sorted(launches) == sorted(STEPS)
+    for step, (not_portable, diverged) in STEPS.items():
+        launch = launches[step]
+        [run] = [s for s in spans if s["name"] == "mp.process.run" and s["parent"] == launch["span_id"]]
+        assert launch["attributes"]["mp.state.not_portable"] == not_portable, step
+        assert "mp.state.unknown" not in launch["attributes"], step
+        assert run["attributes"]["mp.state.diverged"] == ([] if start_method == "fork" else diverged), step
