@@ -226,7 +226,8 @@ def test_main_module_globals_changed_in_main_are_not_portable(start_method, tmp_
 
 
 IN_PLACE = ["__main__.LIMITS", "between_starts_module.Counter.seen", "between_starts_module.RECORD",
-            "between_starts_module.config", "between_starts_module.queue", "between_starts_module.settings"]
+            "between_starts_module.config", "between_starts_module.point", "between_starts_module.queue",
+            "between_starts_module.settings"]
 UNEQUAL = ["__main__.MODE", "__main__.OPTIONS", "between_starts_module.Counter.limit", "between_starts_module.NAME",
            "between_starts_module.PAIR"]
 STEPS = {  # the child started after each step: (mp.state.not_portable, mp.state.diverged under spawn, forkserver)
@@ -239,7 +240,7 @@ STEPS = {  # the child started after each step: (mp.state.not_portable, mp.state
 
 def test_each_start_sees_the_state_as_it_is_then(start_method, tmp_path):
     """One process starts a child after each step: what a start reports is the state at that start, whatever
-    an earlier start saw (a dict item, a list append, an object's attribute, a class attribute changed in place;
+    an earlier start saw (a dict item, a list append, an object's attribute or slot, a class attribute changed in place;
     a string, a tuple, an int rebound to an equal or an unequal value)."""
     _, spans = run_traced(tmp_path, "tests/programs/between_starts.py", start_method)
     launches = {s["attributes"]["mp.process.name"]: s for s in spans if s["name"] == "mp.process"}

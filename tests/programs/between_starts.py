@@ -44,6 +44,7 @@ def main(method):
     module.queue.append("job")
     module.RECORD[1].append("job")
     module.config.retries = 3
+    module.point.x = 5
     module.Counter.seen.append(1)
     start(context, "changed in place")
     MODE = "test"  # unequal, of the same size: only a digest tells

@@ -15,6 +15,16 @@ class Config:
 config = Config()
 
 
+class Point:
+    __slots__ = ("x", "y")
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+point = Point(1, 2)  # its state is in slots, not in a __dict__
+
+
 class Counter:
     seen = []  # a class attribute, appended to in place
     limit = 1000
