@@ -468,11 +468,14 @@ def _main_not_portable(module, current, key=None):
     if source is None:
         return None
     literals = _literal_fingerprints(source, key)
-    literal_baseline = {name: literals[name] for name in literals if name in current}
-    found = differing_names(literal_baseline, {n: current[n] for n in literal_baseline})
-    found += [name for name in current if name not in source.literals and not _is_handles(current[name], name)
-              and source.set_after_import(name)]
+    found = [name for name in current if _main_name_not_portable(name, current[name], literals, source)]
     return sorted("__main__.%s" % name for name in found)
+
+
+def _main_name_not_portable(name, fingerprint, literals, source):
+    if name in literals:
+        return classify(literals[name], fingerprint, name) == "changed"
+    return not _is_handles(fingerprint, name) and bool(source.set_after_import(name))
 
 
 # The fingerprints of the main module's literals: (source, key, {name: fingerprint}). Its source, once parsed,
