@@ -32,6 +32,7 @@ import __future__
 import os
 import sys
 import types
+import weakref
 
 from mptrace import _fingerprint, _log
 
@@ -123,8 +124,9 @@ def _is_immutable(value, depth=0):
 _class_decisions = {}
 _descriptor_types = {}  # {id(type): (type, whether its instances are descriptors)}
 # The fingerprints of immutable values (see _is_immutable), per module or class:
-# {id(owner): (owner, key, {name: (value, fp)})}. The same object (``is``) has the same fingerprint;
-# a counter bumped is a new int, fingerprinted again. Holding an immutable value changes nothing for the program.
+# {id(owner): (weak reference to the owner, key, {name: (value, fp)})}. The same object (``is``) has the
+# same fingerprint; a counter bumped is a new int, fingerprinted again. Holding an immutable value changes
+# nothing for the program.
 _atoms_of = {}
 _ATOMS = (type(None), bool, int, float, complex, str, bytes)
 _IMMUTABLE_DEPTH = 4  # tuples in tuples
@@ -132,13 +134,20 @@ _MAX_CACHED = 4096
 
 
 def _atom_fingerprints(owner, key):
-    """The ``{name: (value, fingerprint)}`` of the immutable values a module or class held, under ``key``."""
+    """The ``{name: (value, fingerprint)}`` of the immutable values a module or class held, under ``key``;
+    None if ``owner`` cannot be referred to weakly (holding it would keep a module's globals alive)."""
     cached = _atoms_of.get(id(owner))
-    if cached is None or cached[0] is not owner or cached[1] != key:
-        if len(_atoms_of) >= _MAX_CACHED:
-            _atoms_of.clear()
-        cached = _atoms_of[id(owner)] = (owner, key, {})
-    return cached[2]
+    if cached is not None and cached[0]() is owner and cached[1] == key:
+        return cached[2]
+    try:
+        owner_ref = weakref.ref(owner)
+    except TypeError:
+        return None
+    if len(_atoms_of) >= _MAX_CACHED:
+        _atoms_of.clear()
+    atoms = {}
+    _atoms_of[id(owner)] = (owner_ref, key, atoms)
+    return atoms
 
 
 def _defined_here(cls, name, module_name):
@@ -478,17 +487,18 @@ def _main_name_not_portable(name, fingerprint, literals, source):
     return not _is_handles(fingerprint, name) and bool(source.set_after_import(name))
 
 
-# The fingerprints of the main module's literals: (source, key, {name: fingerprint}). Its source, once parsed,
+# The fingerprints of the main module's literals: [(source, key, {name: fingerprint})]. Its source, once parsed,
 # does not change (a changed file is parsed again, a new MainSource), nor do the literals it holds.
-_literals_fingerprinted = [None, None, {}]
+_literals_fingerprinted = [None]
 
 
 def _literal_fingerprints(source, key):
-    if _literals_fingerprinted[0] is not source or _literals_fingerprinted[1] != key:
-        _literals_fingerprinted[:] = [source, key, {
+    cached = _literals_fingerprinted[0]  # read once: another thread may start a process too
+    if cached is None or cached[0] is not source or cached[1] != key:
+        cached = _literals_fingerprinted[0] = (source, key, {
             name: _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
-            for name, value in source.literals.items()}]
-    return _literals_fingerprinted[2]
+            for name, value in source.literals.items()})
+    return cached[2]
 
 
 def _has_prefix(name, prefixes):

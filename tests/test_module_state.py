@@ -155,6 +155,31 @@ def test_a_module_keeps_its_import_time_state_through_a_reinstall(tmp_path, monk
 
 
 
+def test_a_module_the_program_drops_is_not_kept_alive(tmp_path, monkeypatch):
+    """The fingerprints kept from one start to the next refer to their module weakly: it is freed once dropped."""
+    import gc
+    import multiprocessing
+    import weakref
+
+    (tmp_path / "dropped_settings.py").write_text("MODE = 'prod'\n\nclass Limits:\n    retries = 3\n\n"
+                                                   "def show():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider)
+    try:
+        import dropped_settings
+
+        launch = launch_span_of(multiprocessing.get_context("fork").Process(target=dropped_settings.show), exporter)
+        module = weakref.ref(dropped_settings)
+        del sys.modules["dropped_settings"], dropped_settings
+        gc.collect()
+    finally:
+        mptrace.uninstall()
+        sys.modules.pop("dropped_settings", None)
+    assert launch.attributes["mp.state.not_portable"] == ()
+    assert module() is None
+
+
 def test_more_watched_modules_than_are_compared_are_reported_once(tmp_path, monkeypatch, caplog):
     """70 real application modules, imported from a directory of the test's: the first 64 are compared."""
     from mptrace import _modstate
