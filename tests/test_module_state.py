@@ -249,7 +249,6 @@ def test_main_module_globals_changed_in_main_are_not_portable(start_method, tmp_
         assert diverged == expected, "a list of Process handles is not state"
 
 
-
 IN_PLACE = ["__main__.LIMITS", "between_starts_module.Counter.seen", "between_starts_module.RECORD",
             "between_starts_module.config", "between_starts_module.point", "between_starts_module.queue",
             "between_starts_module.settings"]
