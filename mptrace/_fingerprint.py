@@ -43,6 +43,9 @@ UNKNOWN = "?"  # the digest of content the walk could not finish
 _NUMBERS = (bool, int, float, complex)
 _TEXT = (str, bytes, bytearray)
 _CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type, types.ModuleType)
+_LEAVES = _NUMBERS + _TEXT + _CODE  # never opened
+_SHOWN_BY_REPR = frozenset((type(None), bool, int, float))  # these exact types; an int up to 128 bits
+_EXACT_CONTAINERS = frozenset((list, tuple, dict))
 
 
 def type_name(cls):
@@ -56,6 +59,8 @@ def type_name(cls):
 
 def describe(value, capture_values=False):
     """A short description of one value, by value only where that is safe."""
+    if type(value) in _EXACT_CONTAINERS:  # the common case first: a list, a tuple, a dict
+        return "%s(len=%d)" % (type(value).__name__, type(value).__len__(value))
     if value is None or isinstance(value, _NUMBERS):
         if type(value) is int and value.bit_length() > 128:  # repr of a huge int is slow, or raises (3.11+)
             return "int(bits=%d)" % value.bit_length()
@@ -362,9 +367,12 @@ def _walk(path, value, depth_left, walk):
     entries = walk.entries
     if len(entries) >= MAX_ENTRIES:
         return
+    if type(value) in _SHOWN_BY_REPR and (type(value) is not int or value.bit_length() <= 128):
+        entries[path] = repr(value)  # what describe() says of it, in full: no digest (the common leaf, made quick)
+        return
     entries[path] = description = describe(value, walk.capture_values)
     children = None  # not opened
-    if not (depth_left <= 0 or id(value) in walk.seen or value is None or isinstance(value, _NUMBERS + _TEXT + _CODE)):
+    if not (depth_left <= 0 or id(value) in walk.seen or value is None or isinstance(value, _LEAVES)):
         walk.seen.add(id(value))
         if walk.classes is not None:
             walk.classes.add(type(value))
@@ -377,6 +385,8 @@ def _walk(path, value, depth_left, walk):
 
 def _shown_in_full(value, description, children, walk):
     """Whether the entries show everything ``value`` holds (``children``: those it was opened to, or None)."""
+    if type(value) in _EXACT_CONTAINERS:  # the common case first
+        return _container_shown_in_full(value, children, walk)
     if value is None or type(value) in (bool, int, float, complex):
         return not description.startswith("int(bits=")
     if isinstance(value, _TEXT):  # only a captured value, short enough, shows it
@@ -386,15 +396,19 @@ def _shown_in_full(value, description, children, walk):
     if isinstance(value, (set, frozenset)):
         return _builtin_len(value) == 0
     if isinstance(value, (list, tuple, dict)):
-        size = _builtin_len(value)
-        return size == 0 or (children is not None and size <= MAX_ITEMS and _all_entered(children, walk))
+        return _container_shown_in_full(value, children, walk)
     if _value_of_opaque(value):
         return False
     if children is None:
-        return not _public_attributes(value, limit=1)
+        return not _has_public_attributes(value)
     if len(children) == MAX_ITEMS and len(_public_attributes(value, limit=MAX_ITEMS + 1)) > MAX_ITEMS:
         return False
     return _all_entered(children, walk)
+
+
+def _container_shown_in_full(value, children, walk):
+    size = _builtin_len(value)
+    return size == 0 or (children is not None and size <= MAX_ITEMS and _all_entered(children, walk))
 
 
 def _all_entered(children, walk):
@@ -425,23 +439,68 @@ def is_process_handle(value):
 
 def _public_attributes(value, limit=MAX_ITEMS):
     """(name, value) of the public attributes in ``__dict__`` and ``__slots__``, by name; ``limit`` of them."""
-    attributes = []
-    try:
-        state = object.__getattribute__(value, "__dict__")
-    except Exception:
-        state = None
-    if type(state) is dict:
-        attributes.extend((k, v) for k, v in dict.items(state) if isinstance(k, str) and not k.startswith("_"))
-    for cls in type(value).__mro__:
-        for name in _slot_names(cls):
-            if name.startswith("_") or any(n == name for n, _ in attributes):
+    attributes = _public_dict_items(value)
+    slots = _public_slots(type(value))
+    if slots:
+        in_dict = set(name for name, _ in attributes)
+        for name in slots:
+            if name in in_dict:
                 continue
             try:
                 attributes.append((name, object.__getattribute__(value, name)))
             except Exception:
                 continue  # an empty slot
-    attributes.sort(key=lambda item: item[0])
+    attributes.sort(key=_by_name)
     return attributes if limit is None else attributes[:limit]
+
+
+def _has_public_attributes(value):
+    """Whether ``_public_attributes(value)`` is not empty, found without listing them all."""
+    if _public_dict_items(value):
+        return True
+    for name in _public_slots(type(value)):
+        try:
+            object.__getattribute__(value, name)
+            return True
+        except Exception:
+            continue  # an empty slot
+    return False
+
+
+def _public_dict_items(value):
+    """(name, value) of the public attributes in ``__dict__``, a new list."""
+    try:
+        state = object.__getattribute__(value, "__dict__")
+    except Exception:
+        return []
+    if type(state) is not dict:
+        return []
+    return [(k, v) for k, v in dict.items(state) if isinstance(k, str) and not k.startswith("_")]
+
+
+def _by_name(item):
+    return item[0]
+
+
+# The public slot names of a class and its bases, in method resolution order, per class:
+# {id(class): (class, its __mro__, names)}. A class's slots are fixed when it is created;
+# another __mro__ object (its __bases__ reassigned) is read again.
+_slots_of = {}
+_MAX_CACHED_CLASSES = 4096
+
+
+def _public_slots(cls):
+    mro = cls.__mro__
+    known = _slots_of.get(id(cls))
+    if known is not None and known[0] is cls and known[1] is mro:
+        return known[2]
+    names = []
+    for klass in mro:
+        names.extend(name for name in _slot_names(klass) if not name.startswith("_") and name not in names)
+    if len(_slots_of) >= _MAX_CACHED_CLASSES:
+        _slots_of.clear()
+    _slots_of[id(cls)] = (cls, mro, tuple(names))
+    return tuple(names)
 
 
 def _slot_names(cls):

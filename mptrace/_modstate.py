@@ -32,6 +32,7 @@ import __future__
 import os
 import sys
 import types
+import weakref
 
 from mptrace import _fingerprint, _log
 
@@ -65,17 +66,19 @@ def state_of(module, key=None):
     namespace = own_namespace(module)
     if namespace is None:
         return {}
-    state, classes = {}, []
-    for name, value in sorted(dict.items(namespace), key=lambda item: str(item[0])):
+    names, classes = [], []  # sorted below: only these, not the module's functions and imports
+    for name, value in list(dict.items(namespace)):
         if not isinstance(name, str) or name.startswith("__"):
             continue
         if isinstance(value, type):
             classes.append((name, value))
-            continue
-        if isinstance(value, _NOT_STATE) or len(state) >= MAX_NAMES:
-            continue
-        state[name] = _fingerprint_of(name, value, key)
+        elif not isinstance(value, _NOT_STATE):
+            names.append((name, value))
+    names.sort(key=_by_name)
+    classes.sort(key=_by_name)
     module_name = dict.get(namespace, "__name__")
+    atoms = _atom_fingerprints(module, key)
+    state = {name: _fingerprint_of(name, value, key, atoms) for name, value in names[:MAX_NAMES]}
     watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
     for cls in watched[:MAX_CLASSES]:
         state.update(_log.safely("reading the class attributes of a class in %s" % module_name,
@@ -83,10 +86,35 @@ def state_of(module, key=None):
     return state
 
 
-def _fingerprint_of(name, value, key):
+def _by_name(item):
+    return item[0]
+
+
+def _fingerprint_of(name, value, key, atoms=None):
+    """``name``'s fingerprint; ``atoms``: those of immutable values already seen under each name, reused
+    while the name holds the very same object (``is``), as an immutable value's fingerprint cannot change."""
+    if atoms is not None:
+        known = atoms.get(name)
+        if known is not None and known[0] is value:
+            return known[1]
     if _holds_only_process_handles(value):
         return {name: PROCESS_HANDLES}
-    return _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+    found = _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+    if atoms is not None and _is_immutable(value):
+        if len(atoms) >= _MAX_CACHED:
+            atoms.clear()
+        atoms[name] = (value, found)
+    return found
+
+
+def _is_immutable(value, depth=0):
+    """Whether nothing can change ``value`` in place, so that its fingerprint depends on its identity alone:
+    a str, an int, a float, ... or a tuple or frozenset of such values. By the type itself (``is``):
+    a subclass may carry mutable attributes, and its ``__eq__`` must not run."""
+    kind = type(value)
+    if kind is tuple or kind is frozenset:
+        return depth < _IMMUTABLE_DEPTH and all(_is_immutable(item, depth + 1) for item in kind.__iter__(value))
+    return any(kind is atom for atom in _ATOMS)
 
 
 # -- class-level state ----------------------------------------------------------
@@ -95,11 +123,31 @@ def _fingerprint_of(name, value, key):
 # A class keeps its identity; its attributes are read afresh every time.
 _class_decisions = {}
 _descriptor_types = {}  # {id(type): (type, whether its instances are descriptors)}
-# The fingerprints of immutable class attributes, per class: {id(cls): (cls, key, {Class.attr: (value, fp)})}.
-# The same object (``is``) has the same fingerprint; a counter bumped is a new int, fingerprinted again.
-_class_fingerprints = {}
+# The fingerprints of immutable values (see _is_immutable), per module or class:
+# {id(owner): (weak reference to the owner, key, {name: (value, fp)})}. The same object (``is``) has the
+# same fingerprint; a counter bumped is a new int, fingerprinted again. Holding an immutable value changes
+# nothing for the program.
+_atoms_of = {}
 _ATOMS = (type(None), bool, int, float, complex, str, bytes)
+_IMMUTABLE_DEPTH = 4  # tuples in tuples
 _MAX_CACHED = 4096
+
+
+def _atom_fingerprints(owner, key):
+    """The ``{name: (value, fingerprint)}`` of the immutable values a module or class held, under ``key``;
+    None if ``owner`` cannot be referred to weakly (holding it would keep a module's globals alive)."""
+    cached = _atoms_of.get(id(owner))
+    if cached is not None and cached[0]() is owner and cached[1] == key:
+        return cached[2]
+    try:
+        owner_ref = weakref.ref(owner)
+    except TypeError:
+        return None
+    if len(_atoms_of) >= _MAX_CACHED:
+        _atoms_of.clear()
+    atoms = {}
+    _atoms_of[id(owner)] = (owner_ref, key, atoms)
+    return atoms
 
 
 def _defined_here(cls, name, module_name):
@@ -135,25 +183,14 @@ def _class_state(cls, key):
     ``__getattr__`` would run the program's code.
     """
     qualname = type.__getattribute__(cls, "__qualname__")
-    cached = _class_fingerprints.get(id(cls))
-    if cached is None or cached[0] is not cls or cached[1] != key:
-        if len(_class_fingerprints) >= _MAX_CACHED:
-            _class_fingerprints.clear()
-        cached = _class_fingerprints[id(cls)] = (cls, key, {})
-    atoms = cached[2]
+    atoms = _atom_fingerprints(cls, key)
     state = {}
     for attribute, value in sorted(type.__getattribute__(cls, "__dict__").items(), key=lambda item: str(item[0])):
         if len(state) >= MAX_CLASS_NAMES:
             break
         if isinstance(attribute, str) and not attribute.startswith("__") and _is_class_state(value):
             name = "%s.%s" % (qualname, attribute)
-            known = atoms.get(name)
-            if known is not None and known[0] is value:
-                state[name] = known[1]
-                continue
-            state[name] = _fingerprint_of(name, value, key)
-            if any(type(value) is atom for atom in _ATOMS):  # ``is``: a metaclass's __eq__ must not run
-                atoms[name] = (value, state[name])
+            state[name] = _fingerprint_of(name, value, key, atoms)
     return state
 
 
@@ -439,12 +476,29 @@ def _main_not_portable(module, current, key=None):
     source = _mainsource.read(module)
     if source is None:
         return None
-    literal_baseline = {name: _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
-                        for name, value in source.literals.items() if name in current}
-    found = differing_names(literal_baseline, {n: current[n] for n in literal_baseline})
-    found += [name for name in current if name not in source.literals and not _is_handles(current[name], name)
-              and source.set_after_import(name)]
+    literals = _literal_fingerprints(source, key)
+    found = [name for name in current if _main_name_not_portable(name, current[name], literals, source)]
     return sorted("__main__.%s" % name for name in found)
+
+
+def _main_name_not_portable(name, fingerprint, literals, source):
+    if name in literals:
+        return classify(literals[name], fingerprint, name) == "changed"
+    return not _is_handles(fingerprint, name) and bool(source.set_after_import(name))
+
+
+# The fingerprints of the main module's literals: [(source, key, {name: fingerprint})]. Its source, once parsed,
+# does not change (a changed file is parsed again, a new MainSource), nor do the literals it holds.
+_literals_fingerprinted = [None]
+
+
+def _literal_fingerprints(source, key):
+    cached = _literals_fingerprinted[0]  # read once: another thread may start a process too
+    if cached is None or cached[0] is not source or cached[1] != key:
+        cached = _literals_fingerprinted[0] = (source, key, {
+            name: _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+            for name, value in source.literals.items()})
+    return cached[2]
 
 
 def _has_prefix(name, prefixes):

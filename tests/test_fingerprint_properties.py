@@ -1,6 +1,9 @@
 """Property tests: fingerprints never raise, never run user code, stay bounded."""
 
-from hypothesis import given
+import copy
+import types
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mptrace import _fingerprint
@@ -65,3 +68,56 @@ def test_fingerprint_is_deterministic_and_a_value_never_differs_from_itself(valu
 def test_strings_are_never_described_by_value(secret):
     entries = _fingerprint.fingerprint([("kwargs['token']", secret)])
     assert entries == {"kwargs['token']": "str(len=%d)" % len(secret)}
+
+
+class Settings:
+    def __init__(self, value):
+        self.value = value
+        self._private = value
+
+
+def _change_in_place(value):
+    """Change ``value`` in place if it can take a change (or something it holds can); whether it did."""
+    if isinstance(value, list):
+        value.append("appended")
+        return True
+    if isinstance(value, dict):
+        value["added"] = 1
+        return True
+    if isinstance(value, Settings):
+        value.value = ("changed", value.value)
+        return True
+    return isinstance(value, tuple) and any(_change_in_place(item) for item in value)
+
+
+globals_values = st.recursive(leaves, lambda children: st.one_of(
+    st.lists(children, max_size=5), st.tuples(children, children), st.frozensets(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), children, max_size=5), children.map(Settings)), max_leaves=20)
+global_names = st.text(alphabet="abcXYZ_", min_size=1, max_size=4).filter(lambda name: not name.startswith("__"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(global_names, globals_values, max_size=70), st.sampled_from([None, b"k" * 16]), st.data())
+def test_module_state_reused_between_starts_is_the_state_taken_afresh(namespace, key, data):
+    """What start() reuses from the last start (immutable values still the same object, slot names per class)
+    never hides a change: a global or class attribute rebound to an equal copy or to another value, or
+    changed in place, gives the state a first look would."""
+    from mptrace import _modstate
+
+    module = types.ModuleType("generated_settings")
+    module.__dict__.update(namespace)
+    module.Config = type("Config", (), dict(namespace, __module__=module.__name__, __qualname__="Config"))
+    for _ in range(3):
+        reused = _modstate.state_of(module, key)
+        _modstate._atoms_of.clear()
+        _fingerprint._slots_of.clear()
+        assert reused == _modstate.state_of(module, key)
+        if not namespace:
+            return
+        owner = data.draw(st.sampled_from([module, module.Config]))
+        name = data.draw(st.sampled_from(sorted(namespace)))
+        value = vars(owner).get(name)
+        change = data.draw(st.sampled_from(["equal copy", "another value", "in place"]))
+        if change == "in place" and _change_in_place(value):
+            continue
+        setattr(owner, name, copy.deepcopy(value) if change == "equal copy" else data.draw(globals_values))

@@ -155,6 +155,31 @@ def test_a_module_keeps_its_import_time_state_through_a_reinstall(tmp_path, monk
 
 
 
+def test_a_module_the_program_drops_is_not_kept_alive(tmp_path, monkeypatch):
+    """The fingerprints kept from one start to the next refer to their module weakly: it is freed once dropped."""
+    import gc
+    import multiprocessing
+    import weakref
+
+    (tmp_path / "dropped_settings.py").write_text("MODE = 'prod'\n\nclass Limits:\n    retries = 3\n\n"
+                                                   "def show():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider)
+    try:
+        import dropped_settings
+
+        launch = launch_span_of(multiprocessing.get_context("fork").Process(target=dropped_settings.show), exporter)
+        module = weakref.ref(dropped_settings)
+        del sys.modules["dropped_settings"], dropped_settings
+        gc.collect()
+    finally:
+        mptrace.uninstall()
+        sys.modules.pop("dropped_settings", None)
+    assert launch.attributes["mp.state.not_portable"] == ()
+    assert module() is None
+
+
 def test_more_watched_modules_than_are_compared_are_reported_once(tmp_path, monkeypatch, caplog):
     """70 real application modules, imported from a directory of the test's: the first 64 are compared."""
     from mptrace import _modstate
@@ -222,3 +247,31 @@ def test_main_module_globals_changed_in_main_are_not_portable(start_method, tmp_
         diverged = run["attributes"]["mp.state.diverged"]
         expected = [] if start_method == "fork" else ["__main__.LIMITS", "__main__.MODE", "__main__.STARTED_BY"]
         assert diverged == expected, "a list of Process handles is not state"
+
+
+IN_PLACE = ["__main__.LIMITS", "between_starts_module.Counter.seen", "between_starts_module.RECORD",
+            "between_starts_module.config", "between_starts_module.point", "between_starts_module.queue",
+            "between_starts_module.settings"]
+UNEQUAL = ["__main__.MODE", "__main__.OPTIONS", "between_starts_module.Counter.limit", "between_starts_module.NAME",
+           "between_starts_module.PAIR"]
+STEPS = {  # the child started after each step: (mp.state.not_portable, mp.state.diverged under spawn, forkserver)
+    "untouched": ([], []),
+    "equal values": ([], []),  # other objects, equal values: nothing changed
+    "changed in place": (IN_PLACE, sorted(IN_PLACE + ["__main__.HOLDER"])),
+    "unequal values": (sorted(IN_PLACE + UNEQUAL), sorted(IN_PLACE + UNEQUAL + ["__main__.HOLDER"])),
+}
+
+
+def test_each_start_sees_the_state_as_it_is_then(start_method, tmp_path):
+    """One process starts a child after each step: what a start reports is the state at that start, whatever
+    an earlier start saw (a dict item, a list append, an object's attribute or slot, a class attribute changed in place;
+    a string, a tuple, an int rebound to an equal or an unequal value)."""
+    _, spans = run_traced(tmp_path, "tests/programs/between_starts.py", start_method)
+    launches = {s["attributes"]["mp.process.name"]: s for s in spans if s["name"] == "mp.process"}
+    assert sorted(launches) == sorted(STEPS)
+    for step, (not_portable, diverged) in STEPS.items():
+        launch = launches[step]
+        [run] = [s for s in spans if s["name"] == "mp.process.run" and s["parent"] == launch["span_id"]]
+        assert launch["attributes"]["mp.state.not_portable"] == not_portable, step
+        assert "mp.state.unknown" not in launch["attributes"], step
+        assert run["attributes"]["mp.state.diverged"] == ([] if start_method == "fork" else diverged), step
