@@ -55,13 +55,15 @@ TOO_LARGE = "too large to compare in full"  # why a name could not be compared
 _UNKNOWN_DIGEST = " #" + _fingerprint.UNKNOWN  # the end of a description whose content could not be digested
 
 
-def state_of(module, key=None):
+def state_of(module, key=None, walk=None):
     """``{name: fingerprint}`` of a module's state (not functions, classes, modules).
 
     Class attributes of the classes defined in the module are state too, named
     ``Class.attr`` (see _class_state). ``key``: the process tree's digest key
     (see _fingerprint), so that a change the descriptions hide (``"prod"`` to
-    ``"test"``) still shows.
+    ``"test"``) still shows. ``walk``: when given, only the names it accepts
+    are fingerprinted; the others get a shallow one that tells process handles
+    from anything else (see _shallow_fingerprint).
     """
     namespace = own_namespace(module)
     if namespace is None:
@@ -78,7 +80,8 @@ def state_of(module, key=None):
     classes.sort(key=_by_name)
     module_name = dict.get(namespace, "__name__")
     atoms = _atom_fingerprints(module, key)
-    state = {name: _fingerprint_of(name, value, key, atoms) for name, value in names[:MAX_NAMES]}
+    state = {name: _fingerprint_of(name, value, key, atoms) if walk is None or walk(name)
+             else _shallow_fingerprint(name, value) for name, value in names[:MAX_NAMES]}
     watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
     for cls in watched[:MAX_CLASSES]:
         state.update(_log.safely("reading the class attributes of a class in %s" % module_name,
@@ -105,6 +108,15 @@ def _fingerprint_of(name, value, key, atoms=None):
             atoms.clear()
         atoms[name] = (value, found)
     return found
+
+
+NOT_WALKED = "<not walked>"  # a shallow fingerprint's value for anything but process handles
+
+
+def _shallow_fingerprint(name, value):
+    """A fingerprint that only tells process handles from other values: enough where only the source
+    decides (see main_state_for_fork), and it reads no more than the value's own container."""
+    return {name: PROCESS_HANDLES if _holds_only_process_handles(value) else NOT_WALKED}
 
 
 def _is_immutable(value, depth=0):
@@ -436,14 +448,25 @@ class ModuleWatch:
                              MAX_MODULES, len(self._watched), self._watched[MAX_MODULES])
         return [(name, sys.modules.get(name)) for name in self._watched[:MAX_MODULES]]
 
-    def state_at_start(self):
+    def state_at_start(self, fork=False):
         """(state {module: {name: fp}}, not_portable [module.name], no_baseline [module],
-        unknown [module.name]: whether changed since import, cannot tell)."""
+        unknown [module.name]: whether changed since import, cannot tell).
+
+        ``fork``: for a fork child, which is sent no state: the main module's
+        names that its source alone decides are not walked (see main_state_for_fork),
+        so its state is not one to send.
+        """
         state, not_portable, no_baseline, unknown = {}, [], [], []
         for name, module in self.watched_modules():
             if module is None:
                 continue
-            current = state_of(module, self.key)
+            if fork and name == "__main__" and self.baselines.get(name) is None:
+                current = main_state_for_fork(module, self.key)
+                if current is None:  # no source: nothing to compare with
+                    no_baseline.append(name)
+                    continue
+            else:
+                current = state_of(module, self.key)
             if not current:
                 continue
             state[name] = current
@@ -460,6 +483,23 @@ class ModuleWatch:
             not_portable.extend("%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current)
             unknown.extend("%s.%s" % (name, n) for n in uncertain_names(baseline, current))
         return state, sorted(not_portable), sorted(no_baseline), sorted(unknown)
+
+
+def main_state_for_fork(module, key=None):
+    """The main module's state as far as a fork child's mp.state.not_portable needs it; None: no source.
+
+    Only the names bound at import to a literal are compared by value, so only
+    they are fingerprinted; whether any other name counts depends on where the
+    source binds it, and on whether it holds only process handles. Walking the
+    rest (an SDK provider, a list of results) would touch every page they span,
+    each a copy-on-write fault after every fork.
+    """
+    from mptrace import _mainsource
+
+    source = _mainsource.read(module)
+    if source is None:
+        return None
+    return state_of(module, key, walk=_literal_fingerprints(source, key).__contains__)
 
 
 def _main_not_portable(module, current, key=None):

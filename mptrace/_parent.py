@@ -97,7 +97,7 @@ def _record_module_state(launch):
     watch = _module_watch()
     if watch is None:
         return
-    module_state, not_portable, no_baseline, unknown = watch.state_at_start()
+    module_state, not_portable, no_baseline, unknown = watch.state_at_start(fork=_starts_by_fork(launch.process))
     launch.span.set_attribute(semconv.STATE_NOT_PORTABLE, not_portable)
     if no_baseline:
         launch.span.set_attribute(semconv.STATE_NO_BASELINE, no_baseline)
@@ -106,6 +106,18 @@ def _record_module_state(launch):
     launch.module_state = module_state
     if any(name.count(".") > 1 for name in not_portable):  # perhaps a class attribute: look at the arguments
         _record_argument_classes(launch, module_state, not_portable)
+
+
+def _starts_by_fork(process):
+    """Whether ``process`` will certainly start by fork (its context's, or the default already chosen)."""
+    method = getattr(type(process), "_start_method", None)
+    if method is None:
+        import multiprocessing.context as mp_context
+
+        default = mp_context._default_context
+        chosen = getattr(default, "_actual_context", None)  # None: not chosen yet (get_start_method would)
+        method = getattr(chosen, "_name", None)
+    return method == "fork"
 
 
 def _record_argument_classes(launch, module_state, not_portable):
