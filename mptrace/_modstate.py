@@ -352,7 +352,7 @@ class ModuleWatch:
         self._watched = []  # names of watched modules, in sys.modules order
         self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
         self._said_too_many = False
-        self._library_paths = _library_paths()
+        self._library_paths = library_paths()
 
     def wanted_name(self, name):
         """A cheap first look, by name only: is this module possibly watched?"""
@@ -451,8 +451,22 @@ def _has_prefix(name, prefixes):
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+_library_paths_found = None
+
+
+def library_paths():
+    """Where the standard library and installed packages live: looked up once per process.
+
+    Once per fork server too, which looks them up when it preloads mptrace (see
+    _preload): its children, forked with the answer, need not import sysconfig.
+    """
+    global _library_paths_found
+    if _library_paths_found is None:
+        _library_paths_found = _library_paths()
+    return _library_paths_found
+
+
 def _library_paths():
-    """Where the standard library and installed packages live."""
     import site
     import sysconfig
 
