@@ -300,8 +300,9 @@ class ChildRun:
 
     def module_watch(self):
         if self.watch is None:
-            from mptrace._modstate import ModuleWatch
+            from mptrace._modstate import ModuleWatch, adopt_library_paths
 
+            adopt_library_paths(self.tree.get("lib"))
             include, exclude = self.tree.get("watch", ((), ()))
             self.watch = self.inherited_watch or ModuleWatch(include, exclude, _digest_key(self.tree))
         return self.watch

@@ -466,6 +466,27 @@ def library_paths():
     return _library_paths_found
 
 
+def library_paths_to_carry():
+    """[this interpreter, its library paths]: what a spawn child running the same interpreter takes (see
+    adopt_library_paths)."""
+    return [_interpreter(), list(library_paths())]
+
+
+def adopt_library_paths(carried):
+    """In a spawn or forkserver child: the parent's library paths, when it runs the same interpreter
+    (finding them costs a child the import of sysconfig)."""
+    global _library_paths_found
+    if _library_paths_found is None and carried and carried[0] == _interpreter():
+        _library_paths_found = tuple(carried[1])
+
+
+def _interpreter():
+    """What the library paths depend on (the user site directory: also its environment at start-up)."""
+    site = sys.modules.get("site")  # never imported here: under -S, an interpreter has none
+    return [sys.executable, sys.prefix, sys.exec_prefix, sys.base_prefix, sys.version,
+            getattr(site, "USER_SITE", None)]
+
+
 def _library_paths():
     import site
     import sysconfig

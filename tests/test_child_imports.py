@@ -160,3 +160,49 @@ def test_a_fork_server_started_before_install_still_yields_traced_children(tmp_p
     assert child["own_preload_ran"]
     assert "mptrace._child" in child["imported"] and child["loaded_for_mptrace"] == []
     assert run["attributes"]["mp.import.inherited"] == len(child["server_held"])
+
+
+
+LEAN_PROGRAM = '''
+import multiprocessing, sys
+
+
+def report(path, looked_for):  # into a file: a queue or a pipe would import random (tempfile) in the child
+    with open(path, "w") as out:
+        out.write(" ".join(sorted(name for name in looked_for if name in sys.modules)))
+
+
+if __name__ == "__main__":
+    method, arm, path = sys.argv[1:4]
+    if arm == "traced":  # only here: a spawn child re-runs the top of this module
+        import mptrace
+        from tests.programs import in_memory_pipeline
+
+        mptrace.install(tracer_provider=in_memory_pipeline()[0])
+    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig")))
+    process.start()
+    process.join()
+'''
+
+
+def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path):
+    """A child whose program never imports ``random`` has no generator of its to hash; a spawn child running
+    its parent's interpreter takes the parent's library paths (which need sysconfig) from the carrier. (A
+    forkserver child has both from the server: multiprocessing.forkserver imports random, and a server that
+    preloads mptrace looks the paths up.)"""
+    method = "spawn"
+    import subprocess
+    import sys
+
+    from tests.subprocesses import ROOT, environment
+
+    script = tmp_path / "lean_program.py"
+    script.write_text(LEAN_PROGRAM)
+    loaded = {}
+    for arm in ("plain", "traced"):
+        found = tmp_path / ("%s.txt" % arm)
+        result = subprocess.run([sys.executable, str(script), method, arm, str(found)], capture_output=True,
+                                text=True, timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
+        assert result.returncode == 0, result.stderr
+        loaded[arm] = found.read_text()
+    assert loaded["traced"] == loaded["plain"] == ""
