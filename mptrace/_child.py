@@ -33,8 +33,11 @@ _activated = None
 _clock = None
 
 
-def _activate(carrier):
-    """Runs while the child unpickles its preparation data (see _stowaway). Never raises."""
+def _activate(carrier, began_with=None):
+    """Runs while the child unpickles its preparation data (see _stowaway). Never raises.
+
+    ``began_with``: how many modules the child had before the stowaway loaded mptrace.
+    """
     global _activated
     try:
         _activated = (os.getpid(), carrier)
@@ -43,7 +46,7 @@ def _activate(carrier):
 
             _envdiff.note_server_cwd()
         _prerun.watch(lambda exception: _record_failure_before_run(carrier, exception))
-        _time_start_up()
+        _time_start_up(_inherited_modules(began_with))
         import multiprocessing.process as mp_process
 
         base = mp_process.BaseProcess
@@ -68,14 +71,23 @@ def is_traced_child():
     return (activated is not None and activated[0] == os.getpid()) or (state.role == "child" and state.active())
 
 
-def _time_start_up():
+def _inherited_modules(began_with):
+    """How many modules this child began with, leaving out those mptrace loaded: here (the stowaway) or in
+    the fork server (its preload, see _preload)."""
+    if began_with is None:
+        began_with = len(sys.modules)
+    preload = sys.modules.get("mptrace._preload")
+    return began_with - len(getattr(preload, "LOADED", ()))
+
+
+def _time_start_up(inherited):
     """Time the main module's re-import (spawn.prepare) and what unpickling imports."""
     global _clock
     import multiprocessing.spawn as mp_spawn
 
     from mptrace._childimports import ImportClock
 
-    _clock = ImportClock()
+    _clock = ImportClock(inherited)
     if not state.patches.is_patched(mp_spawn, "prepare"):
         original = vars(mp_spawn)["prepare"]
 
@@ -306,8 +318,9 @@ class ChildRun:
 
     def module_watch(self):
         if self.watch is None:
-            from mptrace._modstate import ModuleWatch
+            from mptrace._modstate import ModuleWatch, adopt_library_paths
 
+            adopt_library_paths(self.tree.get("lib"))
             include, exclude = self.tree.get("watch", ((), ()))
             self.watch = self.inherited_watch or ModuleWatch(include, exclude, _digest_key(self.tree))
         return self.watch

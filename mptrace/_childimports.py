@@ -22,11 +22,11 @@ MAX_SLOWEST = 8
 class ImportClock:
     """Times module executions and the phases of a child's start-up."""
 
-    def __init__(self):
+    def __init__(self, inherited):
         self.activated = time.time_ns()
         # A forkserver child is forked from the server: it starts with what the
-        # server imported (its preload list).
-        self.inherited = len(sys.modules)
+        # server imported (its preload list), mptrace's own modules left out.
+        self.inherited = inherited
         self.main_reran = False  # set by the prepare() hook
         self.phases = []  # (phase, start, end, modules imported, slowest)
         self._durations = {}  # module -> ns, for the phase in progress

@@ -67,9 +67,73 @@ def ensure_running_wrapper(wrapped, instance, args, kwargs):
     ``_server_started``), so every child of one server shows one start time."""
     before = _server_pid()
     now = time.time_ns()
-    result = wrapped(*args, **kwargs)
+    server = instance if instance is not None else getattr(wrapped, "__self__", None)
+    preload = _log.safely("adding mptrace to the fork server's preload list", _add_preload, server)
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        if preload is not None:
+            _log.safely("restoring the fork server's preload list", _restore_preload, server, preload)
     _log.safely("noting when the fork server started", _note_server_start, before, now)
     return result
+
+
+# The module a fork server started under mptrace preloads, after the program's own (see _preload).
+PRELOAD_MODULE = "mptrace._preload"
+
+
+def _add_preload(server):
+    """For this call only, the server's preload list with mptrace's child side last: a server that starts
+    now loads it once, and its children need not. Returns (the program's list, ours) to restore; None:
+    nothing added. The program's list stays what mp.forkserver.preload reports."""
+    if not state.active() or not isinstance(getattr(server, "_preload_modules", None), list):
+        return None
+    if PRELOAD_MODULE in server._preload_modules or not _server_finds_only_this_mptrace():
+        return None
+    own = server._preload_modules
+    server._preload_modules = own + [PRELOAD_MODULE]
+    return own, server._preload_modules
+
+
+def _restore_preload(server, preload):
+    own, ours = preload
+    if server._preload_modules is ours:  # else the program set another list meanwhile
+        server._preload_modules = own
+
+
+def _server_finds_only_this_mptrace():
+    """Whether the fork server, which imports ``mptrace`` by name, can find no other mptrace than this one
+    (another one loaded there would leave its children untraced, see _stowaway).
+
+    The server's import system is not the parent's, but made the same way, in
+    the same working directory: this asks every finder of the parent's
+    (an editable install's, say) and looks in the working directory and in
+    every entry of the parent's sys.path, and says no if any finds another mptrace.
+    """
+    from mptrace._stowaway import origin_of_mptrace
+
+    origin = origin_of_mptrace()
+    try:
+        return all(spec is None or spec.origin == origin for spec in _specs_of_mptrace())
+    except Exception:  # a finder that cannot answer: then do not preload, quietly (it only saves time)
+        return False
+
+
+def _specs_of_mptrace():
+    import importlib.machinery
+
+    path_finder = importlib.machinery.PathFinder
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if finder is not path_finder and find_spec is not None:
+            yield find_spec("mptrace", None)
+    for entry in [os.getcwd()] + sys.path:
+        cached = entry in sys.path_importer_cache
+        try:
+            yield path_finder.find_spec("mptrace", [entry])
+        finally:
+            if not cached:  # leave the program's import state as it was
+                sys.path_importer_cache.pop(entry, None)
 
 
 def _note_server_start(before, now):

@@ -118,6 +118,7 @@ def _make_spool_directory(chosen):
 
 
 def _become_root(provider, options, directory):
+    from mptrace import _modstate
     from mptrace._collector import Collector
 
     emit = _span_processor_of(provider).on_end
@@ -134,6 +135,7 @@ def _become_root(provider, options, directory):
         "rs": options.random_state,
         "cap": bool(options.capture_values),  # values on spans: grandchildren of every start method need it too
         "fds": options.inherited_fds,
+        "lib": _modstate.library_paths_to_carry(),  # spawn children of the same interpreter need not look them up
     }
     state.tracer = provider.get_tracer(semconv.SCOPE_NAME, __version__)
     state.children = {}

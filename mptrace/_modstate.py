@@ -401,7 +401,7 @@ class ModuleWatch:
         self._watched = []  # names of watched modules, in sys.modules order
         self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
         self._said_too_many = False
-        self._library_paths = _library_paths()
+        self._library_paths = library_paths()
 
     def wanted_name(self, name):
         """A cheap first look, by name only: is this module possibly watched?"""
@@ -545,8 +545,43 @@ def _has_prefix(name, prefixes):
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+_library_paths_found = None
+
+
+def library_paths():
+    """Where the standard library and installed packages live: looked up once per process.
+
+    Once per fork server too, which looks them up when it preloads mptrace (see
+    _preload): its children, forked with the answer, need not import sysconfig.
+    """
+    global _library_paths_found
+    if _library_paths_found is None:
+        _library_paths_found = _library_paths()
+    return _library_paths_found
+
+
+def library_paths_to_carry():
+    """[this interpreter, its library paths]: what a spawn child running the same interpreter takes (see
+    adopt_library_paths)."""
+    return [_interpreter(), list(library_paths())]
+
+
+def adopt_library_paths(carried):
+    """In a spawn or forkserver child: the parent's library paths, when it runs the same interpreter
+    (finding them costs a child the import of sysconfig)."""
+    global _library_paths_found
+    if _library_paths_found is None and carried and carried[0] == _interpreter():
+        _library_paths_found = tuple(carried[1])
+
+
+def _interpreter():
+    """What the library paths depend on (the user site directory: also its environment at start-up)."""
+    site = sys.modules.get("site")  # never imported here: under -S, an interpreter has none
+    return [sys.executable, sys.prefix, sys.exec_prefix, sys.base_prefix, sys.version,
+            getattr(site, "USER_SITE", None)]
+
+
 def _library_paths():
-    """Where the standard library and installed packages live."""
     import site
     import sysconfig
 

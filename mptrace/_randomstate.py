@@ -16,8 +16,11 @@ generators for it, just before the fork (see ``generators``); the child only
 hashes them. Which processes share a state is seen only where all runs are:
 the tree, ``mptrace compare`` and ``mptrace.testing`` (``shared_states``).
 
-Looked at: the ``random`` module's global generator (``random``; not under
-fork, where CPython reseeds it in the child), numpy's legacy global
+Looked at: the ``random`` module's global generator (``random``) when the
+child has imported that module (never imported here: a spawn child that has
+not imported it has no such generator yet, and the one it makes when it does
+is seeded afresh; not under fork, where CPython reseeds it in the child),
+numpy's legacy global
 ``RandomState`` (``numpy.random``) when numpy is already imported (never
 imported here), and ``random.Random``, numpy ``RandomState`` and
 ``Generator`` objects held by globals of watched modules. At most
@@ -47,9 +50,8 @@ def generators(modules, fork=False):
     run() begins, after every at-fork hook (one that reseeds a generator is how a program fixes the sharing).
     The random module's global generator is left out: CPython reseeds it in every fork child.
     """
-    import random
-
-    found = [] if fork else [(GLOBAL_RANDOM, vars(random), "_inst")]
+    random = sys.modules.get("random")  # never imported here: a child that has not, has no generator from it
+    found = [] if fork or random is None else [(GLOBAL_RANDOM, vars(random), "_inst")]
     numpy_random = sys.modules.get("numpy.random")
     numpy_classes = ()
     if numpy_random is not None:
@@ -58,7 +60,8 @@ def generators(modules, fork=False):
             found.append((NUMPY_GLOBAL, vars(mtrand), "_rand"))
         numpy_classes = tuple(c for c in (getattr(numpy_random, "RandomState", None),
                                           getattr(numpy_random, "Generator", None)) if isinstance(c, type))
-    kinds = (random.Random,) + numpy_classes
+    random_class = getattr(random, "Random", None)
+    kinds = ((random_class,) if isinstance(random_class, type) else ()) + numpy_classes
     for module_name, module in modules:
         namespace = _modstate.own_namespace(module) or {}
         found.extend(("%s.%s" % (module_name, name), namespace, name) for name in _generator_names(namespace, kinds))

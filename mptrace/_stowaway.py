@@ -56,7 +56,7 @@ def load(location, origin, carrier):
         except Exception:
             pass
         return
-    _activate(carrier)
+    _activate(carrier, len(before))
 
 
 def load_package(location, origin):
@@ -134,6 +134,11 @@ def _place_of_mptrace():
         locations = list(getattr(spec, "submodule_search_locations", None) or [os.path.dirname(origin)])
         _place = (os.path.dirname(locations[0]), origin)
     return _place
+
+
+def origin_of_mptrace():
+    """The path of the ``__init__`` this process loaded mptrace from."""
+    return _place_of_mptrace()[1]
 
 
 def take_note(directory, run_span_id):

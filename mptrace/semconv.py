@@ -126,7 +126,7 @@ IMPORT_SLOWEST = "mp.import.slowest"  # the slowest modules of the phase: "name 
 IMPORT_MAIN_RERAN = "mp.import.main_reran"  # phase main: the main module's top-level code ran again here
 # On mp.process.run of a forkserver child: what it inherited from the fork server.
 FORKSERVER_PRELOAD = "mp.forkserver.preload"  # the modules the server was asked to preload
-IMPORT_INHERITED = "mp.import.inherited"  # modules already loaded when the child began
+IMPORT_INHERITED = "mp.import.inherited"  # modules already loaded when the child began (mptrace's own left out)
 
 # On mp.process.run of a spawn or forkserver child: its environment variables and working directory
 # when run() began, compared with the parent's at start(). Not under fork: the child is a copy.

@@ -116,3 +116,93 @@ def test_a_child_loads_no_openssl_for_mptrace(tmp_path, method):
         assert result.returncode == 0, result.stderr
         loaded[arm] = result.stdout.strip()
     assert loaded["traced"] == loaded["plain"]
+
+
+def run_preload_program(tmp_path, order):
+    """tests/programs/forkserver_preload.py: (what its forkserver child reported, the run span, spans)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.subprocesses import ROOT, environment
+
+    programs = os.path.join(ROOT, "tests", "programs")
+    spans_file = tmp_path / "spans.json"
+    result = subprocess.run([sys.executable, "forkserver_preload.py", str(spans_file), order], capture_output=True,
+                            text=True, timeout=120, cwd=programs, env=environment())
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    spans = json.loads(spans_file.read_text())
+    [process] = [s for s in spans if s["name"] == "mp.process"]
+    [run] = [s for s in spans if s["name"] == "mp.process.run"]
+    assert run["parent"] == process["span_id"]  # the child was traced
+    assert "mp.child.traced" not in process["attributes"]
+    assert run["attributes"]["mp.forkserver.preload"] == ["fork_snapshot"]  # the program's own list
+    return json.loads(result.stdout), run
+
+
+def test_a_fork_server_started_under_mptrace_preloads_its_child_side(tmp_path):
+    """install() before the server starts, as real programs do: the server loads mptrace's child side once,
+    after the program's own preload list, and its children import none of it."""
+    child, run = run_preload_program(tmp_path, "install-first")
+    assert child["own_preload_ran"]  # the program's own preload module was preloaded in the server
+    assert child["imported"] == []
+    assert "mptrace._child" in child["loaded_for_mptrace"]
+    assert not [name for name in child["server_held"] if name.partition(".")[0] in ("opentelemetry", "wrapt")]
+    # What mptrace loaded in the server is not among the modules the child began with.
+    assert run["attributes"]["mp.import.inherited"] == len(child["server_held"]) - len(child["loaded_for_mptrace"])
+
+
+def test_a_fork_server_started_before_install_still_yields_traced_children(tmp_path):
+    """That server preloads nothing of mptrace: its children load it themselves, as before, and do not count
+    what they loaded among the modules they began with."""
+    child, run = run_preload_program(tmp_path, "server-first")
+    assert child["own_preload_ran"]
+    assert "mptrace._child" in child["imported"] and child["loaded_for_mptrace"] == []
+    assert run["attributes"]["mp.import.inherited"] == len(child["server_held"])
+
+
+
+LEAN_PROGRAM = '''
+import multiprocessing, sys
+
+
+def report(path, looked_for):  # into a file: a queue or a pipe would import random (tempfile) in the child
+    with open(path, "w") as out:
+        out.write(" ".join(sorted(name for name in looked_for if name in sys.modules)))
+
+
+if __name__ == "__main__":
+    method, arm, path = sys.argv[1:4]
+    if arm == "traced":  # only here: a spawn child re-runs the top of this module
+        import mptrace
+        from tests.programs import in_memory_pipeline
+
+        mptrace.install(tracer_provider=in_memory_pipeline()[0])
+    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig")))
+    process.start()
+    process.join()
+'''
+
+
+def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path):
+    """A child whose program never imports ``random`` has no generator of its to hash; a spawn child running
+    its parent's interpreter takes the parent's library paths (which need sysconfig) from the carrier. (A
+    forkserver child has both from the server: multiprocessing.forkserver imports random, and a server that
+    preloads mptrace looks the paths up.)"""
+    method = "spawn"
+    import subprocess
+    import sys
+
+    from tests.subprocesses import ROOT, environment
+
+    script = tmp_path / "lean_program.py"
+    script.write_text(LEAN_PROGRAM)
+    loaded = {}
+    for arm in ("plain", "traced"):
+        found = tmp_path / ("%s.txt" % arm)
+        result = subprocess.run([sys.executable, str(script), method, arm, str(found)], capture_output=True,
+                                text=True, timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
+        assert result.returncode == 0, result.stderr
+        loaded[arm] = found.read_text()
+    assert loaded["traced"] == loaded["plain"] == ""

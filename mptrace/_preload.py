@@ -1,0 +1,35 @@
+"""What a fork server started under mptrace loads once, so that its children need not.
+
+A forkserver child is forked from the server, so whatever the server imported
+is already there: when the parent's mptrace starts the server (see
+``_envdiff.ensure_running_wrapper``), it adds this module to the server's
+preload list, and the server imports mptrace's child side once instead of every
+child importing it afresh. Only the fork server imports this module: never the
+parent, never a child.
+
+What it loads is the standard-library-only child side (no OpenTelemetry, no
+wrapt), and nothing here runs at import but imports and one cache: nothing that
+would make the children differ from each other or from what they were (random
+generators, descriptors, threads). The server's ``main()`` passes over an
+ImportError of a preloaded module but dies of any other exception, so this
+module raises nothing else.
+"""
+
+import sys
+
+_before = set(sys.modules)  # mptrace and this module are in already: they are counted by name below
+
+try:
+    from mptrace import _channels, _child, _childimports, _envdiff, _fingerprint, _importhook  # noqa: F401
+    from mptrace import _bounded, _carryover, _modstate, _randomstate, _worker  # noqa: F401
+
+    _modstate.library_paths()  # what every child's module watch needs (it imports sysconfig)
+except Exception as error:  # the server must live, whatever happens here
+    raise ImportError("mptrace could not preload its child side in the fork server: %r" % (error,)) from None
+
+# Every module this preload brought into the server: mptrace's own, and the
+# standard library modules they needed that the server had not loaded. A child
+# does not count them among the modules it began with (mp.import.inherited).
+LOADED = frozenset(name for name in sys.modules
+                   if name not in _before or name == "mptrace" or name.startswith("mptrace."))
+del _before
