@@ -426,7 +426,7 @@ class ModuleWatch:
         path = getattr(module, "__file__", None)
         if not path:
             return False  # built-in or namespace package
-        path = os.path.realpath(path)
+        path = real_path(path)
         return not any(path.startswith(library) for library in self._library_paths)
 
     def record_baseline(self, module):
@@ -539,6 +539,32 @@ def _literal_fingerprints(source, key):
             name: _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
             for name, value in source.literals.items()})
     return cached[2]
+
+
+_real_directories = {}  # directory -> its realpath: modules come from a few directories, and realpath stats each part
+
+
+def real_path(path):
+    """``os.path.realpath(path)``, resolving each directory once (a file that is a link is resolved in full)."""
+    if not isinstance(path, str) or not os.path.isabs(path):  # a relative one depends on the working directory
+        return os.path.realpath(path)
+    directory, base = os.path.split(path)
+    real = _real_directories.get(directory)
+    if real is None:
+        if len(_real_directories) >= _MAX_CACHED:
+            _real_directories.clear()
+        real = _real_directories[directory] = os.path.realpath(directory)
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    return os.path.join(real, base)
+
+
+def resolve_module_paths():
+    """Fill the directory cache for every loaded module (a fork server does it once for all its children)."""
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            real_path(path)
 
 
 def _has_prefix(name, prefixes):

@@ -24,6 +24,7 @@ try:
     from mptrace import _bounded, _carryover, _modstate, _randomstate, _worker  # noqa: F401
 
     _modstate.library_paths()  # what every child's module watch needs (it imports sysconfig)
+    _modstate.resolve_module_paths()  # where the modules the children start with really live
 except Exception as error:  # the server must live, whatever happens here
     raise ImportError("mptrace could not preload its child side in the fork server: %r" % (error,)) from None
 
