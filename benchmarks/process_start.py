@@ -65,9 +65,11 @@ if ARM == "traced":
     import mptrace
     mptrace.install()
 
+# In a module of its own, not in this -c program: a spawn or forkserver child must find its target by import
+# (a target in __main__ of a -c program fails to unpickle there, and exits 1 before it runs).
+from process_start_target import noop
 
-def noop():
-    pass
+exitcodes = []
 
 
 def one_start(context):
@@ -75,6 +77,7 @@ def one_start(context):
     process = context.Process(target=noop)
     process.start()
     process.join()
+    exitcodes.append(process.exitcode)
     if span is not None:
         span.set_attribute("exitcode", process.exitcode)
         span.end()
@@ -82,15 +85,17 @@ def one_start(context):
 
 def a_burst(context, alive):
     """BURST children, ``alive`` at a time."""
-    running = []
+    running, finished = [], []
     for _ in range(BURST):
         if len(running) >= alive:
-            running.pop(0).join()
+            finished.append(running.pop(0))
+            finished[-1].join()
         process = context.Process(target=noop)
         process.start()
         running.append(process)
     for process in running:
         process.join()
+    exitcodes.extend(process.exitcode for process in finished + running)
 
 
 if __name__ == "__main__":
@@ -112,29 +117,46 @@ if __name__ == "__main__":
         provider.force_flush()
         arrived = CountRuns.runs
     per_start = statistics.median(times) / (BURST if METHOD == "burst" else 1)
-    print(per_start * 1e3, children, arrived)
+    failed = sum(1 for code in exitcodes if code != 0)
+    print(per_start * 1e3, children, arrived, failed)
 '''
 
 
-def one_run(arm, method, starts, burst):
+TARGET_MODULE = "def noop():\n    pass\n"
+
+
+def one_run(arm, method, starts, burst, target_dir):
     result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts), str(burst)],
-                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
-                            cwd=tempfile.gettempdir(), timeout=900)
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
+                            capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
     if result.returncode:
         raise SystemExit("the %s arm failed under %s:\n%s" % (arm, method, result.stderr))
-    per_start, children, arrived = result.stdout.split()
+    per_start, children, arrived, failed = result.stdout.split()
+    if int(failed):
+        raise SystemExit("%s %s: %s children exited with an error:\n%s" % (arm, method, failed, result.stderr))
     if arm == "traced" and int(arrived) != int(children):
         raise SystemExit("traced %s: %s of %s children's run spans arrived" % (method, arrived, children))
     return float(per_start)
 
 
+def compile_mptrace():
+    """Write mptrace's bytecode now: with PYTHONDONTWRITEBYTECODE set, a module edited since its .pyc was
+    written is compiled again in every spawn and forkserver child, which an installed package never is."""
+    import compileall
+
+    compileall.compile_dir(os.path.join(ROOT, "mptrace"), quiet=1)
+
+
 def measure(method, runs, starts, burst, arms=ARMS):
     """{arm: median ms per start}: runs alternate the arms, in a rotating order."""
     found = {arm: [] for arm in arms}
-    for run in range(runs):
-        turn = run % len(arms)
-        for arm in arms[turn:] + arms[:turn]:
-            found[arm].append(one_run(arm, method, starts, burst))
+    with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
+        with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:
+            module.write(TARGET_MODULE)
+        for run in range(runs):
+            turn = run % len(arms)
+            for arm in arms[turn:] + arms[:turn]:
+                found[arm].append(one_run(arm, method, starts, burst, target_dir))
     return {arm: statistics.median(values) for arm, values in found.items()}
 
 
@@ -150,6 +172,7 @@ def main():
     options = parser.parse_args()
     if options.runs < 3:
         parser.error("--runs must be at least 3, got %d" % options.runs)
+    compile_mptrace()
     arms = ARMS + (("one span",) if options.span_floor else ())
     floor = options.span_floor
     print("%-11s %9s %9s %9s %10s %10s %7s%s" % (

@@ -24,6 +24,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from process_start import TARGET_MODULE  # noqa: E402
 
 PROGRAM = r'''
 import multiprocessing, resource, statistics, sys, time
@@ -45,8 +47,7 @@ if sys.argv[1] == "traced":
     mptrace.install()
 
 
-def noop():
-    pass
+from process_start_target import noop  # importable: see process_start.py
 
 
 def cpu_seconds():
@@ -65,22 +66,31 @@ if __name__ == "__main__":
         process.start()
         process.join()
         wall.append(time.perf_counter() - began)
+        if process.exitcode != 0:
+            sys.exit("a child exited with %s" % process.exitcode)
     cpu = (cpu_seconds() - cpu_began) / starts
     print((cpu if sys.argv[4] == "cpu" else statistics.median(wall[3:])) * 1e3)
 '''
 
 
 def export_version(ref, into):
-    """The ``mptrace`` package of git revision ``ref``, unpacked under ``into``; None: the working tree."""
-    if ref is None:
-        return ROOT
-    archive = subprocess.run(["git", "-C", ROOT, "archive", ref, "mptrace"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
-    return into
+    """The ``mptrace`` package of git revision ``ref``, unpacked under ``into`` and compiled (see
+    process_start.compile_mptrace); None: the working tree."""
+    import compileall
+
+    if ref is not None:
+        archive = subprocess.run(["git", "-C", ROOT, "archive", ref, "mptrace"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    path = ROOT if ref is None else into
+    compileall.compile_dir(os.path.join(path, "mptrace"), quiet=1)
+    with open(os.path.join(into, "process_start_target.py"), "w") as module:
+        module.write(TARGET_MODULE)
+    return path, into
 
 
-def one_run(path, traced, method, starts, measure):
-    environment = dict(os.environ, PYTHONPATH=path)
+def one_run(paths, traced, method, starts, measure):
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     result = subprocess.run([sys.executable, "-c", PROGRAM, "traced" if traced else "plain", method, str(starts),
                              measure], env=environment, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if result.returncode:
