@@ -50,6 +50,8 @@ def parent_side(key, capture_values, forkserver_now=None):
     """
     sent = {"env": _environment(key, capture_values), "cwd": _cwd_token(_cwd(), key, capture_values),
             "cap": bool(capture_values)}
+    if not capture_values:
+        sent["all"] = _whole_environment(key)
     if forkserver_now is not None:
         sent["fs"] = forkserver_now
     return sent
@@ -165,10 +167,13 @@ def note_server_cwd():
 def child_attributes(sent, key, method):
     """The mp.env.*, mp.cwd.* and (forkserver) mp.forkserver.* attributes of this child's run span."""
     capture = sent.get("cap", False)
-    parent_env, child_env = sent["env"], _environment(key, capture)
-    added = sorted(name for name in child_env if name not in parent_env)
-    removed = sorted(name for name in parent_env if name not in child_env)
-    changed = sorted(name for name in child_env if name in parent_env and child_env[name] != parent_env[name])
+    if not capture and sent.get("all") is not None and sent["all"] == _whole_environment(key):
+        added = removed = changed = []  # the same environment: one digest, not one per variable
+    else:
+        parent_env, child_env = sent["env"], _environment(key, capture)
+        added = sorted(name for name in child_env if name not in parent_env)
+        removed = sorted(name for name in parent_env if name not in child_env)
+        changed = sorted(name for name in child_env if name in parent_env and child_env[name] != parent_env[name])
     attributes = {semconv.ENV_ADDED: _bounded([_text(n) for n in added]),
                   semconv.ENV_REMOVED: _bounded([_text(n) for n in removed]),
                   semconv.ENV_CHANGED: _bounded([_text(n) for n in changed])}
@@ -246,6 +251,17 @@ def _environment(key, capture_values):
     if isinstance(data, dict):
         _last_digests = (key, dict(data), digests)
     return dict(digests)
+
+
+def _whole_environment(key):
+    """One keyed digest of the whole environment (``NAME=value\\0``, sorted: neither can hold the separators)."""
+    if _ENVIRONB is not None:
+        items = _ENVIRONB._data.items() if isinstance(getattr(_ENVIRONB, "_data", None), dict) else _ENVIRONB.items()
+    else:
+        items = ((n.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))
+                 for n, v in os.environ.items())
+    joined = b"".join(sorted(name + b"=" + value + b"\0" for name, value in items))
+    return blake2b(joined, key=key or b"", digest_size=DIGEST_BYTES).digest()
 
 
 # (key, copy of os.environb's dict, its digests) as of the last start() that digested the environment.
