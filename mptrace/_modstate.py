@@ -423,11 +423,7 @@ class ModuleWatch:
             return False
         if _has_prefix(name, self.include) or name == "__main__":
             return True
-        path = getattr(module, "__file__", None)
-        if not path:
-            return False  # built-in or namespace package
-        path = real_path(path)
-        return not any(path.startswith(library) for library in self._library_paths)
+        return _is_application_module(module, self._library_paths)
 
     def record_baseline(self, module):
         name = getattr(module, "__name__", None)
@@ -439,8 +435,11 @@ class ModuleWatch:
         """The watched modules now loaded; sys.modules is rescanned only when it grew."""
         if len(sys.modules) != self._modules_seen:
             self._modules_seen = len(sys.modules)
+            # Without include, a module its fork server found to be a library's is not looked at again.
+            known = _library_modules if not self.include else ()
             self._watched = [name for name, module in list(sys.modules.items())
-                             if module is not None and name != "__mp_main__" and self.watches(name, module)]
+                             if module is not None and name != "__mp_main__" and name not in known
+                             and self.watches(name, module)]
             if len(self._watched) > MAX_MODULES and not self._said_too_many:
                 self._said_too_many = True
                 _log.warning("comparing the state of the first %d of %d application modules; %s and later ones "
@@ -541,6 +540,14 @@ def _literal_fingerprints(source, key):
     return cached[2]
 
 
+def _is_application_module(module, library_paths):
+    """Whether ``module``'s file lies outside the standard library and installed packages."""
+    path = getattr(module, "__file__", None)
+    if not path:
+        return False  # built-in or namespace package
+    return not real_path(path).startswith(library_paths)
+
+
 _real_directories = {}  # directory -> its realpath: modules come from a few directories, and realpath stats each part
 
 
@@ -560,15 +567,40 @@ def real_path(path):
 
 
 def resolve_module_paths():
-    """Fill the directory cache for every loaded module (a fork server does it once for all its children)."""
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str):
-            real_path(path)
+    """In a fork server, once for all its children: which of the loaded modules are libraries'
+    (``_library_modules``), and the real directories of the rest."""
+    global _library_modules
+    found = set()
+    stdlib = getattr(sys, "stdlib_module_names", ())
+    for name, module in list(sys.modules.items()):
+        if name == "__main__" or module is None:
+            continue
+        top = name.split(".")[0]
+        if top in stdlib or top in sys.builtin_module_names or not _is_application_module(module, library_paths()):
+            found.add(name)
+    _library_modules = frozenset(found)
+
+
+# The modules a fork server found to be the standard library's or installed packages' (no watch
+# without include looks at them); its children inherit the answer (see resolve_module_paths).
+_library_modules = frozenset()
 
 
 def _has_prefix(name, prefixes):
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
+    """Whether ``name`` is one of ``prefixes`` or inside one (``a.b`` is inside ``a``)."""
+    return name in prefixes or name.startswith(_dotted(prefixes))
+
+
+_dotted_prefixes = {}  # prefixes -> the same with a dot each: str.startswith takes a tuple, in C
+
+
+def _dotted(prefixes):
+    dotted = _dotted_prefixes.get(prefixes)
+    if dotted is None:
+        if len(_dotted_prefixes) >= _MAX_CACHED:
+            _dotted_prefixes.clear()
+        dotted = _dotted_prefixes[prefixes] = tuple(p + "." for p in prefixes)
+    return dotted
 
 
 _library_paths_found = None

@@ -19,12 +19,18 @@ import sys
 
 _before = set(sys.modules)  # mptrace and this module are in already: they are counted by name below
 
-try:
-    from mptrace import _channels, _child, _childimports, _envdiff, _fingerprint, _importhook  # noqa: F401
-    from mptrace import _bounded, _carryover, _modstate, _randomstate, _worker  # noqa: F401
+# mptrace's child side: what a traced spawn or forkserver child runs before and during run().
+CHILD_SIDE = ("_channels", "_child", "_childimports", "_envdiff", "_fingerprint", "_importhook", "_bounded",
+              "_carryover", "_modstate", "_randomstate", "_worker")
 
+try:
+    import importlib
+
+    for _name in CHILD_SIDE:
+        importlib.import_module("mptrace." + _name)
+    _modstate = sys.modules["mptrace._modstate"]
     _modstate.library_paths()  # what every child's module watch needs (it imports sysconfig)
-    _modstate.resolve_module_paths()  # where the modules the children start with really live
+    _modstate.resolve_module_paths()  # which modules the children start with are libraries'
 except Exception as error:  # the server must live, whatever happens here
     raise ImportError("mptrace could not preload its child side in the fork server: %r" % (error,)) from None
 
