@@ -576,13 +576,14 @@ def resolve_module_paths():
         if name == "__main__" or module is None:
             continue
         top = name.split(".")[0]
-        if top in stdlib or top in sys.builtin_module_names or not _is_application_module(module, library_paths()):
+        if top in ("mptrace", *stdlib) or top in sys.builtin_module_names or not _is_application_module(
+                module, library_paths()):  # mptrace: every watch excludes it
             found.add(name)
     _library_modules = frozenset(found)
 
 
-# The modules a fork server found to be the standard library's or installed packages' (no watch
-# without include looks at them); its children inherit the answer (see resolve_module_paths).
+# The modules a fork server found to be mptrace's, the standard library's or installed packages' (no
+# watch without include looks at them); its children inherit the answer (see resolve_module_paths).
 _library_modules = frozenset()
 
 
