@@ -90,6 +90,8 @@ def _add_preload(server):
     nothing added. The program's list stays what mp.forkserver.preload reports."""
     if not state.active() or not isinstance(getattr(server, "_preload_modules", None), list):
         return None
+    if getattr(server, "_forkserver_pid", None) is not None:  # started already: every start() comes here
+        return None
     if PRELOAD_MODULE in server._preload_modules or not _server_finds_only_this_mptrace():
         return None
     own = server._preload_modules
