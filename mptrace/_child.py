@@ -572,8 +572,7 @@ def _record_imports(run, clock):
             attributes[semconv.IMPORT_MAIN_RERAN] = clock.main_reran
         span = _litespan.LiteSpan(run.writer, semconv.SPAN_IMPORT, run.run_span.trace_id, run.run_span.span_id,
                                   attributes=attributes, sampled=run.run_span.sampled, begin=False)
-        span.begin(start)
-        span.end(end)
+        span.record_whole(start, end)
 
 
 MAX_ARG_DIFFERENCES = 16  # differing paths on one mp.arg.changed event; the rest are counted
