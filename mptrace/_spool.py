@@ -16,7 +16,6 @@ on their start-up path.
 """
 
 import errno
-import json
 import os
 import zlib
 
@@ -30,18 +29,26 @@ END = "end"  # a span ended, with everything it recorded (a compact END: only wh
 EXIT = "exit"  # this process observed the exit of one of its own children
 
 
-# One encoder for every record: json.dumps with options builds a new one per call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
-# JSONEncoder.encode also builds its C encoder per call (a third of a small
-# record's cost); this one is built once. Without cycle checks: records hold
-# attribute values (scalars and flat lists), and a cycle would only raise
-# RecursionError, which falls back to the checked encoder.
+# The json package's C encoder, built once and taken from _json itself: a spawn child need not import
+# the json package (its decoder and scanner too) to write records. JSONEncoder.encode would also build
+# it per call (a third of a small record's cost). Without cycle checks: records hold attribute values
+# (scalars and flat lists), and a cycle would only raise RecursionError, which falls back to the
+# json package's checked encoder (see _checked_encoder).
 try:
-    from json.encoder import c_make_encoder as _c_make_encoder, encode_basestring_ascii as _quote
+    from _json import encode_basestring_ascii as _quote, make_encoder as _c_make_encoder
 except ImportError:  # an interpreter without the C accelerator
     _c_make_encoder = None
 _C_ENCODE = (_c_make_encoder(None, repr, _quote, None, ":", ",", False, False, True)
              if _c_make_encoder is not None else None)
+_encoder = []  # the checked encoder, once one was needed
+
+
+def _checked_encoder():
+    if not _encoder:
+        import json
+
+        _encoder.append(json.JSONEncoder(separators=(",", ":"), default=repr))
+    return _encoder[0]
 
 
 def encode_body(record):
@@ -56,7 +63,7 @@ def encode_value(value):
             return "".join(_C_ENCODE(value, 0)).encode("utf-8")
         except (RecursionError, ValueError):
             pass
-    return _ENCODER.encode(value).encode("utf-8")
+    return _checked_encoder().encode(value).encode("utf-8")
 
 
 def frame(body):
@@ -94,10 +101,16 @@ def decode(line):
     try:
         if int(line[:8], 16) != zlib.crc32(body):
             return None
-        record = json.loads(body)
+        record = _json_loads(body)
     except (ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def _json_loads(body):
+    import json  # the reading side (the root, tests) only: writers need no json package
+
+    return json.loads(body)
 
 
 def file_name(run_span_id):

@@ -179,14 +179,16 @@ if __name__ == "__main__":
         from tests.programs import in_memory_pipeline
 
         mptrace.install(tracer_provider=in_memory_pipeline()[0])
-    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig")))
+    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig", "json")))
     process.start()
     process.join()
 '''
 
 
 def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path):
-    """A child whose program never imports ``random`` has no generator of its to hash; a spawn child running
+    """Nor the json package (the spool writes records with _json's encoder alone).
+
+    A child whose program never imports ``random`` has no generator of its to hash; a spawn child running
     its parent's interpreter takes the parent's library paths (which need sysconfig) from the carrier. (A
     forkserver child has both from the server: multiprocessing.forkserver imports random, and a server that
     preloads mptrace looks the paths up.)"""
