@@ -8,7 +8,9 @@ When a process is known to be dead (its parent observed the exit), its file is
 read to the end and removed; any span it started and never ended (killed,
 ``os._exit``) is ended on its behalf with status ERROR, so no span in the trace
 points at a parent that never arrives. The run span so ended carries the exit
-code and signal.
+code and signal. A dead process whose file a listing made after its exit was
+known does not show never wrote one (its trace was not sampled, it was killed
+first): it is forgotten then, so the root keeps nothing per child it reaped.
 """
 
 import os
@@ -74,6 +76,10 @@ class Collector:
             self._last_collect = time.monotonic()
             self._shut_down, self._queues = _processor_state(self._emit)
             self._retry_pending()
+            # Exits known before the listing: a file such a child made is listed, so one that is not was
+            # never made. An exit read from a file below may be a grandchild's whose file came after the
+            # listing: it waits for the next one.
+            known_exits = set(self._exited)
             try:
                 listed = os.listdir(self.directory)
             except FileNotFoundError:
@@ -84,7 +90,7 @@ class Collector:
             self._take_lost_markers(listed)
             for name in sorted(n for n in listed if n.endswith(_spool.SUFFIX)):
                 self._read(name)
-            for name in [n for n in self._exited if n in self._files]:
+            for name in [n for n in self._exited if n in self._files or n in known_exits]:
                 self._finish(name)
 
     def collect_if_due(self):
