@@ -40,6 +40,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from process_start import TARGET_MODULE  # noqa: E402
 ARMS = ("provider only", "traced")
 DEFAULT_CHILDREN = {"fork": 10000, "forkserver": 1000, "spawn": 1000}
 
@@ -75,8 +77,9 @@ if ARM == "traced":
     mptrace.install()
 
 
-def noop():
-    pass
+from process_start_target import noop  # importable by spawn and forkserver children: see process_start.py
+
+failed = 0  # children that exited with an error
 
 
 def batch_queue_length():
@@ -114,7 +117,8 @@ def mptrace_structures():
         "_tasks.open_pools": len(_tasks.open_pools),
         "_channels.roles": len(_channels.dumps_roles) + len(_channels.loads_roles),
         "_modstate.caches": sum(len(c) for c in (_modstate._class_decisions, _modstate._descriptor_types,
-                                                  _modstate._class_fingerprints, _modstate._remembered_baselines)),
+                                                  _modstate._atoms_of, _modstate._remembered_baselines,
+                                                  _modstate._real_directories, _modstate._dotted_prefixes)),
     }
     try:
         sizes["spool files"] = len(os.listdir(state.tree["dir"]))
@@ -151,17 +155,23 @@ def run(context):
     samples = [sample(0)]
     for started in range(1, CHILDREN + 1):
         if len(running) >= alive:
-            running.pop(0).join()
+            reap(running.pop(0))
         process = context.Process(target=noop)
         process.start()
         running.append(process)
         if started % EVERY == 0:
             while running:  # every child so far reaped, then look
-                running.pop(0).join()
+                reap(running.pop(0))
             samples.append(sample(started))
     for process in running:
-        process.join()
+        reap(process)
     return samples
+
+
+def reap(process):
+    global failed
+    process.join()
+    failed += process.exitcode != 0
 
 
 if __name__ == "__main__":
@@ -171,20 +181,26 @@ if __name__ == "__main__":
         mptrace.flush()
         provider.force_flush()
         arrived = CountRuns.runs
-    print(json.dumps({"samples": samples, "arrived": arrived}))
+    print(json.dumps({"samples": samples, "arrived": arrived, "failed": failed}))
 '''
 
 
 def one_run(arm, options, mode, children, every, tracemalloc):
     method = options.method
-    result = subprocess.run(
-        [sys.executable, "-c", PROGRAM, arm, method, mode, str(children), str(every), "1" if tracemalloc else "0",
-         str(options.sample_ratio)],
-        env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, cwd=tempfile.gettempdir(),
-        timeout=3600)
+    with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
+        with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:
+            module.write(TARGET_MODULE)
+        result = subprocess.run(
+            [sys.executable, "-c", PROGRAM, arm, method, mode, str(children), str(every),
+             "1" if tracemalloc else "0", str(options.sample_ratio)],
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])), capture_output=True, text=True,
+            cwd=tempfile.gettempdir(), timeout=3600)
     if result.returncode:
         raise SystemExit("the %s arm failed (%s, %s):\n%s" % (arm, method, mode, result.stderr))
     found = json.loads(result.stdout.splitlines()[-1])
+    if found["failed"]:
+        raise SystemExit("the %s arm (%s, %s): %d children exited with an error:\n%s" % (
+            arm, method, mode, found["failed"], result.stderr[-2000:]))
     if arm == "traced" and options.sample_ratio >= 1 and found["arrived"] != children:
         raise SystemExit("traced %s %s: %d of %d children's run spans arrived" % (
             method, mode, found["arrived"], children))
