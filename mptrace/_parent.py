@@ -15,8 +15,10 @@ Children that never get observed are ended when this process exits (a
 multiprocessing finalizer that runs after multiprocessing joins its children).
 """
 
+import contextvars
 import os
 import signal
+import sys
 import threading
 
 from mptrace import _fds, _grpcfork, _litespan, _log, _prerun, _spool, semconv
@@ -342,9 +344,24 @@ def _set_shared(span, found):
 
 
 def _detach(token):
-    from opentelemetry import context
+    variable, token = token
+    if variable is not None:
+        variable.reset(token)
+    else:
+        from opentelemetry import context
 
-    context.detach(token)
+        context.detach(token)
+
+
+def _context_variable():
+    """The context variable behind OpenTelemetry's default runtime context, or None (another runtime).
+
+    Setting it is what ``context.attach`` does there, in one C call: right
+    after a fork every Python function the parent runs costs it page faults.
+    """
+    runtime = getattr(sys.modules.get("opentelemetry.context"), "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    return variable if type(variable) is contextvars.ContextVar else None
 
 
 def _record_method(launch, popen):
@@ -375,9 +392,13 @@ def _record_method(launch, popen):
     # Make the child's run span current for the instant of the fork: the fork
     # child inherits this thread's context, and so starts with its run span
     # current without doing anything (nothing else runs here meanwhile).
-    from opentelemetry import context
+    variable = _context_variable()
+    if variable is not None:
+        token = (variable, variable.set(run.prebuilt_context))
+    else:
+        from opentelemetry import context
 
-    token = context.attach(run.prebuilt_context)
+        token = (None, context.attach(run.prebuilt_context))
     run.context_attached = True
     return token
 
