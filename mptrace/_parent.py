@@ -28,7 +28,8 @@ from mptrace._state import launching, state
 class Launch:
     """One child between start() and its exit, as its parent tracks it."""
 
-    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by", "inherited_fds")
+    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by", "inherited_fds",
+                 "pending")
 
     def __init__(self, process, span, carrier):
         self.process = process
@@ -39,6 +40,15 @@ class Launch:
         self.module_state = None  # watched module state at start(), for spawn/forkserver children
         self.stopped_by = None  # who terminates the child on purpose (its pool), if anyone
         self.inherited_fds = None  # fork only: the descriptors it inherits (an _fds.Inherited)
+        # Attributes found before the child is launched, set on the span in one call (see set_pending).
+        self.pending = {}
+
+    def set_pending(self):
+        """Set the attributes gathered so far on mp.process: one call, so the SDK takes its lock and
+        checks its limits once (right before a fork, and at the end of start())."""
+        if self.pending:
+            pending, self.pending = self.pending, {}
+            self.span.set_attributes(pending)
 
 
 # -- start() -----------------------------------------------------------------
@@ -100,11 +110,11 @@ def _record_module_state(launch):
     if watch is None:
         return
     module_state, not_portable, no_baseline, unknown = watch.state_at_start(fork=_starts_by_fork(launch.process))
-    launch.span.set_attribute(semconv.STATE_NOT_PORTABLE, not_portable)
+    launch.pending[semconv.STATE_NOT_PORTABLE] = not_portable
     if no_baseline:
-        launch.span.set_attribute(semconv.STATE_NO_BASELINE, no_baseline)
+        launch.pending[semconv.STATE_NO_BASELINE] = no_baseline
     if unknown:
-        launch.span.set_attribute(semconv.STATE_UNKNOWN, unknown)
+        launch.pending[semconv.STATE_UNKNOWN] = unknown
     launch.module_state = module_state
     if any(name.count(".") > 1 for name in not_portable):  # perhaps a class attribute: look at the arguments
         _record_argument_classes(launch, module_state, not_portable)
@@ -134,7 +144,7 @@ def _record_argument_classes(launch, module_state, not_portable):
     items += _fingerprint.process_items(process._target, process._args, process._kwargs)
     found = _modstate.arguments_with_changed_classes(items, classes)
     if found:
-        launch.span.set_attribute(semconv.ARGS_CLASS_STATE_NOT_PORTABLE, found)
+        launch.pending[semconv.ARGS_CLASS_STATE_NOT_PORTABLE] = found
 
 
 def _client_kind():
@@ -188,6 +198,7 @@ def _start_method_source(process):
 
 
 def _launch_failed(launch, exc):
+    launch.set_pending()
     span = launch.span
     span.record_exception(exc, escaped=True)
     span.set_attribute(semconv.OTEL_ERROR_TYPE, type(exc).__qualname__)
@@ -201,6 +212,7 @@ def _launched(launch):
     # when it ends.
     launch.popen = launch.process._popen
     state.children[id(launch.popen)] = launch
+    launch.set_pending()  # a Popen that is not popen_fork's (see popen_init_wrapper) comes here with them
 
 
 # -- Popen.__init__ and the preparation data ----------------------------------
@@ -212,6 +224,7 @@ def popen_init_wrapper(wrapped, popen, args, kwargs):
         return wrapped(*args, **kwargs)
     _fds.remember_popen(popen)
     token = _log.safely("recording the start method", _record_method, launch, popen)
+    _log.safely("setting mp.process's attributes", launch.set_pending)
     try:
         return wrapped(*args, **kwargs)  # a fork child never returns from here
     finally:
@@ -263,7 +276,7 @@ def _digest_key():
 MAX_THREAD_NAMES = 16
 
 
-def _record_threads(span):
+def _record_threads(attributes_of_launch):
     """The other threads alive at fork: their locks are copied, held or not."""
     current = threading.current_thread()
     known = threading.enumerate()
@@ -272,7 +285,7 @@ def _record_threads(span):
     if others:
         attributes[semconv.FORK_THREAD_NAMES] = sorted(others)[:MAX_THREAD_NAMES]
     attributes.update(_native_threads(known))
-    span.set_attributes(attributes)
+    attributes_of_launch.update(attributes)
 
 
 TASK_DIRECTORY = "/proc/self/task"  # Linux: one entry per operating-system thread of this process
@@ -324,9 +337,9 @@ def _record_inherited_fds(launch):
     """mp.fork.fds: the sockets, files and pipes the child gets; mp.fork.fds.shared: those a sibling
     still running (its exit not yet seen) holds too, on both children's spans."""
     found = launch.inherited_fds = _fds.inherited(_module_watch(), state.tree.get("dir"))
-    launch.span.set_attribute(semconv.FORK_FDS, list(found.found.values()))
+    launch.pending[semconv.FORK_FDS] = list(found.found.values())
     if found.unlisted:
-        launch.span.set_attribute(semconv.FORK_FDS_UNLISTED, found.unlisted)
+        launch.pending[semconv.FORK_FDS_UNLISTED] = found.unlisted
     for sibling in list(state.children.values()):
         theirs = sibling.inherited_fds
         common = found.shared_by(theirs) if theirs is not None else ()
@@ -335,7 +348,8 @@ def _record_inherited_fds(launch):
             theirs.share(common, launch.process.name)
             _set_shared(sibling.span, theirs)
     if found.shared:
-        _set_shared(launch.span, found)
+        launch.pending.update({semconv.FORK_FDS_SHARED: list(found.shared),
+                               semconv.FORK_FDS_SHARED_WITH: list(found.shared_with)})
 
 
 def _set_shared(span, found):
@@ -369,7 +383,7 @@ def _record_method(launch, popen):
     token to detach after the fork, or None."""
     method = popen.method
     launch.carrier["method"] = method
-    launch.span.set_attributes({semconv.START_METHOD: method, semconv.ARGS_PICKLED: method != "fork"})
+    launch.pending.update({semconv.START_METHOD: method, semconv.ARGS_PICKLED: method != "fork"})
     if method == "forkserver":
         launch.carrier["fsp"] = _forkserver_preload()
     if method != "fork":
@@ -380,7 +394,7 @@ def _record_method(launch, popen):
             launch.carrier["state"] = launch.module_state
         return None
     launch.module_state = None  # only sent to spawn and forkserver children; freed before the fork, not after
-    _record_threads(launch.span)
+    _record_threads(launch.pending)
     if state.tree.get("fds", True):
         _log.safely("listing the descriptors a fork child inherits", _record_inherited_fds, launch)
     from mptrace._child import prepare_fork_child
