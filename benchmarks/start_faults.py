@@ -1,0 +1,114 @@
+"""Where a process start's time goes: CPU and page faults of the parent and of the child, per start.
+
+On a fork, every page the parent or the child writes for the first time
+afterwards is a copy-on-write fault, about 5 us on a virtual machine: counting
+them says more than wall time on a noisy machine. Each arm is a fresh
+interpreter with the same provider (a BatchSpanProcessor whose exporter drops
+spans, set as the global provider), as in process_start.py; the traced arm
+calls install() before its first start. Per start, medians over ``--starts``
+start+join after 3 warm-ups: wall time of start() and of join(), CPU time and
+minor faults of the parent (all its threads) and of the child
+(``RUSAGE_CHILDREN``: fork and spawn children only, a forkserver child is the
+server's).
+
+    python benchmarks/start_faults.py [--method fork] [--starts 60] [--runs 3]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from process_start import TARGET_MODULE, compile_mptrace  # noqa: E402
+
+ARMS = ("provider only", "traced")
+COLUMNS = ("start_ms", "join_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
+
+PROGRAM = r'''
+import json, multiprocessing, resource, statistics, sys, time
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+
+class Drop(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(Drop()))
+trace.set_tracer_provider(provider)
+if sys.argv[1] == "traced":
+    import mptrace
+    mptrace.install()
+from process_start_target import noop
+
+
+def usage():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, own.ru_minflt, children.ru_minflt)
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[2])
+    rows = []
+    for i in range(int(sys.argv[3]) + 3):
+        before = usage()
+        began = time.perf_counter()
+        process = context.Process(target=noop)
+        process.start()
+        started = time.perf_counter()
+        process.join()
+        joined = time.perf_counter()
+        after = usage()
+        if process.exitcode != 0:
+            sys.exit("a child exited with %s" % process.exitcode)
+        if i >= 3:
+            rows.append([(started - began) * 1e3, (joined - started) * 1e3, (after[0] - before[0]) * 1e3,
+                         (after[1] - before[1]) * 1e3, after[2] - before[2], after[3] - before[3]])
+    print(json.dumps([statistics.median(column) for column in zip(*rows)]))
+'''
+
+
+def one_run(arm, method, starts, target_dir):
+    result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts)],
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
+                            capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
+    if result.returncode:
+        raise SystemExit("the %s arm failed under %s:\n%s" % (arm, method, result.stderr))
+    import json
+
+    return json.loads(result.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="fork", choices=("fork", "spawn", "forkserver"))
+    parser.add_argument("--starts", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=3, help="alternating runs per arm; medians of the runs")
+    options = parser.parse_args()
+    compile_mptrace()
+    found = {arm: [] for arm in ARMS}
+    with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
+        with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:
+            module.write(TARGET_MODULE)
+        for run in range(options.runs):
+            for arm in ARMS[run % 2:] + ARMS[:run % 2]:
+                found[arm].append(one_run(arm, options.method, options.starts, target_dir))
+    print("%-14s" % ("per start (%s)" % options.method) + "".join("%15s" % column for column in COLUMNS))
+    medians = {arm: [statistics.median(values) for values in zip(*runs)] for arm, runs in found.items()}
+    for arm in ARMS:
+        print("%-14s" % arm + "".join("%15.2f" % value for value in medians[arm]))
+    print("%-14s" % "traced - prov" + "".join("%+15.2f" % (t - p) for t, p in zip(medians["traced"],
+                                                                              medians["provider only"])))
+    print("(medians of %d runs of %d starts; Python %s, %d cores)" % (
+        options.runs, options.starts, sys.version.split()[0], os.cpu_count() or 0))
+
+
+if __name__ == "__main__":
+    main()
