@@ -281,8 +281,8 @@ class ChildRun:
         self.end_template = None  # fork: the run span's END for exit code 0
         self.random_attributes = None  # mp.random.* as recorded when run() began
         self.random_places = None  # fork: where the generators are, as the parent found them (see _randomstate)
-        # fork: (OTel context span of the run, None) when the parent found that
-        # the child inherits all its wiring (see _otel_child.fork_child_needs_no_wiring)
+        # fork: the OpenTelemetry span that stands for the run in its context, when the parent
+        # found that the child inherits all its wiring (see _otel_child.fork_child_needs_no_wiring)
         self.wired_by_inheritance = None
         # fork: what this child replaced of its parent's state; kept, never freed
         # here (freeing writes to every page it spans: copy-on-write faults)
@@ -543,7 +543,7 @@ def _wire_opentelemetry(run, inherited_provider):
     if run.wired_by_inheritance is not None:  # a fork child whose parent found nothing to wire
         run.otel_wired = True
         _channels = sys.modules["mptrace._channels"]
-        _channels.use_run_span(run.wired_by_inheritance[0])
+        _channels.use_run_span(run.wired_by_inheritance)
         return
     if "opentelemetry.trace" in sys.modules:
         _otel_child = sys.modules.get("mptrace._otel_child")

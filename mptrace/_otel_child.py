@@ -183,7 +183,7 @@ def _routed_by_patches():
 
 
 def fork_child_needs_no_wiring(run_context):
-    """``(span of run_context, None)`` when a fork child of this process, started with ``run_context``
+    """The span of ``run_context`` when a fork child of this process, started with ``run_context``
     attached, would find nothing to do in ``wire`` (it inherits every patch and setting), else None.
 
     Asked by the parent before the fork, so that the child runs none of it.
@@ -194,7 +194,7 @@ def fork_child_needs_no_wiring(run_context):
     if not (isinstance(trace.get_tracer_provider(), TracerProvider) and _routed_by_patches()
             and _channels.uses_opentelemetry() and state.patches.is_patched(Span, "end")):
         return None
-    return (trace.get_current_span(run_context), None)
+    return trace.get_current_span(run_context)
 
 
 def wire(run, inherited_provider):
