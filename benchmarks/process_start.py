@@ -124,6 +124,30 @@ if __name__ == "__main__":
 
 TARGET_MODULE = "def noop():\n    pass\n"
 
+# The start of the programs start_versions.py and start_faults.py run: the application's provider (a
+# BatchSpanProcessor whose exporter drops spans) as the global provider, install() when argv[1] is
+# "traced", and the empty target from its own module.
+PROVIDER_AND_TARGET = r'''
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+
+class Drop(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(Drop()))
+trace.set_tracer_provider(provider)
+if sys.argv[1] == "traced":
+    import mptrace
+    mptrace.install()
+from process_start_target import noop  # importable by spawn and forkserver children
+'''
+
 
 def one_run(arm, method, starts, burst, target_dir):
     result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts), str(burst)],

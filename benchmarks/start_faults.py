@@ -23,30 +23,13 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from process_start import TARGET_MODULE, compile_mptrace  # noqa: E402
+from process_start import PROVIDER_AND_TARGET, TARGET_MODULE, compile_mptrace  # noqa: E402
 
 ARMS = ("provider only", "traced")
 COLUMNS = ("start_ms", "join_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
 
-PROGRAM = r'''
-import json, multiprocessing, resource, statistics, sys, time
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-
-class Drop(SpanExporter):
-    def export(self, spans):
-        return SpanExportResult.SUCCESS
-
-
-provider = TracerProvider()
-provider.add_span_processor(BatchSpanProcessor(Drop()))
-trace.set_tracer_provider(provider)
-if sys.argv[1] == "traced":
-    import mptrace
-    mptrace.install()
-from process_start_target import noop
+PROGRAM = PROVIDER_AND_TARGET + r'''
+import json, multiprocessing, resource, statistics, time
 
 
 def usage():
