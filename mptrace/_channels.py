@@ -27,6 +27,7 @@ was called.
 """
 
 import collections
+import contextvars
 import itertools
 import sys
 import time
@@ -125,19 +126,26 @@ def use_opentelemetry(run_context=None):
 
     if run_context is not None:
         _run_context_span = trace.get_current_span(run_context)
-    if capture_context is otel_context.get_current:
+    if uses_opentelemetry():
         return  # already (a fork child inherits its parent's setting)
     try:  # the context variable itself: one C call instead of four API calls
-        from opentelemetry.context import _RUNTIME_CONTEXT
         from opentelemetry.trace.propagation import _SPAN_KEY
 
-        variable = _RUNTIME_CONTEXT._current_context
+        variable = runtime_context_variable()
         variable.get().get(_SPAN_KEY)
         SPAN_KEY, current_context = _SPAN_KEY, variable.get
     except Exception:  # another runtime context: through the API
         SPAN_KEY, current_context = "span", lambda: {"span": trace.get_current_span()}
     capture_context = otel_context.get_current
     _make_current_in_feeder = otel_context.attach
+
+
+def runtime_context_variable():
+    """The context variable behind OpenTelemetry's default runtime context, or None (another runtime, or
+    OpenTelemetry not loaded): setting and reading it is what the context API does there, in one C call."""
+    runtime = getattr(sys.modules.get("opentelemetry.context"), "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    return variable if type(variable) is contextvars.ContextVar else None
 
 
 def use_run_span(span):

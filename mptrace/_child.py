@@ -18,7 +18,6 @@ processes of its own (see ``_start_trampoline``). When the child's own code
 imports OpenTelemetry, the SDK is wired to the spool then (``_otel_child``).
 """
 
-import importlib
 import os
 import sys
 import time
@@ -672,7 +671,9 @@ def _watch_for_failure(run):
     exception is being handled, notes it. The root sets it at install() (it is
     inert there), so that fork children inherit it; spawn children set it here.
     """
-    base = _multiprocessing_process().BaseProcess
+    import multiprocessing.process as mp_process
+
+    base = mp_process.BaseProcess
     if not state.patches.is_patched(base, "name"):  # a fork child inherits it from its parent
         state.patches.replace(base, "name", _failure_property(base))
 
@@ -695,11 +696,9 @@ def _failure_property(base):
 
 def failure_hook(original):
     """``BaseProcess.name`` with the hook of ``_watch_for_failure`` (``original``: the property it replaces)."""
-    return _failure_property(_multiprocessing_process().BaseProcess)
+    import multiprocessing.process as mp_process
 
-
-def _multiprocessing_process():
-    return sys.modules.get("multiprocessing.process") or importlib.import_module("multiprocessing.process")
+    return _failure_property(mp_process.BaseProcess)
 
 
 def _new_uuid4():

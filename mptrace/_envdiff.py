@@ -48,10 +48,12 @@ def parent_side(key, capture_values, forkserver_now=None):
     ``forkserver_now``: for a forkserver child, the fork server as this
     start() finds it (``forkserver_before_launch``).
     """
-    sent = {"env": _environment(key, capture_values), "cwd": _cwd_token(_cwd(), key, capture_values),
-            "cap": bool(capture_values)}
-    if not capture_values:
-        sent["all"] = _whole_environment(key)
+    sent = {"cwd": _cwd_token(_cwd(), key, capture_values), "cap": bool(capture_values)}
+    if capture_values:
+        sent["env"] = _environment(key, True)
+    else:
+        digests, sent["all"] = _digests_at_start(key)
+        sent["env"] = dict(digests)
     if forkserver_now is not None:
         sent["fs"] = forkserver_now
     return sent
@@ -230,43 +232,50 @@ def _cwd_attributes(parent_token, cwd, key, capture, differs_key, value_key):
 # -- both sides -------------------------------------------------------------------
 
 
+def _environment_items():
+    """(name, value) bytes pairs of this process's os.environ."""
+    if _ENVIRONB is not None:
+        data = getattr(_ENVIRONB, "_data", None)  # the bytes dict behind it: its items() is one C call
+        return data.items() if isinstance(data, dict) else _ENVIRONB.items()
+    return ((n.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))  # Windows: str
+            for n, v in os.environ.items())
+
+
 def _environment(key, capture_values):
     """{name: value if captured, else a keyed digest of name and value} of this process's os.environ."""
-    if _ENVIRONB is not None:
-        items = _ENVIRONB.items()
-    else:  # Windows: os.environ holds str
-        items = ((n.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))
-                 for n, v in os.environ.items())
+    items = _environment_items()
     if capture_values:
         return {name: value for name, value in items}
-    global _last_digests
-    data = getattr(_ENVIRONB, "_data", None)  # POSIX: the dict behind os.environ(b)
-    last_key, last_data, last_digests = _last_digests
-    if data is not None and last_key == key and last_data == data:
-        return dict(last_digests)  # unchanged since the last start: one C comparison, not a digest per variable
     keyed = blake2b(key=key or b"", digest_size=DIGEST_BYTES)  # copied per variable: cheaper than keying each
     digests = {}
     for name, value in items:
         digest = keyed.copy()
         digest.update(name + b"\0" + value)
         digests[name] = digest.digest()
+    return digests
+
+
+def _digests_at_start(key):
+    """(the digest of each variable, the digest of them all) of os.environ for a start(): reused while it is
+    unchanged since the last start, which one C comparison of its dict tells."""
+    global _last_digests
+    data = getattr(_ENVIRONB, "_data", None)  # POSIX: the dict behind os.environ(b)
+    last_key, last_data, last_found = _last_digests
+    if isinstance(data, dict) and last_key == key and last_data == data:
+        return last_found
+    found = (_environment(key, False), _whole_environment(key))
     if isinstance(data, dict):
-        _last_digests = (key, dict(data), digests)
-    return dict(digests)
+        _last_digests = (key, dict(data), found)
+    return found
 
 
 def _whole_environment(key):
     """One keyed digest of the whole environment (``NAME=value\\0``, sorted: neither can hold the separators)."""
-    if _ENVIRONB is not None:
-        items = _ENVIRONB._data.items() if isinstance(getattr(_ENVIRONB, "_data", None), dict) else _ENVIRONB.items()
-    else:
-        items = ((n.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))
-                 for n, v in os.environ.items())
-    joined = b"".join(sorted(name + b"=" + value + b"\0" for name, value in items))
+    joined = b"".join(sorted(name + b"=" + value + b"\0" for name, value in _environment_items()))
     return blake2b(joined, key=key or b"", digest_size=DIGEST_BYTES).digest()
 
 
-# (key, copy of os.environb's dict, its digests) as of the last start() that digested the environment.
+# (key, copy of os.environb's dict, (its digests, their whole digest)) as of the last start() that digested it.
 _last_digests = (None, None, None)
 
 

@@ -409,8 +409,7 @@ class ModuleWatch:
             return False
         if _has_prefix(name, self.include) or name == "__main__":
             return True
-        top = name.split(".")[0]
-        return top not in getattr(sys, "stdlib_module_names", ()) and top not in sys.builtin_module_names
+        return not _in_standard_library(name)
 
     def watches(self, name, module):
         decision = self._decisions.get(name)
@@ -571,15 +570,19 @@ def resolve_module_paths():
     (``_library_modules``), and the real directories of the rest."""
     global _library_modules
     found = set()
-    stdlib = getattr(sys, "stdlib_module_names", ())
     for name, module in list(sys.modules.items()):
         if name == "__main__" or module is None:
             continue
-        top = name.split(".")[0]
-        if top in ("mptrace", *stdlib) or top in sys.builtin_module_names or not _is_application_module(
-                module, library_paths()):  # mptrace: every watch excludes it
+        if (_has_prefix(name, ("mptrace",))  # every watch excludes it
+                or _in_standard_library(name) or not _is_application_module(module, library_paths())):
             found.add(name)
     _library_modules = frozenset(found)
+
+
+def _in_standard_library(name):
+    """Whether module ``name`` is the standard library's, by its top-level name (3.10+; built-ins on 3.9)."""
+    top = name.split(".")[0]
+    return top in getattr(sys, "stdlib_module_names", ()) or top in sys.builtin_module_names
 
 
 # The modules a fork server found to be mptrace's, the standard library's or installed packages' (no

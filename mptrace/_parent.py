@@ -15,13 +15,11 @@ Children that never get observed are ended when this process exits (a
 multiprocessing finalizer that runs after multiprocessing joins its children).
 """
 
-import contextvars
 import os
 import signal
-import sys
 import threading
 
-from mptrace import _fds, _grpcfork, _litespan, _log, _prerun, _spool, semconv
+from mptrace import _channels, _fds, _grpcfork, _litespan, _log, _prerun, _spool, semconv
 from mptrace._state import launching, state
 
 
@@ -276,7 +274,7 @@ def _digest_key():
 MAX_THREAD_NAMES = 16
 
 
-def _record_threads(attributes_of_launch):
+def _thread_attributes():
     """The other threads alive at fork: their locks are copied, held or not."""
     current = threading.current_thread()
     known = threading.enumerate()
@@ -285,7 +283,7 @@ def _record_threads(attributes_of_launch):
     if others:
         attributes[semconv.FORK_THREAD_NAMES] = sorted(others)[:MAX_THREAD_NAMES]
     attributes.update(_native_threads(known))
-    attributes_of_launch.update(attributes)
+    return attributes
 
 
 TASK_DIRECTORY = "/proc/self/task"  # Linux: one entry per operating-system thread of this process
@@ -346,15 +344,13 @@ def _record_inherited_fds(launch):
         if common:
             found.share(common, sibling.process.name)
             theirs.share(common, launch.process.name)
-            _set_shared(sibling.span, theirs)
+            sibling.span.set_attributes(_shared_attributes(theirs))
     if found.shared:
-        launch.pending.update({semconv.FORK_FDS_SHARED: list(found.shared),
-                               semconv.FORK_FDS_SHARED_WITH: list(found.shared_with)})
+        launch.pending.update(_shared_attributes(found))
 
 
-def _set_shared(span, found):
-    span.set_attributes({semconv.FORK_FDS_SHARED: list(found.shared), semconv.FORK_FDS_SHARED_WITH:
-                         list(found.shared_with)})
+def _shared_attributes(found):
+    return {semconv.FORK_FDS_SHARED: list(found.shared), semconv.FORK_FDS_SHARED_WITH: list(found.shared_with)}
 
 
 def _detach(token):
@@ -365,17 +361,6 @@ def _detach(token):
         from opentelemetry import context
 
         context.detach(token)
-
-
-def _context_variable():
-    """The context variable behind OpenTelemetry's default runtime context, or None (another runtime).
-
-    Setting it is what ``context.attach`` does there, in one C call: right
-    after a fork every Python function the parent runs costs it page faults.
-    """
-    runtime = getattr(sys.modules.get("opentelemetry.context"), "_RUNTIME_CONTEXT", None)
-    variable = getattr(runtime, "_current_context", None)
-    return variable if type(variable) is contextvars.ContextVar else None
 
 
 def _record_method(launch, popen):
@@ -394,7 +379,7 @@ def _record_method(launch, popen):
             launch.carrier["state"] = launch.module_state
         return None
     launch.module_state = None  # only sent to spawn and forkserver children; freed before the fork, not after
-    _record_threads(launch.pending)
+    launch.pending.update(_thread_attributes())
     if state.tree.get("fds", True):
         _log.safely("listing the descriptors a fork child inherits", _record_inherited_fds, launch)
     from mptrace._child import prepare_fork_child
@@ -406,7 +391,9 @@ def _record_method(launch, popen):
     # Make the child's run span current for the instant of the fork: the fork
     # child inherits this thread's context, and so starts with its run span
     # current without doing anything (nothing else runs here meanwhile).
-    variable = _context_variable()
+    # Through the context variable itself where the default runtime is in use: right after a fork
+    # every Python function the parent runs (four for context.attach and detach) costs it page faults.
+    variable = _channels.runtime_context_variable()
     if variable is not None:
         token = (variable, variable.set(run.prebuilt_context))
     else:

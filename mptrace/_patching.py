@@ -38,6 +38,9 @@ class PatchRegistry:
     def _forget(self, patch):
         """Drop ``patch`` from the records (by identity: no object's __eq__ runs)."""
         self._patches[:] = [p for p in self._patches if p is not patch]
+        self._unindex(patch)
+
+    def _unindex(self, patch):
         key = (id(patch.owner), patch.attribute)
         same = [p for p in self._by_target[key] if p is not patch]
         if same:
@@ -75,9 +78,9 @@ class PatchRegistry:
     def undo_all(self):
         """Restore every attribute, newest patch first."""
         while self._patches:
-            patch = self._patches[-1]
+            patch = self._patches.pop()
             _restore(patch)
-            self._forget(patch)
+            self._unindex(patch)
 
 
 def _function_wrapper(original):
