@@ -7,6 +7,7 @@ a fact that makes a fork child cheap, in real processes.
 import multiprocessing
 import subprocess
 import sys
+import threading
 import weakref
 
 import pytest
@@ -66,6 +67,80 @@ def test_a_fork_child_frees_none_of_the_spans_queued_in_its_parent(batched):
     assert provider.force_flush()
     names = [span.name for span in exporter.get_finished_spans()]
     assert names.count("queued") == QUEUED and names.count("mp.process.run") == 1
+
+
+def do_nothing():
+    pass
+
+
+# The parent's own queue object, as the fork child inherits it.
+_parent_queue = []
+
+
+def exit_with_the_parent_queues_length():
+    sys.exit(len(_parent_queue[0]))
+
+
+def test_a_fork_child_never_touches_the_spans_queued_in_its_parent(batched):
+    """The child's processor gets an empty queue to clear: the parent's queue, as the child has it, keeps
+    every span (clearing it would write to each span's page: a copy-on-write fault each)."""
+    provider, exporter, processor = batched
+    tracer = provider.get_tracer("tests")
+    for _ in range(QUEUED):
+        tracer.start_span("queued").end()
+    _parent_queue[:] = [_queue_of(processor)]
+    process = multiprocessing.get_context("fork").Process(target=exit_with_the_parent_queues_length)
+    process.start()
+    process.join(60)
+    assert process.exitcode == QUEUED, "the fork child's processor cleared the parent's queue"
+    assert _queue_of(processor) is _parent_queue[0], "the parent's processor did not get its own queue back"
+    assert mptrace.flush()
+    assert provider.force_flush()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names.count("queued") == QUEUED and names.count("mp.process.run") == 1
+
+
+def test_spans_another_thread_ends_during_forks_are_all_exported():
+    """While the queue is swapped for a fork, spans ended on other threads land in the detour and
+    come back: none is lost, and the processor's worker keeps exporting (its queue is large enough
+    that the SDK itself drops nothing)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=TEST_RESOURCE)
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=10 ** 7, schedule_delay_millis=50))
+    mptrace.install(tracer_provider=provider)
+    try:
+        _end_spans_while_forking(provider, exporter)
+    finally:
+        mptrace.uninstall()
+        provider.shutdown()
+
+
+def _end_spans_while_forking(provider, exporter):
+    tracer = provider.get_tracer("tests")
+    stop = threading.Event()
+    ended = []
+
+    def end_spans():
+        while not stop.is_set():
+            tracer.start_span("busy").end()
+            ended.append(1)
+
+    thread = threading.Thread(target=end_spans)
+    thread.start()
+    try:
+        context = multiprocessing.get_context("fork")
+        for _ in range(30):
+            process = context.Process(target=do_nothing)
+            process.start()
+            process.join(60)
+            assert process.exitcode == 0
+    finally:
+        stop.set()
+        thread.join()
+    assert mptrace.flush()
+    assert provider.force_flush()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names.count("busy") == len(ended) and names.count("mp.process.run") == 30
 
 
 def _queue_of(processor):
