@@ -70,8 +70,7 @@ def start_wrapper(wrapped, process, args, kwargs):
 
 
 def _begin_launch(process):
-    span = state.tracer.start_span(
-        semconv.SPAN_PROCESS, kind=_client_kind(), attributes=_launch_attributes(process))
+    span = _start_process_span(_launch_attributes(process))
     span_context = _span_context(span)
     if span_context is None:  # tracing is disabled (no-op provider): leave the child alone
         return None
@@ -143,6 +142,19 @@ def _record_argument_classes(launch, module_state, not_portable):
     found = _modstate.arguments_with_changed_classes(items, classes)
     if found:
         launch.pending[semconv.ARGS_CLASS_STATE_NOT_PORTABLE] = found
+
+
+def _start_process_span(attributes):
+    """mp.process: in the root a RootSpan that the provider's sampler decided on, handed to the processors
+    when it ends (see _rootspan); in a child a LiteSpan; an SDK span where the tracer decides otherwise."""
+    if state.is_root():
+        from mptrace import _rootspan
+
+        span = _rootspan.start_sampled(state.tracer, state.root.provider, semconv.SPAN_PROCESS,
+                                       _litespan.KIND_CLIENT, attributes)
+        if span is not None:
+            return span
+    return state.tracer.start_span(semconv.SPAN_PROCESS, kind=_client_kind(), attributes=attributes)
 
 
 def _client_kind():

@@ -93,10 +93,10 @@ def _open_span(launch, channel):
 
 def _child_of(span):
     """start_span keyword arguments that make the new span a child of ``span``."""
-    if state.is_root():
-        from opentelemetry import trace
+    if state.is_root():  # mp.process is a RootSpan (see _rootspan) unless the tracer decided otherwise
+        from mptrace import _spanparent
 
-        return {"context": trace.set_span_in_context(span)}
+        return {"context": _spanparent.of_span(span)}
     return {"parent": span}  # a LiteSpan, in a child that starts processes
 
 

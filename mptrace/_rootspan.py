@@ -6,11 +6,20 @@ a few: it is a LiteSpan that, instead of writing to a spool file, is handed to
 the root provider's span processors as a ``ReadableSpan`` when it ends, the
 way the collector hands over children's spans. Processors see it at its end
 only, as they see every child's span.
+
+``mp.process`` is one too (``start_sampled``): after every fork the parent pays
+a copy-on-write fault for each page it writes, and an SDK span's start and end
+wrote some 200 of them per child (0.3 ms, a tenth of a fork start+join). It is
+started as the SDK's tracer starts a span: the provider's sampler decides with
+the caller's context, its id generator makes the ids, the sampler's trace state
+and attributes are kept.
 """
 
 import time
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -19,17 +28,22 @@ from mptrace import __version__, _litespan
 from mptrace._state import state
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _SCOPE = InstrumentationScope("mptrace", __version__)
 
 
 class RootSpan(_litespan.LiteSpan):
     __slots__ = ()
 
-    def __init__(self, name, trace_id, parent_id, kind=_litespan.KIND_INTERNAL, attributes=None, sampled=True):
-        super().__init__(None, name, trace_id, parent_id, kind, attributes, sampled, begin=False)
+    def __init__(self, name, trace_id, parent_id, kind=_litespan.KIND_INTERNAL, attributes=None, sampled=True,
+                 span_id=None):
+        super().__init__(None, name, trace_id, parent_id, kind, attributes, sampled, span_id, begin=False)
 
     def begin(self, start_time=None):
         self.start_time = start_time or time.time_ns()
+
+    def get_span_context(self):
+        return SpanContext(self.trace_id, self.span_id, False, _SAMPLED if self.sampled else _NOT_SAMPLED)
 
     def end(self, end_time=None):
         if self.end_time is not None:
@@ -38,13 +52,15 @@ class RootSpan(_litespan.LiteSpan):
         if self.sampled and state.is_root():
             state.root.emit(self._readable())
 
-    def _readable(self):
+    def _readable(self, context=None, parent=None):
+        """The ReadableSpan; ``context``, ``parent``: its SpanContexts, when not the plain sampled ones."""
         trace_id = self.trace_id
-        parent = SpanContext(trace_id, self.parent_id, False, _SAMPLED) if self.parent_id else None
+        if parent is None and self.parent_id:
+            parent = SpanContext(trace_id, self.parent_id, False, _SAMPLED)
         code = self.status_code
         return ReadableSpan(
             name=self.name,
-            context=SpanContext(trace_id, self.span_id, False, _SAMPLED),
+            context=context or SpanContext(trace_id, self.span_id, False, _SAMPLED),
             parent=parent,
             resource=state.root.provider.resource,
             attributes={k: tuple(v) if type(v) is list else v for k, v in self.attributes.items()},
@@ -56,3 +72,43 @@ class RootSpan(_litespan.LiteSpan):
             end_time=self.end_time,
             instrumentation_scope=_SCOPE,
         )
+
+
+class SampledRootSpan(RootSpan):
+    """A RootSpan that the provider's sampler decided on (see start_sampled)."""
+
+    __slots__ = ("recording", "trace_flags", "trace_state", "parent_context")
+
+    def get_span_context(self):
+        return SpanContext(self.trace_id, self.span_id, False, self.trace_flags, self.trace_state)
+
+    def end(self, end_time=None):
+        if self.end_time is not None:
+            return
+        self.end_time = end_time or time.time_ns()
+        if self.recording and state.is_root():
+            state.root.emit(self._readable(self.get_span_context(), self.parent_context))
+
+
+def start_sampled(tracer, provider, name, kind, attributes):
+    """A SampledRootSpan for a span ``tracer`` would start now, in the caller's context; None when
+    ``tracer`` is not the SDK's or decides otherwise than by the sampler (then start it with ``tracer``)."""
+    if type(tracer) is not SdkTracer or not getattr(tracer, "_is_enabled", lambda: True)():
+        return None
+    parent = trace.get_current_span().get_span_context()
+    if not parent.is_valid:
+        parent = None
+    trace_id = parent.trace_id if parent is not None else provider.id_generator.generate_trace_id()
+    result = provider.sampler.should_sample(None, trace_id, name, SpanKind(kind), attributes, None)
+    flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
+    random_trace_id = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2 (SDK 1.4x): kept as the SDK keeps it
+    if random_trace_id and (parent.trace_flags & random_trace_id if parent is not None
+                            else getattr(provider.id_generator, "is_trace_id_random", lambda: False)()):
+        flags |= random_trace_id
+    span = SampledRootSpan(name, trace_id, parent.span_id if parent is not None else None, kind,
+                           result.attributes, result.decision.is_sampled(), provider.id_generator.generate_span_id())
+    span.recording = result.decision.is_recording()
+    span.trace_flags = TraceFlags(flags)
+    span.trace_state = result.trace_state
+    span.parent_context = parent
+    return span

@@ -59,8 +59,7 @@ def of_span(span):
     from opentelemetry import trace
 
     if lite:  # a RootSpan: the root's SDK spans nest under its ids
-        flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if span.sampled else trace.TraceFlags.DEFAULT)
-        span = trace.NonRecordingSpan(trace.SpanContext(span.trace_id, span.span_id, False, flags))
+        span = trace.NonRecordingSpan(span.get_span_context())
     return trace.set_span_in_context(span)
 
 

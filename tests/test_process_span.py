@@ -1,0 +1,147 @@
+"""mp.process in the root: started as the SDK's tracer starts a span, handed to the processors at its end.
+
+An SDK span's start and end wrote some 200 pages per child in a forking
+parent (every one a copy-on-write fault); mp.process is a RootSpan instead
+(see mptrace/_rootspan.py). These tests hold it to what the SDK's tracer
+would have done: the provider's sampler, id generator and trace state, and
+the caller's span as its parent, under every start method.
+"""
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import SpanKind, TraceState
+
+import mptrace
+from tests.programs import TEST_RESOURCE
+from tests.spans import one, parent_of
+from tests.targets import succeed
+
+
+class Processor(SpanProcessor):
+    def force_flush(self, timeout_millis=30000):
+        return True  # the base class's answer (None) makes a provider's flush fail in SDKs before 1.4x
+
+
+class SeenAtStart(Processor):
+    def __init__(self):
+        self.started = []
+
+    def on_start(self, span, parent_context=None):
+        self.started.append(span.name)
+
+
+class Marking(Sampler):
+    """Samples a span only under a parent, adding an attribute and a trace-state entry."""
+
+    def __init__(self, decision=Decision.RECORD_AND_SAMPLE):
+        self.decision = decision
+        self.asked = []
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        self.asked.append((name, kind))
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if not parent.is_valid:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return SamplingResult(self.decision, dict(attributes or {}, marked=name),
+                              TraceState([("mark", "yes")]))
+
+    def get_description(self):
+        return "Marking"
+
+
+class Counting(IdGenerator):
+    def __init__(self):
+        self.next = 0x1000
+
+    def generate_span_id(self):
+        self.next += 1
+        return self.next
+
+    def generate_trace_id(self):
+        return 0xABC0000000000000000000000000DEF
+
+
+@pytest.fixture
+def installed():
+    """install() on a provider whose pieces the tests choose; yields (provider, exporter, seen)."""
+    made = []
+
+    def install(**provider_options):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(resource=TEST_RESOURCE, **provider_options)
+        seen = SeenAtStart()
+        provider.add_span_processor(seen)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        mptrace.install(tracer_provider=provider)
+        made.append(provider)
+        return provider, exporter, seen
+
+    yield install
+    mptrace.uninstall()
+    for provider in made:
+        provider.shutdown()
+
+
+def _start_one(context, tracer):
+    with tracer.start_as_current_span("caller"):
+        process = context.Process(target=succeed)
+        process.start()
+        process.join(60)
+    assert process.exitcode == 0
+    assert mptrace.flush()
+
+
+def test_mp_process_uses_the_providers_sampler_ids_and_trace_state(installed, context):
+    sampler = Marking()
+    provider, exporter, _ = installed(sampler=sampler, id_generator=Counting())
+    _start_one(context, provider.get_tracer("tests"))
+    spans = exporter.get_finished_spans()
+    process = one(spans, "mp.process")
+    caller = one(spans, "caller")
+    assert ("mp.process", SpanKind.CLIENT) in sampler.asked
+    assert parent_of(spans, process) is caller
+    assert process.context.trace_id == 0xABC0000000000000000000000000DEF
+    assert process.context.span_id > 0x1000, "not an id of the provider's id generator"
+    assert process.kind is SpanKind.CLIENT
+    assert process.attributes["marked"] == "mp.process", "the sampler's attributes are lost"
+    assert process.context.trace_state.get("mark") == "yes", "the sampler's trace state is lost"
+    assert process.instrumentation_scope.name == "mptrace"
+    assert process.resource is provider.resource
+    run = one(spans, "mp.process.run")
+    assert run.parent.span_id == process.context.span_id and run.context.trace_id == process.context.trace_id
+
+
+def test_mp_process_reaches_the_processors_at_its_end_only(installed, context):
+    provider, exporter, seen = installed()
+    _start_one(context, provider.get_tracer("tests"))
+    assert "caller" in seen.started
+    assert "mp.process" not in seen.started, "mp.process went through on_start: it is an SDK span again"
+    assert one(exporter.get_finished_spans(), "mp.process").attributes["mp.exitcode"] == 0
+
+
+def test_a_recorded_but_unsampled_mp_process_reaches_the_processors_unsampled(installed, context):
+    provider, _, _ = installed(sampler=Marking(Decision.RECORD_ONLY))
+    ended = []
+
+    class Recording(Processor):
+        def on_end(self, span):
+            ended.append(span)
+
+    provider.add_span_processor(Recording())
+    _start_one(context, provider.get_tracer("tests"))
+    process = [span for span in ended if span.name == "mp.process"]
+    assert len(process) == 1, "a recording mp.process must reach on_end, as the SDK's own span would"
+    assert not process[0].context.trace_flags.sampled
+    assert not [span for span in ended if span.name == "mp.process.run"], "an unsampled child records nothing"
+
+
+def test_a_dropped_mp_process_reaches_no_processor(installed, context):
+    provider, exporter, _ = installed(sampler=Marking(Decision.DROP))
+    _start_one(context, provider.get_tracer("tests"))
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names == ["caller"]
