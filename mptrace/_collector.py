@@ -67,6 +67,7 @@ class Collector:
         self._shut_down = False  # whether the provider's processors were shut down (at the last collection)
         self._queues = ()  # (queue, size limit) of each batch processor behind emit
         self._pending = []  # (function, args, counted) hand-overs not made in time: tried again at the next collection
+        self._later = []  # the root's own ended spans (mp.process) to hand over with the next collection
 
     # -- public --------------------------------------------------------------
 
@@ -76,6 +77,7 @@ class Collector:
             self._last_collect = time.monotonic()
             self._shut_down, self._queues = _processor_state(self._emit)
             self._retry_pending()
+            self._hand_over_own_later()
             # Exits known before the listing: a file such a child made is listed, so one that is not was
             # never made. An exit read from a file below may be a grandchild's whose file came after the
             # listing: it waits for the next one.
@@ -117,6 +119,15 @@ class Collector:
             if self._pending:
                 self._lose(GAVE_UP, len(self._pending))
                 self._pending = []
+
+    def hand_over_later(self, span):
+        """A span of the root's own that ended at a child's exit (mp.process), to hand over with the next
+        collection, together with the children's spans: after a fork each page the parent writes costs a
+        copy-on-write fault, and one batch writes the pages that making ReadableSpans needs once, not once
+        per child. ``span.readable()`` makes its ReadableSpan."""
+        with self._lock:
+            self._later.append(span)
+            self.collect_if_due()
 
     def hand_over_own(self, function, args):
         """A span of the root's own, ended while mptrace waits with a deadline (see _bounded)."""
@@ -208,6 +219,16 @@ class Collector:
             return
         if counted:
             self.counts["spans"] += 1
+
+    def _hand_over_own_later(self):
+        later, self._later = self._later, []
+        for span in later:
+            try:
+                readable = span.readable()
+            except Exception:
+                self._lose("mptrace could not make one of its own spans", 1, exc_info=True)
+                continue
+            self._make(self._emit, (readable,), counted=False)
 
     def _retry_pending(self):
         pending, self._pending = self._pending, []

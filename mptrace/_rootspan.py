@@ -83,11 +83,15 @@ class SampledRootSpan(RootSpan):
         return SpanContext(self.trace_id, self.span_id, False, self.trace_flags, self.trace_state)
 
     def end(self, end_time=None):
+        """Ended now; handed to the processors with the collector's next batch (see Collector.hand_over_later)."""
         if self.end_time is not None:
             return
         self.end_time = end_time or time.time_ns()
         if self.recording and state.is_root():
-            state.root.emit(self._readable(self.get_span_context(), self.parent_context))
+            state.root.collector.hand_over_later(self)
+
+    def readable(self):
+        return self._readable(self.get_span_context(), self.parent_context)
 
 
 def start_sampled(tracer, provider, name, kind, attributes):

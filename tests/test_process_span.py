@@ -145,3 +145,22 @@ def test_a_dropped_mp_process_reaches_no_processor(installed, context):
     _start_one(context, provider.get_tracer("tests"))
     names = [span.name for span in exporter.get_finished_spans()]
     assert names == ["caller"]
+
+
+def test_uninstall_hands_over_the_mp_process_spans_of_children_it_saw_exit(context):
+    """mp.process goes to the processors with the collector's next batch: uninstall() (like flush() and the
+    exit) makes that batch, so nothing is left behind when no collection came after the exit."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=TEST_RESOURCE)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mptrace.install(tracer_provider=provider)
+    try:
+        processes = [context.Process(target=succeed) for _ in range(3)]
+        for process in processes:
+            process.start()
+            process.join(60)
+            assert process.exitcode == 0
+    finally:
+        mptrace.uninstall()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names.count("mp.process") == 3 and names.count("mp.process.run") == 3
