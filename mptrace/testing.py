@@ -484,8 +484,9 @@ def _why_not_compared(process):
 
     if process.start_method == "fork":
         return None  # a copy of the parent's memory: nothing pickled, nothing to compare
-    if process.run is None:
-        return "the child never reported (no mp.process.run span)"
+    never_ran = _why_never_ran(process)
+    if never_ran:
+        return never_ran
     missing = _unreported.comparisons_missing(process.run.attributes)
     return _unreported_text(missing, "what it compared") if missing else None
 
@@ -494,15 +495,21 @@ def _why_random_unknown(process):
     """Why the states of the child's random generators are not known."""
     from mptrace import _unreported
 
+    never_ran = _why_never_ran(process)
+    if never_ran:
+        return never_ran
+    if process.run.attributes.get("mp.random.off") is True:
+        return "it did not hash them (install option random_state=False)"
+    missing = _unreported.random_missing(process.run.attributes) or _unreported.NOT_RECORDED
+    return _unreported_text(missing, "its random generators' states")
+
+
+def _why_never_ran(process):
+    """Why the child reported nothing of its run() at all, or None."""
     if process.run is None:
         return "the child never reported (no mp.process.run span)"
-    attributes = process.run.attributes
-    if attributes.get("mp.random.off") is True:
-        return "it did not hash them (install option random_state=False)"
-    if "mp.child.failure.phase" in attributes:
-        return "it failed before run() began, in %s" % attributes["mp.child.failure.phase"]
-    missing = _unreported.random_missing(attributes) or _unreported.NOT_RECORDED
-    return _unreported_text(missing, "its random generators' states")
+    phase = process.run.attributes.get("mp.child.failure.phase")
+    return "it failed before run() began, in %s" % phase if phase else None
 
 
 def _unreported_text(missing, what):

@@ -96,6 +96,26 @@ def test_recorder_cannot_tell_and_says_why(context, targets):
             recorder.assert_arg_changed("args[0]")
 
 
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_recorder_cannot_tell_for_a_child_that_failed_before_run(start_method, targets):
+    import multiprocessing
+
+    if start_method not in multiprocessing.get_all_start_methods():
+        pytest.skip("no %s here" % start_method)
+    with SpanRecorder() as recorder:
+        child = multiprocessing.get_context(start_method).Process(target=targets.target, args=(targets.FailsToArrive(),))
+        child.start()
+        child.join()
+        assert child.exitcode == 1
+        why = "cannot tell .* it failed before run\\(\\) began, in process-object unpickling"
+        with pytest.raises(AssertionError, match=why):
+            recorder.assert_args_unchanged()
+        with pytest.raises(AssertionError, match=why):
+            recorder.assert_state_inherited("tests.unreported_targets.SETTING")
+        with pytest.raises(AssertionError, match=why):
+            recorder.assert_random_independent()
+
+
 def test_random_state_off_still_says_off_and_nothing_is_not_known(context):
     """Off by choice: the run span says so, the assert gives that reason, the tree has no "not known" line."""
     with SpanRecorder(random_state=False) as recorder:

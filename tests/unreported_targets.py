@@ -55,3 +55,14 @@ generator = DiesWhenHashed(1)
 
 def target(arm):
     return arm
+
+
+class FailsToArrive:
+    """An argument that cannot be rebuilt: a spawn or forkserver child fails before run() begins."""
+
+    def __reduce__(self):
+        return _fail, ()
+
+
+def _fail():
+    raise RuntimeError("this argument cannot be rebuilt")
