@@ -372,16 +372,18 @@ def _shared_fds(attributes):
 
 
 def _not_compared(run_span):
-    """The text for a row the child compared but never reported, or None when it did report."""
+    """The text of a comparison row when the child reported no comparison: "-" without a run span (the
+    "ended" row says how it ended), "not known (...)" when it ended before reporting; None when it reported."""
+    if run_span is None:
+        return ABSENT
     missing = _unreported.comparisons_missing(run_span.attributes)
     return NOT_KNOWN[missing] if missing else None
 
 
 def _changed(run_span):
-    if run_span is None:
-        return ABSENT
-    if _not_compared(run_span):
-        return _not_compared(run_span)
+    not_compared = _not_compared(run_span)
+    if not_compared:
+        return not_compared
     differences = [str(attributes.get("mp.arg.differences") or attributes.get("mp.arg"))
                    for name, _, attributes in run_span.events if name == "mp.arg.changed"]
     if differences:
@@ -391,10 +393,9 @@ def _changed(run_span):
 
 def _diverged(run_span):
     """Each differing path of the state the child saw differently, with both sides (or only the names)."""
-    if run_span is None:
-        return ABSENT
-    if _not_compared(run_span):
-        return _not_compared(run_span)
+    not_compared = _not_compared(run_span)
+    if not_compared:
+        return not_compared
     differences = []
     for name, _, attributes in run_span.events:
         if name == semconv.EVENT_STATE_DIVERGED:
@@ -410,10 +411,9 @@ def _environment(run_span):
 
     Nothing under fork (a copy); a forkserver child's come from the server's snapshot.
     """
-    if run_span is None:
-        return ABSENT
-    if _not_compared(run_span):
-        return _not_compared(run_span)
+    not_compared = _not_compared(run_span)
+    if not_compared:
+        return not_compared
     attributes = run_span.attributes
     found = [str(v) for v in attributes.get(semconv.ENV_VALUES) or ()]
     if not found:
