@@ -309,6 +309,8 @@ class ChildRun:
         if method == "fork":
             attributes[semconv.ARGS_CHANGED] = []  # nothing was pickled, so nothing changed
             attributes[semconv.STATE_DIVERGED] = []  # a copy of the parent's memory
+        if not self.tree.get("rs", True):  # absent by choice, not because the child ended early (see _unreported)
+            attributes[semconv.RANDOM_OFF] = True
         self.run_span = _litespan.LiteSpan(
             self.writer, semconv.SPAN_PROCESS_RUN, self.carrier["tid"], self.carrier["psid"],
             kind=_litespan.KIND_SERVER, attributes=attributes, sampled=self.carrier["sampled"],
@@ -490,10 +492,15 @@ def record_random_states(run, pool_worker=False):
     if run.random_places == [] and run.random_attributes is not None:
         return  # a fork child with no generator: its parent recorded that (see prepare_fork_child)
     if run.tree.get("rs", True):
-        _log.safely("hashing the random generators' states", _record_random_states, run, pool_worker)
+        _log.safely("hashing the random generators' states", _record_random_states, run)
+    hashed = (run.random_attributes or {}).get(semconv.RANDOM_STATES)
+    if pool_worker and (hashed or run.carrier["method"] != "fork"):
+        # A spawn/forkserver worker's comparisons of what arrived go in too, hashes or not: without
+        # them the trace could not tell "nothing differs" from "not known" (see _unreported).
+        _log.safely("writing the run span's start again", run.run_span.rewrite_start)
 
 
-def _record_random_states(run, pool_worker):
+def _record_random_states(run):
     from mptrace import _randomstate
 
     places = run.random_places  # a fork child's, found by its parent
@@ -505,8 +512,6 @@ def _record_random_states(run, pool_worker):
         attributes[semconv.RANDOM_UNKNOWN] = unknown
     run.run_span.set_attributes(attributes)
     run.random_attributes = attributes
-    if pool_worker and hashed:
-        run.run_span.rewrite_start()
 
 
 # The modules that record a process's pools, each with forget() and has_pools().

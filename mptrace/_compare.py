@@ -27,12 +27,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mptrace import _jaeger_json, _prerun, _runner, semconv
+from mptrace import _jaeger_json, _prerun, _runner, _unreported, semconv
 from mptrace._errors import UsageError
 from mptrace._tree import format_size, terminal_width  # terminal_width: 120 for files and pipes, not rich's 80
 from mptrace.testing import start_methods
 
 ABSENT = "-"
+# A row whose attributes the child never reported (see _unreported): never "-", which reads as "nothing differs".
+NOT_KNOWN = {_unreported.ENDED_EARLY: "not known (ended before reporting)",
+             _unreported.NOT_RECORDED: "not known (not recorded: an mptrace error in the child)"}
 DEFAULT_TIMEOUT = 300.0
 MAX_OUTPUT_LINES = 12
 OUTPUT_GRACE = 5.0  # seconds to wait for the output of a run's processes that left its session
@@ -258,7 +261,12 @@ def _add_random_sharing(children, runs_by_parent):
     states = {keys[launch_id]: run.attributes.get(semconv.RANDOM_STATES) or ()
               for launch_id, run in runs_by_parent.items() if launch_id in keys}
     shared = _randomstate.shared_states(states)
+    missing = {keys[launch_id]: _unreported.random_missing(run.attributes)
+               for launch_id, run in runs_by_parent.items() if launch_id in keys}
     for key, child in children.items():
+        if missing.get(key):
+            child.facts["random state shared"] = NOT_KNOWN[missing[key]]
+            continue
         names = shared.get(key, {})
         child.facts["random state shared"] = "; ".join(
             "%s with %s" % (name, ", ".join(" > ".join(other) for other in sorted(others)))
@@ -363,9 +371,19 @@ def _shared_fds(attributes):
     return "with %s: %s" % (_listed(attributes.get(semconv.FORK_FDS_SHARED_WITH)), "; ".join(str(v) for v in shared))
 
 
-def _changed(run_span):
+def _not_compared(run_span):
+    """The text of a comparison row when the child reported no comparison: "-" without a run span (the
+    "ended" row says how it ended), "not known (...)" when it ended before reporting; None when it reported."""
     if run_span is None:
         return ABSENT
+    missing = _unreported.comparisons_missing(run_span.attributes)
+    return NOT_KNOWN[missing] if missing else None
+
+
+def _changed(run_span):
+    not_compared = _not_compared(run_span)
+    if not_compared:
+        return not_compared
     differences = [str(attributes.get("mp.arg.differences") or attributes.get("mp.arg"))
                    for name, _, attributes in run_span.events if name == "mp.arg.changed"]
     if differences:
@@ -375,8 +393,9 @@ def _changed(run_span):
 
 def _diverged(run_span):
     """Each differing path of the state the child saw differently, with both sides (or only the names)."""
-    if run_span is None:
-        return ABSENT
+    not_compared = _not_compared(run_span)
+    if not_compared:
+        return not_compared
     differences = []
     for name, _, attributes in run_span.events:
         if name == semconv.EVENT_STATE_DIVERGED:
@@ -392,8 +411,9 @@ def _environment(run_span):
 
     Nothing under fork (a copy); a forkserver child's come from the server's snapshot.
     """
-    if run_span is None:
-        return ABSENT
+    not_compared = _not_compared(run_span)
+    if not_compared:
+        return not_compared
     attributes = run_span.attributes
     found = [str(v) for v in attributes.get(semconv.ENV_VALUES) or ()]
     if not found:

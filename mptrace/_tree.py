@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
+from mptrace import _unreported
 from mptrace import semconv as sc
 
 __all__ = ["build", "render", "summary_lines"]
@@ -888,6 +889,22 @@ def _untraced_lines(process):
     return [Text("not traced: " + (reason or "the child sent no span"), WARNING)]
 
 
+_UNREPORTED_WHY = {_unreported.ENDED_EARLY: "the child ended before it reported them",
+                   _unreported.NOT_RECORDED: "the child did not record them: an mptrace error, see its log"}
+
+
+def _unreported_lines(process):
+    """What the child never reported (it ended first): not known, which no line at all would hide."""
+    attributes = _attributes(process.run) if process.run is not None else None
+    if attributes is None:
+        return []  # no run span: the "not traced" line says it
+    compared, hashed = _unreported.comparisons_missing(attributes), _unreported.random_missing(attributes)
+    unknown = (["module state", "arguments", "environment"] if compared else []) + (["random state"] if hashed else [])
+    if not unknown:
+        return []
+    return [Text("%s: not known (%s)" % (", ".join(unknown), _UNREPORTED_WHY[compared or hashed]), WARNING)]
+
+
 def _detail_lines(index, process):
     """The lines under a process: only what deserves a reader's attention."""
     lines = []
@@ -898,6 +915,7 @@ def _detail_lines(index, process):
         lines += _traceback_lines(process.run)
     lines += _pickle_failure_lines(index, process)
     lines += _untraced_lines(process)
+    lines += _unreported_lines(process)
     lines += _synthesized_lines(process)
     lines += _changed_argument_lines(process)
     lines += _state_lines(process)

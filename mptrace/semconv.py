@@ -159,6 +159,9 @@ FORK_THREADS_NATIVE_UNKNOWN = "mp.fork.threads.native_unknown"
 # state, never the state): processes with the same entry draw the same numbers. See _randomstate.
 RANDOM_STATES = "mp.random.states"
 RANDOM_UNKNOWN = "mp.random.unknown"  # generators found but not hashed (over the bound, no readable state)
+# On mp.process.run: true when nobody hashed them (install(random_state=False)): mp.random.states is absent
+# by choice. Without it, an absent mp.random.states means not known (the child ended before it reported it).
+RANDOM_OFF = "mp.random.off"
 
 # On mp.process under fork: the open descriptors the child inherits (sockets, regular files, pipes; see
 # _fds), each as "socket tcp 127.0.0.1:5123->127.0.0.1:9000 (db.CONN)"; those a running sibling holds too.

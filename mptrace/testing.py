@@ -319,6 +319,9 @@ class SpanRecorder:
         attribute) different from the parent's at start()."""
         __tracebackhide__ = True  # pytest shows the test's line, not ours
         found = self.process(process)
+        why = _why_not_compared(found)
+        if name not in found.diverged and why:
+            self._fail("cannot tell whether %s saw a different %s than its parent: %s" % (found.name, name, why), found)
         if name not in found.diverged:
             self._fail("expected %s to see a different %s than its parent; diverged: %s" % (
                 found.name, name, ", ".join(found.diverged) or "nothing"), found)
@@ -349,6 +352,9 @@ class SpanRecorder:
         """An argument (``args[0]``, ``kwargs['x']``, ``target``) arrived different from what was passed."""
         __tracebackhide__ = True  # pytest shows the test's line, not ours
         found = self.process(process)
+        why = _why_not_compared(found)
+        if argument not in found.args_changed and why:
+            self._fail("cannot tell whether %s arrived changed in %s: %s" % (argument, found.name, why), found)
         if argument not in found.args_changed and argument in found.args_unknown:
             self._fail("cannot tell whether %s arrived changed in %s: too large to compare in full" % (
                 argument, found.name), found)
@@ -359,6 +365,9 @@ class SpanRecorder:
     def assert_args_unchanged(self, process=None):
         __tracebackhide__ = True  # pytest shows the test's line, not ours
         found = self.process(process)
+        why = _why_not_compared(found)
+        if why:
+            self._fail("cannot tell whether %s's arguments arrived as passed: %s" % (found.name, why), found)
         if found.args_changed:
             self._fail("expected %s's arguments to arrive as passed, but %s changed" % (
                 found.name, ", ".join(found.args_changed)), found)
@@ -375,8 +384,7 @@ class SpanRecorder:
         checked = [self.process(process)] if process is not None else self.processes()
         for found in checked:
             if found.run is None or "mp.random.states" not in found.run.attributes:
-                why = "the child never reported (no mp.process.run span)" if found.run is None else \
-                    "it did not hash them (install option random_state=False)"
+                why = _why_random_unknown(found)
                 self._fail("cannot tell whether %s's random generators are independent: %s" % (found.name, why),
                            found)
             if found.random_shared:
@@ -394,8 +402,8 @@ class SpanRecorder:
         found = self.process(process)
         differences = found.environment_differences
         if differences is None:
-            self._fail("cannot tell whether %s inherited its parent's environment: it did not compare it "
-                       "(no mp.process.run span, or no mp.env.* attributes)" % found.name, found)
+            why = _why_not_compared(found) or "it did not compare it (no mp.env.* attributes)"
+            self._fail("cannot tell whether %s inherited its parent's environment: %s" % (found.name, why), found)
         differing = ["%s %s" % (name_, side) for side, names in sorted(differences.items()) for name_ in names
                      if name is None or name_ == name]
         listed = [n for names in differences.values() for n in names]
@@ -449,8 +457,8 @@ class SpanRecorder:
 
 def _why_state_unknown(process, name):
     """Why a spawn or forkserver child's view of ``name`` is unknown, or None if it was compared."""
-    if process.run is None:
-        return "the child never reported (no mp.process.run span)"
+    if process.run is None or _why_not_compared(process):
+        return _why_not_compared(process)
     for unknown in process.state_unknown:
         if name == unknown or name.startswith(unknown + "."):
             return "%s: %s" % (unknown, _state_reason(process, unknown))
@@ -460,6 +468,54 @@ def _why_state_unknown(process, name):
         return "the child compared no module holding it (compared: %s); a module is compared when it is " \
                "watched and the child has imported it when run() begins" % (", ".join(compared) or "none")
     return None
+
+
+# Why a run span lacks what the child reports after its START (see mptrace._unreported), in a failure message.
+_UNREPORTED = {
+    "ended": "the child ended before it reported %s (mptrace ended its run span for it)",
+    "not recorded": "the child did not record %s (an mptrace error in the child, logged on the mptrace logger)",
+}
+
+
+def _why_not_compared(process):
+    """Why the child's comparisons of what arrived (module state, arguments, environment) are not known, or
+    None when they are."""
+    from mptrace import _unreported
+
+    if process.start_method == "fork":
+        return None  # a copy of the parent's memory: nothing pickled, nothing to compare
+    never_ran = _why_never_ran(process)
+    if never_ran:
+        return never_ran
+    missing = _unreported.comparisons_missing(process.run.attributes)
+    return _unreported_text(missing, "what it compared") if missing else None
+
+
+def _why_random_unknown(process):
+    """Why the states of the child's random generators are not known."""
+    from mptrace import _unreported
+
+    never_ran = _why_never_ran(process)
+    if never_ran:
+        return never_ran
+    if process.run.attributes.get("mp.random.off") is True:
+        return "it did not hash them (install option random_state=False)"
+    missing = _unreported.random_missing(process.run.attributes) or _unreported.NOT_RECORDED
+    return _unreported_text(missing, "its random generators' states")
+
+
+def _why_never_ran(process):
+    """Why the child reported nothing of its run() at all, or None."""
+    if process.run is None:
+        return "the child never reported (no mp.process.run span)"
+    phase = process.run.attributes.get("mp.child.failure.phase")
+    return "it failed before run() began, in %s" % phase if phase else None
+
+
+def _unreported_text(missing, what):
+    from mptrace import _unreported
+
+    return _UNREPORTED["ended" if missing == _unreported.ENDED_EARLY else "not recorded"] % what
 
 
 def _state_reason(process, unknown):
