@@ -557,11 +557,12 @@ def main_not_portable_for_fork(module, key=None):
 
     A fork child is sent no state, so only the not portable names are in it.
     Only the names the source says may count are read at all (see
-    _names_that_may_count): the names bound at import to a literal, compared by
-    value, and those bound after import, which count unless they hold only
-    process handles. Reading any other value (an SDK provider, a function, a
-    long list of results), even only to see what it is, writes its reference
-    count: a copy-on-write fault after every fork for each page they span.
+    _names_that_may_count): the names bound at import to a literal, compared
+    with it as written before any is fingerprinted, and those bound after
+    import, which count unless they hold only process handles. Reading any
+    other value (an SDK provider, a function), even only to see what it is,
+    writes its reference count: a copy-on-write fault after every fork for
+    each page they span.
     """
     source = _main_source(module)
     if source is None:
@@ -569,31 +570,37 @@ def main_not_portable_for_fork(module, key=None):
     namespace = own_namespace(module)
     if namespace is None:
         return {}, []
-    names = _public_names(namespace)
-    if len(names) > MAX_NAMES:  # which names state_of keeps depends on all the values
+    if _more_public_names(namespace, MAX_NAMES):  # which names state_of keeps depends on all the values
         return _main_state_and_not_portable(module, key)
-    may_count, literals = _names_that_may_count(source), source.literals
-    module_name, current, classes = dict.get(namespace, "__name__"), {}, []
-    for name in names:
-        if not may_count(name):
-            continue
+    literals, found, classes = source.literals, {}, []
+    for name in _names_that_may_count(namespace, source):
         value = dict.get(namespace, name, _MISSING)
         if isinstance(value, type):
             classes.append((name, value))
         elif value is _MISSING or isinstance(value, _NOT_STATE):
             continue
-        elif name not in literals:
-            current[name] = _shallow_fingerprint(name, value)
+        elif name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
+            if source.set_after_import(name) and not _holds_only_process_handles(value):
+                found[name] = {name: NOT_WALKED}
         elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
-            current[name] = _fingerprint_of(name, value, key, _atom_fingerprints(module, key))
+            fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(module, key))
+            if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
+                found[name] = fingerprint
+    module_name = dict.get(namespace, "__name__")
     watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
-    if watched and len(names) > MAX_CLASSES:  # which classes state_of keeps depends on all the values
+    if watched and _more_public_names(namespace, MAX_CLASSES):  # which classes state_of keeps: all the values
         return _main_state_and_not_portable(module, key)
     for cls in watched:
-        current.update(_log.safely("reading the class attributes of a class in %s" % module_name,
-                                   _class_state, cls, key) or {})
-    found = _main_not_portable(current, source, key)
-    return {name[len("__main__."):]: current[name[len("__main__."):]] for name in found}, found
+        class_state = _log.safely("reading the class attributes of a class in %s" % module_name,
+                                  _class_state, cls, key) or {}
+        found.update((name, fingerprint) for name, fingerprint in class_state.items()
+                     if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source))
+    return found, sorted("__main__.%s" % name for name in found)
+
+
+def _more_public_names(namespace, limit):
+    """Whether a namespace has more than ``limit`` names but dunders (counted only when it might)."""
+    return len(namespace) > limit and len(_public_names(namespace)) > limit
 
 
 _EQUAL_IF_SAME = frozenset((str, bytes, int, bool, type(None)))  # exact types: == is theirs, and says it all
@@ -666,30 +673,30 @@ def _main_not_portable(current, source, key=None):
     return sorted("__main__.%s" % name for name in found)
 
 
-# Which global names of the main module may be not portable, by its source: [(source, may_count)].
+# What the main module's source says of the names that may be not portable: [(source, always, at_import,
+# every name known)] (see _names_that_may_count).
 _may_count_of = [None]
 
 
-def _names_that_may_count(source):
-    """A test of a global name: whether its source says it may be not portable (see _main_name_not_portable).
+def _names_that_may_count(namespace, source):
+    """The main module's names (no dunders) that its source says may be not portable (see
+    _main_name_not_portable), found with set operations on the names alone, no value read.
 
     A name bound at import to a literal may have changed; so may one bound
     after import (see MainSource.set_after_import), or a class whose attributes
     are either. Any other name never counts, whatever it holds.
     """
     cached = _may_count_of[0]  # read once: another thread may start a process too
-    if cached is not None and cached[0] is source:
-        return cached[1]
-    owners = set(name.split(".")[0] for name in list(source.literals) + list(source.later) if "." in name)
-    always = frozenset(owners | set(name for name in source.literals if "." not in name)
-                       | set(name for name in source.later if "." not in name and name in source.at_import))
-    at_import, every_name_known = frozenset(source.at_import), "*" not in source.at_import
-
-    def may_count(name):
-        return name in always or (every_name_known and name not in at_import)
-
-    _may_count_of[0] = (source, may_count)
-    return may_count
+    if cached is None or cached[0] is not source:
+        owners = set(name.split(".")[0] for name in list(source.literals) + list(source.later) if "." in name)
+        always = frozenset(owners | set(name for name in source.literals if "." not in name)
+                           | set(name for name in source.later if "." not in name and name in source.at_import))
+        cached = _may_count_of[0] = (source, always, frozenset(source.at_import), "*" not in source.at_import)
+    _, always, at_import, every_name_known = cached
+    names = dict.keys(namespace) & always  # looks up the few names of ``always``, not every key
+    if every_name_known:
+        names |= dict.keys(namespace) - at_import  # not bound at import: set after it
+    return [name for name in names if isinstance(name, str) and not name.startswith("__")]
 
 
 def _main_name_not_portable(name, fingerprint, literals, source):
