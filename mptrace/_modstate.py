@@ -544,11 +544,14 @@ def _same_fingerprints(was, now):
 
 
 def _main_state_and_not_portable(module, key=None):
-    """(state, [__main__.name] not portable) of the main module; None: no source (see _main_not_portable)."""
+    """(state, [__main__.name] not portable) of the main module; None: it has state, but no source
+    (see _main_not_portable)."""
+    current = state_of(module, key)
+    if not current:
+        return {}, []
     source = _main_source(module)
     if source is None:
         return None
-    current = state_of(module, key)
     return current, _main_not_portable(current, source, key)
 
 
@@ -609,7 +612,7 @@ _EQUAL_IF_SAME = frozenset((str, bytes, int, bool, type(None)))  # exact types: 
 def _as_written(value, literal):
     """Whether ``value`` is exactly ``literal``, a value the source wrote: the same exact types, equal
     values, nothing held twice; then its fingerprint is the literal's, and nothing needs fingerprinting.
-    False: perhaps not (a float, a set, a subclass, ...), for its fingerprint to tell.
+    False: perhaps not (a set, a subclass, a container held twice, ...), for its fingerprint to tell.
 
     Only the built-in types' own comparisons run (the types are checked first): never the program's code.
     """
