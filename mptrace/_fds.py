@@ -357,12 +357,12 @@ def _path(fd):
 def _plumbing():
     """Descriptors multiprocessing opened for its own use, or that are made to be shared."""
     excluded = set()
-    for connection in list(_connections):
+    for connection in _alive(_connections):
         if getattr(connection, "_handle", None) is not None:  # None once closed
             excluded.add(connection._handle)
     process_module = sys.modules.get("multiprocessing.process")
     popens = [getattr(child, "_popen", None) for child in list(getattr(process_module, "_children", ()))]
-    for popen in popens + list(_popens):
+    for popen in popens + _alive(_popens):
         excluded.add(getattr(popen, "sentinel", None))
         # a fork Popen also keeps the write end of the child's pipe, closed by its finalizer
         excluded.update(fd for fd in getattr(getattr(popen, "finalizer", None), "_args", None) or ()
@@ -375,6 +375,12 @@ def _plumbing():
     excluded.update(getattr(reaper, "_held", ()))
     excluded.discard(None)
     return excluded
+
+
+def _alive(registry):
+    """What a WeakSet holds, from one copy of its references: iterating the WeakSet itself runs
+    _weakrefset's Python code (a generator, an iteration guard), pages a fork start faults on."""
+    return [item for item in [reference() for reference in list(registry.data)] if item is not None]
 
 
 # -- who holds it: watched module globals ---------------------------------------------------

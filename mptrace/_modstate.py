@@ -55,23 +55,30 @@ TOO_LARGE = "too large to compare in full"  # why a name could not be compared
 _UNKNOWN_DIGEST = " #" + _fingerprint.UNKNOWN  # the end of a description whose content could not be digested
 
 
-def state_of(module, key=None, walk=None):
+def state_of(module, key=None):
     """``{name: fingerprint}`` of a module's state (not functions, classes, modules).
 
     Class attributes of the classes defined in the module are state too, named
     ``Class.attr`` (see _class_state). ``key``: the process tree's digest key
     (see _fingerprint), so that a change the descriptions hide (``"prod"`` to
-    ``"test"``) still shows. ``walk``: when given, only the names it accepts
-    are fingerprinted; the others get a shallow one that tells process handles
-    from anything else (see _shallow_fingerprint).
+    ``"test"``) still shows.
     """
     namespace = own_namespace(module)
     if namespace is None:
         return {}
+    names, watched = _names_and_classes(namespace)
+    atoms = _atom_fingerprints(module, key) if names else None
+    state = {name: _fingerprint_of(name, value, key, atoms) for name, value in names[:MAX_NAMES]}
+    for cls in watched[:MAX_CLASSES]:
+        state.update(_log.safely("reading the class attributes of a class in %s" % dict.get(namespace, "__name__"),
+                                 _class_state, cls, key) or {})
+    return state
+
+
+def _names_and_classes(namespace):
+    """([(name, value)] of the state, by name; [class] defined in the module, by name): what state_of reads."""
     names, classes = [], []  # sorted below: only these, not the module's functions and imports
-    for name, value in list(dict.items(namespace)):
-        if not isinstance(name, str) or name.startswith("__"):
-            continue
+    for name, value in _public_items(namespace):
         if isinstance(value, type):
             classes.append((name, value))
         elif not isinstance(value, _NOT_STATE):
@@ -79,18 +86,40 @@ def state_of(module, key=None, walk=None):
     names.sort(key=_by_name)
     classes.sort(key=_by_name)
     module_name = dict.get(namespace, "__name__")
-    atoms = _atom_fingerprints(module, key)
-    state = {name: _fingerprint_of(name, value, key, atoms) if walk is None or walk(name)
-             else _shallow_fingerprint(name, value) for name, value in names[:MAX_NAMES]}
-    watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
-    for cls in watched[:MAX_CLASSES]:
-        state.update(_log.safely("reading the class attributes of a class in %s" % module_name,
-                                 _class_state, cls, key) or {})
-    return state
+    return names, [cls for name, cls in classes if _defined_here(cls, name, module_name)]
+
+
+def has_state(module):
+    """Whether ``state_of(module)`` has any name, found without fingerprinting a value."""
+    namespace = own_namespace(module)
+    if namespace is None:
+        return False
+    names, watched = _names_and_classes(namespace)
+    return bool(names) or any(_log.safely("reading the class attributes of a class", _has_class_state, cls)
+                              for cls in watched[:MAX_CLASSES])
 
 
 def _by_name(item):
     return item[0]
+
+
+_MISSING = object()
+
+
+def _public_names(namespace):
+    """The names of a namespace but dunders, read without its values: reading a value writes its reference
+    count, a page fault after a fork for each page they span (``__builtins__``, ``__spec__``, ...)."""
+    return [name for name in list(dict.__iter__(namespace)) if isinstance(name, str) and not name.startswith("__")]
+
+
+def _public_items(namespace):
+    """(name, value) of a namespace but dunders (see _public_names); a name gone meanwhile is left out."""
+    found = []
+    for name in _public_names(namespace):
+        value = dict.get(namespace, name, _MISSING)
+        if value is not _MISSING:
+            found.append((name, value))
+    return found
 
 
 def _fingerprint_of(name, value, key, atoms=None):
@@ -115,7 +144,7 @@ NOT_WALKED = "<not walked>"  # a shallow fingerprint's value for anything but pr
 
 def _shallow_fingerprint(name, value):
     """A fingerprint that only tells process handles from other values: enough where only the source
-    decides (see main_state_for_fork), and it reads no more than the value's own container."""
+    decides (see main_not_portable_for_fork), and it reads no more than the value's own container."""
     return {name: PROCESS_HANDLES if _holds_only_process_handles(value) else NOT_WALKED}
 
 
@@ -206,6 +235,12 @@ def _class_state(cls, key):
     return state
 
 
+def _has_class_state(cls):
+    """Whether ``_class_state(cls)`` has any name."""
+    return any(isinstance(attribute, str) and not attribute.startswith("__") and _is_class_state(value)
+               for attribute, value in list(type.__getattribute__(cls, "__dict__").items()))
+
+
 def _is_class_state(value):
     """Not code: no function, class, module, or descriptor (property, staticmethod, classmethod, ...)."""
     if isinstance(value, _NOT_STATE):
@@ -233,15 +268,20 @@ def _holds_only_process_handles(value):
     """A handle, or a non-empty list, tuple, set or dict (its values) of nothing but handles."""
     if _fingerprint.is_process_handle(value):
         return True
-    for base in (list, tuple, set, frozenset):
-        if isinstance(value, base):
-            items = list(base.__iter__(value))
-            break
-    else:
-        if not isinstance(value, dict):
-            return False
+    if isinstance(value, (list, tuple)):  # read up to the first item that is no handle: a long list of
+        items = (list if isinstance(value, list) else tuple).__iter__(value)  # results is not walked
+    elif isinstance(value, (set, frozenset)):
+        items = list((set if isinstance(value, set) else frozenset).__iter__(value))  # no error if it changes
+    elif isinstance(value, dict):
         items = list(dict.values(value))
-    return bool(items) and all(_fingerprint.is_process_handle(item) for item in items)
+    else:
+        return False
+    found = False
+    for item in items:
+        if not _fingerprint.is_process_handle(item):
+            return False
+        found = True
+    return found
 
 
 def _is_handles(fingerprint, name):
@@ -402,6 +442,7 @@ class ModuleWatch:
         self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
         self._said_too_many = False
         self._library_paths = library_paths()
+        self._last_compared = {}  # module name -> (baseline, state, answer) at the last start (see _compared)
 
     def wanted_name(self, name):
         """A cheap first look, by name only: is this module possibly watched?"""
@@ -450,58 +491,179 @@ class ModuleWatch:
         """(state {module: {name: fp}}, not_portable [module.name], no_baseline [module],
         unknown [module.name]: whether changed since import, cannot tell).
 
-        ``fork``: for a fork child, which is sent no state: the main module's
-        names that its source alone decides are not walked (see main_state_for_fork),
-        so its state is not one to send.
+        ``fork``: for a fork child, which is sent no state: of the main module's
+        names, only those its source says may count are read (see
+        main_not_portable_for_fork), and a module without a baseline is not
+        fingerprinted at all, so its state is not one to send.
         """
         state, not_portable, no_baseline, unknown = {}, [], [], []
         for name, module in self.watched_modules():
             if module is None:
                 continue
-            if fork and name == "__main__" and self.baselines.get(name) is None:
-                current = main_state_for_fork(module, self.key)
-                if current is None:  # no source: nothing to compare with
+            baseline = self.baselines.get(name)
+            if baseline is None and name == "__main__":
+                found = (main_not_portable_for_fork if fork else _main_state_and_not_portable)(module, self.key)
+                if found is None:  # no source: nothing to compare with
                     no_baseline.append(name)
-                    continue
-            else:
-                current = state_of(module, self.key)
+                elif found[0]:
+                    state[name] = found[0]
+                    not_portable.extend(found[1])
+                continue
+            if baseline is None and fork:  # nothing to compare, nor to send: whether it has state is enough
+                if has_state(module):
+                    no_baseline.append(name)
+                continue
+            current = state_of(module, self.key)
             if not current:
                 continue
             state[name] = current
-            baseline = self.baselines.get(name)
-            if baseline is None and name == "__main__":
-                found = _main_not_portable(module, current, self.key)
-                if found is None:
-                    no_baseline.append(name)
-                not_portable.extend(found or ())
-                continue
             if baseline is None:
                 no_baseline.append(name)
                 continue
-            not_portable.extend("%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current)
-            unknown.extend("%s.%s" % (name, n) for n in uncertain_names(baseline, current))
+            changed, uncertain = self._compared(name, baseline, current)
+            not_portable.extend(changed)
+            unknown.extend(uncertain)
         return state, sorted(not_portable), sorted(no_baseline), sorted(unknown)
 
+    def _compared(self, name, baseline, current):
+        """([module.name] changed, [module.name] cannot tell) of a module's state against its baseline; the
+        last start's answer while every fingerprint is the very one it had then (an immutable value still
+        held, see _fingerprint_of): the same fingerprints give the same answer."""
+        last = self._last_compared.get(name)
+        if last is not None and last[0] is baseline and _same_fingerprints(last[1], current):
+            return last[2]
+        found = (["%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current],
+                 ["%s.%s" % (name, n) for n in uncertain_names(baseline, current)])
+        self._last_compared[name] = (baseline, current, found)
+        return found
 
-def main_state_for_fork(module, key=None):
-    """The main module's state as far as a fork child's mp.state.not_portable needs it; None: no source.
 
-    Only the names bound at import to a literal are compared by value, so only
-    they are fingerprinted; whether any other name counts depends on where the
-    source binds it, and on whether it holds only process handles. Walking the
-    rest (an SDK provider, a list of results) would touch every page they span,
-    each a copy-on-write fault after every fork.
-    """
-    from mptrace import _mainsource
+def _same_fingerprints(was, now):
+    """Whether two states hold the same names with the very same fingerprint objects (``is``)."""
+    return len(was) == len(now) and all(was.get(name) is fingerprint for name, fingerprint in now.items())
 
-    source = _mainsource.read(module)
+
+def _main_state_and_not_portable(module, key=None):
+    """(state, [__main__.name] not portable) of the main module; None: it has state, but no source
+    (see _main_not_portable)."""
+    current = state_of(module, key)
+    if not current:
+        return {}, []
+    source = _main_source(module)
     if source is None:
         return None
-    return state_of(module, key, walk=_literal_fingerprints(source, key).__contains__)
+    return current, _main_not_portable(current, source, key)
 
 
-def _main_not_portable(module, current, key=None):
-    """``__main__.name`` of the main module's state set after import, as its source tells; None: no source.
+def main_not_portable_for_fork(module, key=None):
+    """(state, [__main__.name] not portable) of the main module for a fork child; None: no source.
+
+    A fork child is sent no state, so only the not portable names are in it.
+    Only the names the source says may count are read at all (see
+    _names_that_may_count): the names bound at import to a literal, compared
+    with it as written before any is fingerprinted, and those bound after
+    import, which count unless they hold only process handles. Reading any
+    other value (an SDK provider, a function), even only to see what it is,
+    writes its reference count: a copy-on-write fault after every fork for
+    each page they span.
+    """
+    source = _main_source(module)
+    if source is None:
+        return None
+    namespace = own_namespace(module)
+    if namespace is None:
+        return {}, []
+    if _more_public_names(namespace, MAX_NAMES):  # which names state_of keeps depends on all the values
+        return _main_state_and_not_portable(module, key)
+    literals, found, classes = source.literals, {}, []
+    for name in _names_that_may_count(namespace, source):
+        value = dict.get(namespace, name, _MISSING)
+        if isinstance(value, type):
+            classes.append((name, value))
+        elif value is _MISSING or isinstance(value, _NOT_STATE):
+            continue
+        elif name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
+            if source.set_after_import(name) and not _holds_only_process_handles(value):
+                found[name] = {name: NOT_WALKED}
+        elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
+            fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(module, key))
+            if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
+                found[name] = fingerprint
+    module_name = dict.get(namespace, "__name__")
+    watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
+    if watched and _more_public_names(namespace, MAX_CLASSES):  # which classes state_of keeps: all the values
+        return _main_state_and_not_portable(module, key)
+    for cls in watched:
+        class_state = _log.safely("reading the class attributes of a class in %s" % module_name,
+                                  _class_state, cls, key) or {}
+        found.update((name, fingerprint) for name, fingerprint in class_state.items()
+                     if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source))
+    return found, sorted("__main__.%s" % name for name in found)
+
+
+def _more_public_names(namespace, limit):
+    """Whether a namespace has more than ``limit`` names but dunders (counted only when it might)."""
+    return len(namespace) > limit and len(_public_names(namespace)) > limit
+
+
+_EQUAL_IF_SAME = frozenset((str, bytes, int, bool, type(None)))  # exact types: == is theirs, and says it all
+
+
+def _as_written(value, literal):
+    """Whether ``value`` is exactly ``literal``, a value the source wrote: the same exact types, equal
+    values, nothing held twice; then its fingerprint is the literal's, and nothing needs fingerprinting.
+    False: perhaps not (a set, a subclass, a container held twice, ...), for its fingerprint to tell.
+
+    Only the built-in types' own comparisons run (the types are checked first): never the program's code.
+    """
+    pending, opened, budget = [(value, literal)], set(), _fingerprint.MAX_DIGEST_NODES
+    while pending:
+        now, was = pending.pop()
+        kind = type(now)
+        if kind is not type(was):
+            return False
+        if kind in _EQUAL_IF_SAME:
+            if now != was:
+                return False
+            continue
+        if kind is float:  # 0.0 == -0.0, yet a fingerprint shows each by its repr
+            if float.__repr__(now) != float.__repr__(was):
+                return False
+            continue
+        if kind not in _SAME_SHAPE or id(now) in opened or budget <= 0:
+            return False  # a container held twice is fingerprinted differently (see _fingerprint._walk)
+        opened.add(id(now))
+        now_items = list(dict.items(now)) if kind is dict else list(kind.__iter__(now))
+        budget -= len(now_items)
+        if len(now_items) != len(was):
+            return False
+        if kind is dict:
+            for (now_key, now_value), (was_key, was_value) in zip(now_items, dict.items(was)):
+                pending.append((now_key, was_key))  # in order: a fingerprint shows a dict's first items
+                pending.append((now_value, was_value))
+        else:
+            pending.extend(zip(now_items, was))
+    return True
+
+
+_SAME_SHAPE = (list, tuple, dict)
+
+
+def _main_source(module):
+    """The main module's MainSource (see _mainsource.read), or None."""
+    read = _main_source_reader[0]
+    if read is None:  # imported once, not at each start: an import statement runs importlib's Python code
+        from mptrace import _mainsource
+
+        read = _main_source_reader[0] = _mainsource.read
+    return read(module)
+
+
+_main_source_reader = [None]  # _mainsource.read, once imported (it imports ast: not on a spawn child's path)
+
+
+def _main_not_portable(current, source, key=None):
+    """``__main__.name`` of the main module's state set after import, as its source tells.
 
     The main module is run, not imported, so it has no import-time baseline of
     its own; its source says what a spawn child, which re-runs it without the
@@ -509,14 +671,35 @@ def _main_not_portable(module, current, key=None):
     literal are compared like any baseline; the others only by where the
     source binds them.
     """
-    from mptrace import _mainsource
-
-    source = _mainsource.read(module)
-    if source is None:
-        return None
     literals = _literal_fingerprints(source, key)
     found = [name for name in current if _main_name_not_portable(name, current[name], literals, source)]
     return sorted("__main__.%s" % name for name in found)
+
+
+# What the main module's source says of the names that may be not portable: [(source, always, at_import,
+# every name known)] (see _names_that_may_count).
+_may_count_of = [None]
+
+
+def _names_that_may_count(namespace, source):
+    """The main module's names (no dunders) that its source says may be not portable (see
+    _main_name_not_portable), found with set operations on the names alone, no value read.
+
+    A name bound at import to a literal may have changed; so may one bound
+    after import (see MainSource.set_after_import), or a class whose attributes
+    are either. Any other name never counts, whatever it holds.
+    """
+    cached = _may_count_of[0]  # read once: another thread may start a process too
+    if cached is None or cached[0] is not source:
+        owners = set(name.split(".")[0] for name in list(source.literals) + list(source.later) if "." in name)
+        always = frozenset(owners | set(name for name in source.literals if "." not in name)
+                           | set(name for name in source.later if "." not in name and name in source.at_import))
+        cached = _may_count_of[0] = (source, always, frozenset(source.at_import), "*" not in source.at_import)
+    _, always, at_import, every_name_known = cached
+    names = dict.keys(namespace) & always  # looks up the few names of ``always``, not every key
+    if every_name_known:
+        names |= dict.keys(namespace) - at_import  # not bound at import: set after it
+    return [name for name in names if isinstance(name, str) and not name.startswith("__")]
 
 
 def _main_name_not_portable(name, fingerprint, literals, source):

@@ -1,8 +1,11 @@
 """Property tests: fingerprints never raise, never run user code, stay bounded."""
 
 import copy
+import multiprocessing
+import os
 import types
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -121,3 +124,123 @@ def test_module_state_reused_between_starts_is_the_state_taken_afresh(namespace,
         if change == "in place" and _change_in_place(value):
             continue
         setattr(owner, name, copy.deepcopy(value) if change == "equal copy" else data.draw(globals_values))
+
+
+# -- the main module under fork: only what its source says may count is read ----------------------------
+
+literal_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5),
+              st.binary(max_size=5)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.tuples(children, children),
+                               st.dictionaries(st.one_of(st.text(max_size=3), st.integers()), children, max_size=4),
+                               st.frozensets(st.integers(), max_size=3).map(set)), max_leaves=12)
+main_names = st.sampled_from(["A", "B", "C", "D", "E", "F", "G"])
+# Where the source binds a name: to a literal at import, to code at import, in the main guard, through `global`.
+bindings = st.sampled_from(["literal", "code", "guard", "global", "class", "class in guard", "none"])
+
+
+def _main_source_text(plan):
+    lines, guard = ["import multiprocessing"], []
+    for name, (binding, literal) in sorted(plan.items()):
+        if binding == "literal":
+            lines.append("%s = %r" % (name, literal))
+        elif binding == "code":
+            lines.append("%s = dict(a=%r)" % (name, literal))
+        elif binding == "guard":
+            guard.append("    %s = 1" % name)
+        elif binding == "global":
+            lines.append("def set_%s():\n    global %s\n    %s = 2" % (name, name, name))
+        elif binding == "class":
+            lines.append("class %s:\n    attr = %r\n    other = len\n    late = 0" % (name, literal))
+            guard.append("    %s.late = 1" % name)
+        elif binding == "class in guard":
+            guard.append("    class %s:\n        attr = 1" % name)
+    return "\n".join(lines + ['if __name__ == "__main__":'] + (guard or ["    pass"])) + "\n"
+
+
+def _main_value(binding, literal, how, data):
+    """What the main module holds under a name the source binds so: as written, changed, or anything."""
+    if how == "anything":
+        return data.draw(st.one_of(globals_values, st.sampled_from(
+            [len, multiprocessing.Process(), [multiprocessing.Process()], {"q": multiprocessing.Process()},
+             types, Settings, [], ()])))
+    if binding in ("class", "class in guard"):
+        attributes = {"__module__": "__main__", "__qualname__": "?", "attr": copy.deepcopy(literal),
+                      "other": len, "late": 0}
+        if how == "changed":
+            attributes["attr"] = data.draw(globals_values)
+        return attributes  # made a class by the caller, who knows its name
+    value = copy.deepcopy(literal)
+    if how == "changed" and not _change_in_place(value):
+        value = data.draw(globals_values)
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(main_names, st.tuples(bindings, literal_values), min_size=1),
+       st.sampled_from([None, b"k" * 16]), st.data())
+def test_a_fork_start_reads_the_main_module_as_a_full_look_would_tell(plan, key, data):
+    """What a fork start finds not portable in the main module, reading only the names its source says may
+    count (and comparing literals as written before fingerprinting them), is what fingerprinting the whole
+    module says, whatever each name holds: the literal as written, changed in place or rebound, code,
+    a class, process handles, or nothing; at a first start and at a second one after more changes."""
+    import tempfile
+
+    from mptrace import _modstate
+
+    handle, path = tempfile.mkstemp(suffix=".py")
+    with os.fdopen(handle, "w") as source:
+        source.write(_main_source_text(plan))
+    try:
+        module = types.ModuleType("__main__")
+        module.__file__ = path
+        for _ in range(2):  # the second start reuses what the first one kept
+            for name, (binding, literal) in plan.items():
+                how = data.draw(st.sampled_from(["as written", "changed", "anything", "absent", "kept"]))
+                if how == "absent":
+                    vars(module).pop(name, None)
+                    continue
+                if how == "kept" and name in vars(module):
+                    _change_in_place(vars(module)[name])  # the same object as at the first start, or changed
+                    continue
+                value = _main_value(binding, literal, how, data)
+                if isinstance(value, dict) and "__qualname__" in value and binding.startswith("class"):
+                    value = type(name, (), dict(value, __qualname__=name))
+                setattr(module, name, value)
+            if data.draw(st.booleans()):
+                module.extra = data.draw(globals_values)  # a name the source never binds
+            fast = _modstate.main_not_portable_for_fork(module, key)
+            state, full = _modstate._main_state_and_not_portable(module, key)
+            assert fast[1] == full
+            assert sorted("__main__.%s" % name for name in fast[0]) == full
+    finally:
+        os.unlink(path)
+
+
+def _shared_inner():
+    inner = [1]
+    return [inner, inner]
+
+
+@pytest.mark.parametrize("value, literal", [
+    (0.0, -0.0), (1, True), (1, 1.0), ((1,), [1]), ({"a": 1, "b": 2}, {"b": 2, "a": 1}), ({1, 2}, {1, 2}),
+    (_shared_inner(), [[1], [1]]), (targets.Holder(1), {"name": "holder", "resource": 1}),
+    (type("Text", (str,), {})("x"), "x"), (1.0, 1), (0.1 + 0.2, 0.3),
+])
+def test_a_value_is_as_written_only_where_its_fingerprint_is_the_literals(value, literal):
+    """Equal values the fingerprints tell apart (a zero's sign, a bool, a container held twice, a subclass,
+    a dict's order) are never taken as written: they are fingerprinted."""
+    from mptrace import _modstate
+
+    assert not _modstate._as_written(value, literal)
+
+
+@pytest.mark.parametrize("literal", [0.5, -0.0, 10 ** 40, "prod", b"x", None, (1, ("a", [2])), [[1], [1]],
+                                     {"retries": 3, "names": ("a", "b")}, []])
+def test_an_equal_copy_of_a_literal_is_as_written(literal):
+    from mptrace import _modstate
+
+    copied = copy.deepcopy(literal)
+    assert _modstate._as_written(copied, literal)
+    assert _fingerprint.fingerprint([("x", copied)], key=b"k" * 16) == \
+        _fingerprint.fingerprint([("x", literal)], key=b"k" * 16)

@@ -270,3 +270,24 @@ def test_reading_a_socket_leaves_it_as_it_was(default_timeout):
         HELD = None
         for s in (blocking, nonblocking, listener):
             s.close()
+
+
+def test_listing_what_a_fork_child_inherits_runs_no_weak_set_code():
+    """Multiprocessing's plumbing (its connections, the Popens of traced starts) is read from one copy of
+    the weak references: iterating a WeakSet runs _weakrefset's Python code, pages a fork start faults on.
+    A connection counts only while it is open."""
+    from mptrace import _fds
+
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    _fds._connections.add(reader)
+    called = []
+    sys.setprofile(lambda frame, event, arg: called.append(frame.f_code.co_filename) if event == "call" else None)
+    try:
+        excluded = _fds._plumbing()
+    finally:
+        sys.setprofile(None)
+    assert reader.fileno() in excluded
+    assert not [name for name in called if name.endswith("_weakrefset.py")]
+    reader.close()
+    writer.close()
+    assert None not in _fds._plumbing()

@@ -275,3 +275,58 @@ def test_each_start_sees_the_state_as_it_is_then(start_method, tmp_path):
         assert launch["attributes"]["mp.state.not_portable"] == not_portable, step
         assert "mp.state.unknown" not in launch["attributes"], step
         assert run["attributes"]["mp.state.diverged"] == ([] if start_method == "fork" else diverged), step
+
+
+MAIN_STEPS = {  # the child started after each step: mp.state.not_portable, mp.args.class_state_not_portable
+    "untouched": ([], None),
+    "appended": (["__main__.RESULTS"], None),
+    "nested in place": (["__main__.PAIR", "__main__.RESULTS"], None),
+    "rebound": (["__main__.Counter.limit", "__main__.DYNAMIC", "__main__.MODE", "__main__.PAIR", "__main__.RESULTS"],
+                ["args[0]: __main__.Counter.limit"]),
+    "as written again": ([], None),
+}
+
+
+def test_each_start_sees_the_main_module_as_it_is_then(start_method, tmp_path):
+    """What a start reuses from the last one (under fork, only the names the main module's source says may
+    count are read) never hides a change: a list grown in place, a list inside a tuple, a global created
+    and deleted, a class attribute, and all of them put back as written."""
+    _, spans = run_traced(tmp_path, "tests/programs/main_between_starts.py", start_method)
+    launches = {s["attributes"]["mp.process.name"]: s["attributes"] for s in spans if s["name"] == "mp.process"}
+    assert sorted(launches) == sorted(MAIN_STEPS)
+    for step, (not_portable, class_state) in MAIN_STEPS.items():
+        assert launches[step]["mp.state.not_portable"] == not_portable, step
+        assert launches[step].get("mp.args.class_state_not_portable") == class_state, step
+        assert "mp.state.unknown" not in launches[step], step
+        assert "__main__" not in launches[step].get("mp.state.no_baseline", []), step
+
+
+def test_a_fork_start_with_nothing_changed_fingerprints_nothing(tmp_path, monkeypatch):
+    """A fork child is sent no state: a start reads only the main module's names its source says may count,
+    compares its literals with the values as written before fingerprinting any, and only looks whether a
+    module without a baseline has state. Every value it fingerprints is a page it walks, each a
+    copy-on-write fault after every fork: with nothing changed since the last start, it fingerprints none."""
+    import types
+
+    from mptrace import _fingerprint, _modstate
+
+    path = tmp_path / "main_program.py"
+    path.write_text('MODE = "prod"\nLIMITS = {"retries": 3, "names": ["a", "b"]}\nRESULTS = []\n'
+                    'if __name__ == "__main__":\n    results = [1, 2, 3]\n')
+    main = types.ModuleType("__main__")
+    main.__file__ = str(path)
+    vars(main).update(MODE="prod", LIMITS={"retries": 3, "names": ["a", "b"]}, RESULTS=[], results=[1, 2, 3])
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    fingerprinted = []
+    real = _fingerprint.fingerprint
+    monkeypatch.setattr(_fingerprint, "fingerprint",
+                        lambda items, *args, **kwargs: real(fingerprinted.extend(items) or items, *args, **kwargs))
+    watch = _modstate.ModuleWatch(key=b"k" * 16)
+    first = watch.state_at_start(fork=True)
+    fingerprinted.clear()
+    main.results.append(4)
+    assert watch.state_at_start(fork=True) == first
+    assert fingerprinted == []
+    assert first[1] == ["__main__.results"]
+    main.LIMITS["names"].append("c")  # changed in place: fingerprinted, and told
+    assert watch.state_at_start(fork=True)[1] == ["__main__.LIMITS", "__main__.results"]
