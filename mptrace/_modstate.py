@@ -566,6 +566,10 @@ def main_not_portable_for_fork(module, key=None):
     other value (an SDK provider, a function), even only to see what it is,
     writes its reference count: a copy-on-write fault after every fork for
     each page they span.
+
+    A namespace with more names than state_of keeps (MAX_NAMES, MAX_CLASSES) is
+    read whole, shallowly, to find the names it keeps (they depend on every
+    value); those are then decided the same way, never fingerprinted whole.
     """
     source = _main_source(module)
     if source is None:
@@ -573,32 +577,41 @@ def main_not_portable_for_fork(module, key=None):
     namespace = own_namespace(module)
     if namespace is None:
         return {}, []
-    if _more_public_names(namespace, MAX_NAMES):  # which names state_of keeps depends on all the values
-        return _main_state_and_not_portable(module, key)
-    literals, found, classes = source.literals, {}, []
-    for name in _names_that_may_count(namespace, source):
-        value = dict.get(namespace, name, _MISSING)
-        if isinstance(value, type):
-            classes.append((name, value))
-        elif value is _MISSING or isinstance(value, _NOT_STATE):
-            continue
-        elif name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
+    module_name = dict.get(namespace, "__name__")
+    if _more_public_names(namespace, MAX_NAMES):
+        names, watched = _capped_names_and_classes(namespace)
+    else:
+        names, classes = [], []
+        for name in _names_that_may_count(namespace, source):
+            value = dict.get(namespace, name, _MISSING)
+            if isinstance(value, type):
+                classes.append((name, value))
+            elif value is not _MISSING and not isinstance(value, _NOT_STATE):
+                names.append((name, value))
+        watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
+        if watched and _more_public_names(namespace, MAX_CLASSES):  # which classes state_of keeps: all the values
+            names, watched = _capped_names_and_classes(namespace)
+    literals, found = source.literals, {}
+    for name, value in names:
+        if name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
             if source.set_after_import(name) and not _holds_only_process_handles(value):
                 found[name] = {name: NOT_WALKED}
         elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
             fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(module, key))
             if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
                 found[name] = fingerprint
-    module_name = dict.get(namespace, "__name__")
-    watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
-    if watched and _more_public_names(namespace, MAX_CLASSES):  # which classes state_of keeps: all the values
-        return _main_state_and_not_portable(module, key)
     for cls in watched:
         class_state = _log.safely("reading the class attributes of a class in %s" % module_name,
                                   _class_state, cls, key) or {}
         found.update((name, fingerprint) for name, fingerprint in class_state.items()
                      if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source))
     return found, sorted("__main__.%s" % name for name in found)
+
+
+def _capped_names_and_classes(namespace):
+    """The names and classes state_of keeps of a namespace (the first MAX_NAMES and MAX_CLASSES by name)."""
+    names, watched = _names_and_classes(namespace)
+    return names[:MAX_NAMES], watched[:MAX_CLASSES]
 
 
 def _more_public_names(namespace, limit):

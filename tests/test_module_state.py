@@ -330,3 +330,36 @@ def test_a_fork_start_with_nothing_changed_fingerprints_nothing(tmp_path, monkey
     assert first[1] == ["__main__.results"]
     main.LIMITS["names"].append("c")  # changed in place: fingerprinted, and told
     assert watch.state_at_start(fork=True)[1] == ["__main__.LIMITS", "__main__.results"]
+
+
+def test_a_fork_start_with_more_names_than_kept_fingerprints_only_what_may_have_changed(tmp_path, monkeypatch):
+    """A main module with more names than state_of keeps (MAX_NAMES) is read whole to find the names kept,
+    but a fork start still fingerprints none of them whole: a list of results it binds (not a literal)
+    is never walked, whatever its size, and a literal changed in place is still told."""
+    import types
+
+    from mptrace import _fingerprint, _modstate
+
+    names = ["NAME_%03d" % number for number in range(_modstate.MAX_NAMES + 6)]
+    path = tmp_path / "main_program.py"
+    path.write_text("".join("%s = %d\n" % (name, number) for number, name in enumerate(names))
+                    + 'LIMITS = {"retries": 3}\nimport collections\nRESULTS = collections.deque()\n')
+    main = types.ModuleType("__main__")
+    main.__file__ = str(path)
+    vars(main).update({name: number for number, name in enumerate(names)})
+    vars(main).update(LIMITS={"retries": 3}, RESULTS=[list(range(50)) for _ in range(200)])
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    fingerprinted = []
+    real = _fingerprint.fingerprint
+    monkeypatch.setattr(_fingerprint, "fingerprint",
+                        lambda items, *args, **kwargs: real(fingerprinted.extend(items) or items, *args, **kwargs))
+    watch = _modstate.ModuleWatch(key=b"k" * 16)
+    assert watch.state_at_start(fork=True)[1] == []
+    assert fingerprinted == [], "a fork start fingerprinted values that cannot have changed"
+    main.LIMITS["retries"] = 4
+    assert watch.state_at_start(fork=True)[1] == ["__main__.LIMITS"]
+    assert "RESULTS" not in [name for name, _ in fingerprinted], "a list the program binds was walked"
+    fingerprinted.clear()  # the source's literals were fingerprinted once, to compare with: not again
+    main.LIMITS["retries"] = 5
+    assert watch.state_at_start(fork=True)[1] == ["__main__.LIMITS"]
+    assert [name for name, _ in fingerprinted] == ["LIMITS"]
