@@ -18,6 +18,7 @@ processes of its own (see ``_start_trampoline``). When the child's own code
 imports OpenTelemetry, the SDK is wired to the spool then (``_otel_child``).
 """
 
+import importlib
 import os
 import sys
 import time
@@ -229,8 +230,7 @@ def prepare_fork_child(carrier, random_places=None):
     run.end_template = run.run_span.prebuild(final_attributes)
     run.parent_has_pools = parent_has_pools()
     if "opentelemetry.trace" in sys.modules:
-        from mptrace import _otel_child
-
+        _otel_child = sys.modules.get("mptrace._otel_child") or importlib.import_module("mptrace._otel_child")
         span = run.run_span
         run.prebuilt_context = _otel_child.run_context(span.trace_id, span.span_id, span.sampled)
         run.wired_by_inheritance = _otel_child.fork_child_needs_no_wiring(run.prebuilt_context)
@@ -520,7 +520,12 @@ _POOL_RECORDS = ("mptrace._tasks", "mptrace._pool", "mptrace._executor")
 
 def parent_has_pools():
     """Whether this process records pools of its own (a fork child must forget them)."""
-    return any(module is not None and module.has_pools() for module in map(sys.modules.get, _POOL_RECORDS))
+    modules = sys.modules
+    for name in _POOL_RECORDS:
+        module = modules.get(name)
+        if module is not None and module.has_pools():
+            return True
+    return False
 
 
 def _count_channels_here(run):

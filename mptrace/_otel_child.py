@@ -13,12 +13,13 @@ have it, as a copy of the parent). Three things happen here:
   spans nest under it.
 """
 
+import sys
 import threading
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Span, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 
 from mptrace import _bounded, _log, _spool
 from mptrace._state import state
@@ -177,8 +178,6 @@ def _routed_by_patches():
     """Whether the SDK's multi-processors here already send spans to the spool
     (the root's patches, inherited by a fork child or loaded by a spawn child
     that starts processes itself)."""
-    from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
-
     return state.patches.is_patched(SynchronousMultiSpanProcessor, "on_end")
 
 
@@ -186,13 +185,11 @@ def fork_child_needs_no_wiring(run_context):
     """The span of ``run_context`` when a fork child of this process, started with ``run_context``
     attached, would find nothing to do in ``wire`` (it inherits every patch and setting), else None.
 
-    Asked by the parent before the fork, so that the child runs none of it.
+    Asked by the parent before the fork, so that the child runs none of it (and with no import
+    statement: one runs importlib's Python code, whose pages a forking parent writes again each time).
     """
-    from mptrace import _channels
-    from opentelemetry.sdk.trace import Span
-
     if not (isinstance(trace.get_tracer_provider(), TracerProvider) and _routed_by_patches()
-            and _channels.uses_opentelemetry() and state.patches.is_patched(Span, "end")):
+            and sys.modules["mptrace._channels"].uses_opentelemetry() and state.patches.is_patched(Span, "end")):
         return None
     return trace.get_current_span(run_context)
 

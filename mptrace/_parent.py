@@ -15,8 +15,10 @@ Children that never get observed are ended when this process exits (a
 multiprocessing finalizer that runs after multiprocessing joins its children).
 """
 
+import importlib
 import os
 import signal
+import sys
 import threading
 
 from mptrace import _channels, _fds, _grpcfork, _litespan, _log, _prerun, _spool, semconv
@@ -148,13 +150,20 @@ def _start_process_span(attributes):
     """mp.process: in the root a RootSpan that the provider's sampler decided on, handed to the processors
     when it ends (see _rootspan); in a child a LiteSpan; an SDK span where the tracer decides otherwise."""
     if state.is_root():
-        from mptrace import _rootspan
-
+        # Not "from mptrace import": importlib's Python code would run at every start (see _loaded).
+        _rootspan = _loaded("mptrace._rootspan")
         span = _rootspan.start_sampled(state.tracer, state.root.provider, semconv.SPAN_PROCESS,
                                        _litespan.KIND_CLIENT, attributes)
         if span is not None:
             return span
     return state.tracer.start_span(semconv.SPAN_PROCESS, kind=_client_kind(), attributes=attributes)
+
+
+def _loaded(name):
+    """Module ``name``, imported if need be. A ``from mptrace import x`` statement runs importlib's
+    ``_handle_fromlist`` (Python) each time: after a fork, pages the parent writes again at every start."""
+    module = sys.modules.get(name)
+    return module if module is not None else importlib.import_module(name)
 
 
 def _client_kind():
@@ -418,10 +427,8 @@ def _record_method(launch, popen):
 
 def _random_generators():
     """Where the fork child's random generators are: found here, where memory is warm; hashed in the child."""
-    from mptrace import _randomstate
-
     watch = _module_watch()
-    return _randomstate.generators(watch.watched_modules() if watch is not None else (), fork=True)
+    return _loaded("mptrace._randomstate").generators(watch.watched_modules() if watch is not None else (), fork=True)
 
 
 def _forkserver_preload():

@@ -29,6 +29,7 @@ from mptrace._state import state
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_SPAN_KINDS = {kind.value: kind for kind in SpanKind}  # SpanKind(value) runs the Enum machinery's Python code
 _SCOPE = InstrumentationScope("mptrace", __version__)
 
 
@@ -103,7 +104,7 @@ def start_sampled(tracer, provider, name, kind, attributes):
     if not parent.is_valid:
         parent = None
     trace_id = parent.trace_id if parent is not None else provider.id_generator.generate_trace_id()
-    result = provider.sampler.should_sample(None, trace_id, name, SpanKind(kind), attributes, None)
+    result = provider.sampler.should_sample(None, trace_id, name, _SPAN_KINDS[kind], attributes, None)
     flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
     random_trace_id = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2 (SDK 1.4x): kept as the SDK keeps it
     if random_trace_id and (parent.trace_flags & random_trace_id if parent is not None
