@@ -434,14 +434,16 @@ class ModuleWatch:
         """The watched modules now loaded; sys.modules is rescanned only when it grew."""
         if len(sys.modules) != self._modules_seen:
             self._modules_seen = len(sys.modules)
-            # Without include, a module its fork server found to be a library's is not looked at again.
+            # Without include, a module its fork server found to be a library's is not looked at again, nor
+            # is one of the standard library (wanted_name says no to them; a spawn child has some 150).
             known = _library_modules if not self.include else ()
+            standard = _STANDARD_LIBRARY if not self.include else ()
             candidates = None if self.include else _modules_since_server()
             if candidates is None:
                 candidates = list(sys.modules.items())
             self._watched = [name for name, module in candidates
                              if module is not None and name != "__mp_main__" and name not in known
-                             and self.watches(name, module)]
+                             and name.partition(".")[0] not in standard and self.watches(name, module)]
             if len(self._watched) > MAX_MODULES and not self._said_too_many:
                 self._said_too_many = True
                 _log.warning("comparing the state of the first %d of %d application modules; %s and later ones "
@@ -617,8 +619,10 @@ def _modules_since_server():
 
 def _in_standard_library(name):
     """Whether module ``name`` is the standard library's, by its top-level name (3.10+; built-ins on 3.9)."""
-    top = name.split(".")[0]
-    return top in getattr(sys, "stdlib_module_names", ()) or top in sys.builtin_module_names
+    return name.partition(".")[0] in _STANDARD_LIBRARY
+
+
+_STANDARD_LIBRARY = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
 
 
 # The modules a fork server found to be mptrace's, the standard library's or installed packages' (no
