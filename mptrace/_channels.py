@@ -44,9 +44,9 @@ DEFAULT_SPAN_BYTES = 1 << 20
 DEFAULT_SPAN_SECONDS = 0.001
 MAX_TYPES = 8  # classes named on a failed unpickle
 
-# Thresholds for a span of its own (module globals: the hot path reads them).
-span_bytes = DEFAULT_SPAN_BYTES
-span_seconds = DEFAULT_SPAN_SECONDS
+# Thresholds for a span of its own (module globals: the hot path reads them). A spawn child loads this module
+# only once its code imports a channel module (see _child._instrument_channels): then its process tree's.
+span_bytes, span_seconds = (state.tree or {}).get("pk", (DEFAULT_SPAN_BYTES, DEFAULT_SPAN_SECONDS))
 
 
 # -- tallies -----------------------------------------------------------------
@@ -608,13 +608,14 @@ def instrument(patches, import_now):
     for module_name, channel in CHANNEL_MODULES:
         module = importlib.import_module(module_name) if import_now else sys.modules.get(module_name)
         if module is not None:
-            _instrument_module(patches, module, channel)
+            instrument_module(patches, module, channel)
         else:
             _importhook.call_after_import(
-                module_name, lambda module, channel=channel: _instrument_module(patches, module, channel))
+                module_name, lambda module, channel=channel: instrument_module(patches, module, channel))
 
 
-def _instrument_module(patches, module, channel):
+def instrument_module(patches, module, channel):
+    """Give one channel module its pickler (and the queue module's Queue its reset hook)."""
     if patches.is_patched(module, "_ForkingPickler"):
         return
     base = module._ForkingPickler
