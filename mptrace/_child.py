@@ -544,7 +544,8 @@ def _count_channels_here(run):
     """Pickles on queues and connections count in this process from now on."""
     _channels = sys.modules.get("mptrace._channels")  # a fresh interpreter may not have it: see _instrument_channels
     if run.carrier["method"] == "fork":  # the parent's settings, inherited with its memory
-        _channels.forget_inherited_tallies()
+        if _channels is not None:
+            _channels.forget_inherited_tallies()
         if run.parent_has_pools is not False:  # the parent's pools (unless it said before the fork it had none)
             for name in _POOL_RECORDS:
                 module = sys.modules.get(name)

@@ -604,11 +604,14 @@ def _modules_since_server():
     last_name, last_module, own = _server_modules
     modules = sys.modules
     added = []
-    for name in reversed(modules):
-        if name == last_name and modules[name] is last_module:
-            break
-        added.append(name)
-    else:
+    try:
+        for name in reversed(modules):
+            if name == last_name and modules[name] is last_module:
+                break
+            added.append(name)
+        else:
+            return None
+    except RuntimeError:  # another thread imported meanwhile
         return None
     added.reverse()
     again = set(added)  # removed and imported again after the fork: in the order they came back
