@@ -44,9 +44,9 @@ DEFAULT_SPAN_BYTES = 1 << 20
 DEFAULT_SPAN_SECONDS = 0.001
 MAX_TYPES = 8  # classes named on a failed unpickle
 
-# Thresholds for a span of its own (module globals: the hot path reads them).
-span_bytes = DEFAULT_SPAN_BYTES
-span_seconds = DEFAULT_SPAN_SECONDS
+# Thresholds for a span of its own (module globals: the hot path reads them). A spawn child loads this module
+# only once its code imports a channel module (see _child._instrument_channels): then its process tree's.
+span_bytes, span_seconds = (state.tree or {}).get("pk", (DEFAULT_SPAN_BYTES, DEFAULT_SPAN_SECONDS))
 
 
 # -- tallies -----------------------------------------------------------------
@@ -608,16 +608,21 @@ def instrument(patches, import_now):
     for module_name, channel in CHANNEL_MODULES:
         module = importlib.import_module(module_name) if import_now else sys.modules.get(module_name)
         if module is not None:
-            _instrument_module(patches, module, channel)
+            instrument_module(patches, module, channel)
         else:
             _importhook.call_after_import(
-                module_name, lambda module, channel=channel: _instrument_module(patches, module, channel))
+                module_name, lambda module, channel=channel: instrument_module(patches, module, channel))
 
 
-def _instrument_module(patches, module, channel):
+def instrument_module(patches, module, channel):
+    """Give one channel module its pickler (and the queue module's Queue its reset hook)."""
     if patches.is_patched(module, "_ForkingPickler"):
         return
-    patches.replace(module, "_ForkingPickler", channel_pickler(module._ForkingPickler, channel))
+    base = module._ForkingPickler
+    pickler = _prebuilt_picklers.get(channel)
+    if pickler is None or pickler.__bases__ != (base,):
+        pickler = channel_pickler(base, channel)
+    patches.replace(module, "_ForkingPickler", pickler)
     queue_class = getattr(module, "Queue", None) if channel == "queue" else None
     if queue_class is not None and not patches.is_patched(queue_class, "_reset"):
         original_reset = vars(queue_class)["_reset"]
@@ -626,6 +631,24 @@ def _instrument_module(patches, module, channel):
             return queue_reset_wrapper(original_reset.__get__(self), self, args, kwargs)
 
         patches.replace(queue_class, "_reset", _reset)
+
+
+# In a fork server (see _preload): {channel: its pickler class}, built once for all the children it forks.
+# Nothing is patched there: a class no one uses is all the server holds.
+_prebuilt_picklers = {}
+
+
+def prebuild_picklers():
+    """In a fork server: the picklers of the channel modules it has loaded, for its children to install.
+
+    Building a class is among the costliest things a forkserver child of a traced parent did before its
+    target (every object it allocates or touches is a copy-on-write fault); the class reads this module's
+    settings at each call, so one built in the server is the one the child would build.
+    """
+    for module_name, channel in CHANNEL_MODULES:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            _prebuilt_picklers[channel] = channel_pickler(module._ForkingPickler, channel)
 
 
 def instrument_span_end(patches):

@@ -57,12 +57,34 @@ def _activate(carrier, began_with=None):
                 return bootstrap_wrapper(original.__get__(self), self, args, kwargs)
 
             state.patches.replace(base, "_bootstrap", _bootstrap)
-        from mptrace import _channels
-
-        _channels.instrument(state.patches, import_now=False)
+        _instrument_channels()
     except Exception:
         _log.internal_error("activating mptrace in a spawned child")
     return None
+
+
+# The modules whose picklers count pickles, with their channel: _channels.CHANNEL_MODULES, named here so
+# that a child whose code uses no queue or connection need not load _channels.
+CHANNEL_MODULES = (("multiprocessing.connection", "connection"), ("multiprocessing.queues", "queue"))
+
+
+def _instrument_channels():
+    """The channel modules' picklers now if the child has one loaded, else when its code imports each."""
+    if any(name in sys.modules for name, _ in CHANNEL_MODULES):
+        from mptrace import _channels
+
+        _channels.instrument(state.patches, import_now=False)
+        return
+    from mptrace import _importhook
+
+    for name, channel in CHANNEL_MODULES:
+        _importhook.call_after_import(name, lambda module, channel=channel: _channel_module_imported(module, channel))
+
+
+def _channel_module_imported(module, channel):
+    from mptrace import _channels
+
+    _channels.instrument_module(state.patches, module, channel)
 
 
 def is_traced_child():
@@ -530,16 +552,16 @@ def parent_has_pools():
 
 def _count_channels_here(run):
     """Pickles on queues and connections count in this process from now on."""
-    from mptrace import _channels
-
+    _channels = sys.modules.get("mptrace._channels")  # a fresh interpreter may not have it: see _instrument_channels
     if run.carrier["method"] == "fork":  # the parent's settings, inherited with its memory
-        _channels.forget_inherited_tallies()
+        if _channels is not None:
+            _channels.forget_inherited_tallies()
         if run.parent_has_pools is not False:  # the parent's pools (unless it said before the fork it had none)
             for name in _POOL_RECORDS:
                 module = sys.modules.get(name)
                 if module is not None:
                     module.forget()
-    else:
+    elif _channels is not None:  # else it starts with the tree's thresholds when it is loaded
         _channels.reset(*run.tree.get("pk", (_channels.DEFAULT_SPAN_BYTES, _channels.DEFAULT_SPAN_SECONDS)))
 
 

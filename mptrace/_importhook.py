@@ -14,10 +14,9 @@ from mptrace import _log
 class AfterImportFinder:
     """Calls ``callback(module)`` after each module for which ``wanted(name)`` is true."""
 
-    def __init__(self, wanted, callback, once=False):
+    def __init__(self, wanted, callback):
         self.wanted = wanted
         self.callback = callback
-        self.once = once
         self._finding = set()
 
     def find_spec(self, fullname, path=None, target=None):
@@ -45,8 +44,6 @@ class AfterImportFinder:
         return None
 
     def fire(self, module):
-        if self.once:
-            remove(self)
         _log.safely("running an after-import hook", self.callback, module)
 
 
@@ -73,16 +70,38 @@ def call_after_import(name, callback):
     """``callback(module)`` once, right after module ``name`` is imported.
 
     One pending callback per module name: a second request for the same name
-    is dropped while the first still waits.
+    is dropped while the first still waits. All of them wait in one finder:
+    every import a process makes asks each finder of ``sys.meta_path`` in turn.
     """
-    if not any(isinstance(f, AfterImportFinder) and f.once and f.wanted(name) for f in sys.meta_path):
-        install(AfterImportFinder(name.__eq__, callback, once=True))
+    global _pending_finder
+    _pending.setdefault(name, callback)
+    if _pending_finder is None or _pending_finder not in sys.meta_path:
+        _pending_finder = install(AfterImportFinder(_pending.__contains__, _run_pending))
 
 
 def drop_pending(name):
-    """Forget the callbacks still waiting for module ``name`` (see call_after_import)."""
-    for finder in [f for f in sys.meta_path if isinstance(f, AfterImportFinder) and f.once and f.wanted(name)]:
-        remove(finder)
+    """Forget the callback still waiting for module ``name`` (see call_after_import)."""
+    _pending.pop(name, None)
+    _remove_pending_finder_if_done()
+
+
+# The callbacks waiting for a module (see call_after_import): {module name: callback}, and their finder.
+_pending = {}
+_pending_finder = None
+
+
+def _run_pending(module):
+    callback = _pending.pop(getattr(module, "__name__", None), None)
+    _remove_pending_finder_if_done()
+    if callback is not None:
+        callback(module)
+
+
+def _remove_pending_finder_if_done():
+    global _pending_finder
+    if not _pending and _pending_finder is not None:
+        remove(_pending_finder)
+        _pending_finder = None
 
 
 def install(finder):

@@ -475,11 +475,16 @@ class ModuleWatch:
         """The watched modules now loaded; sys.modules is rescanned only when it grew."""
         if len(sys.modules) != self._modules_seen:
             self._modules_seen = len(sys.modules)
-            # Without include, a module its fork server found to be a library's is not looked at again.
+            # Without include, a module its fork server found to be a library's is not looked at again, nor
+            # is one of the standard library (wanted_name says no to them; a spawn child has some 150).
             known = _library_modules if not self.include else ()
-            self._watched = [name for name, module in list(sys.modules.items())
+            standard = _STANDARD_LIBRARY if not self.include else ()
+            candidates = None if self.include else _modules_since_server()
+            if candidates is None:
+                candidates = list(sys.modules.items())
+            self._watched = [name for name, module in candidates
                              if module is not None and name != "__mp_main__" and name not in known
-                             and self.watches(name, module)]
+                             and name.partition(".")[0] not in standard and self.watches(name, module)]
             if len(self._watched) > MAX_MODULES and not self._said_too_many:
                 self._said_too_many = True
                 _log.warning("comparing the state of the first %d of %d application modules; %s and later ones "
@@ -764,7 +769,7 @@ def real_path(path):
 def resolve_module_paths():
     """In a fork server, once for all its children: which of the loaded modules are libraries'
     (``_library_modules``), and the real directories of the rest."""
-    global _library_modules
+    global _library_modules, _server_modules
     found = set()
     for name, module in list(sys.modules.items()):
         if name == "__main__" or module is None:
@@ -773,12 +778,50 @@ def resolve_module_paths():
                 or _in_standard_library(name) or not _is_application_module(module, library_paths())):
             found.add(name)
     _library_modules = frozenset(found)
+    last = next(reversed(sys.modules))
+    _server_modules = (last, sys.modules[last], tuple(name for name in sys.modules if name not in found))
+
+
+# In a fork server, for its children (see resolve_module_paths): (the name of the last module it had, that
+# module, the names of the modules it had that are not libraries'). None elsewhere.
+_server_modules = None
+
+
+def _modules_since_server():
+    """In a forkserver child: ``[(name, module)]`` of the modules the server did not find to be libraries',
+    then of those loaded after the fork, in ``sys.modules`` order; None elsewhere, or if it cannot tell.
+
+    Without reading the rest of ``sys.modules``: every entry read is a reference count written to a page the
+    child shares with its server (a copy-on-write fault). The modules loaded later come after the server's
+    last one, as ``sys.modules`` keeps insertion order; if that one is gone or replaced, it cannot tell.
+    """
+    if _server_modules is None:
+        return None
+    last_name, last_module, own = _server_modules
+    modules = sys.modules
+    added = []
+    try:
+        for name in reversed(modules):
+            if name == last_name and modules[name] is last_module:
+                break
+            added.append(name)
+        else:
+            return None
+    except RuntimeError:  # another thread imported meanwhile
+        return None
+    added.reverse()
+    again = set(added)  # removed and imported again after the fork: in the order they came back
+    found = [(name, modules.get(name)) for name in own if name not in again and name in modules]
+    found.extend((name, modules.get(name)) for name in added)
+    return found
 
 
 def _in_standard_library(name):
     """Whether module ``name`` is the standard library's, by its top-level name (3.10+; built-ins on 3.9)."""
-    top = name.split(".")[0]
-    return top in getattr(sys, "stdlib_module_names", ()) or top in sys.builtin_module_names
+    return name.partition(".")[0] in _STANDARD_LIBRARY
+
+
+_STANDARD_LIBRARY = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
 
 
 # The modules a fork server found to be mptrace's, the standard library's or installed packages' (no

@@ -8,7 +8,7 @@ child importing it afresh. Only the fork server imports this module: never the
 parent, never a child.
 
 What it loads is the standard-library-only child side (no OpenTelemetry, no
-wrapt), and nothing here runs at import but imports and one cache: nothing that
+wrapt), and nothing here runs at import but imports and caches: nothing that
 would make the children differ from each other or from what they were (random
 generators, descriptors, threads). The server's ``main()`` passes over an
 ImportError of a preloaded module but dies of any other exception, so this
@@ -20,8 +20,8 @@ import sys
 _before = set(sys.modules)  # mptrace and this module are in already: they are counted by name below
 
 # mptrace's child side: what a traced spawn or forkserver child runs before and during run().
-CHILD_SIDE = ("_channels", "_child", "_childimports", "_envdiff", "_fingerprint", "_importhook", "_bounded",
-              "_carryover", "_modstate", "_randomstate", "_worker")
+CHILD_SIDE = ("_stowaway", "_channels", "_child", "_childimports", "_envdiff", "_fingerprint", "_importhook",
+              "_bounded", "_carryover", "_modstate", "_randomstate", "_worker")
 
 try:
     import importlib
@@ -31,6 +31,8 @@ try:
     _modstate = sys.modules["mptrace._modstate"]
     _modstate.library_paths()  # what every child's module watch needs (it imports sysconfig)
     _modstate.resolve_module_paths()  # which modules the children start with are libraries'
+    sys.modules["mptrace._channels"].prebuild_picklers()  # the classes every child installs
+    sys.modules["mptrace._stowaway"].prepare_loader()  # what unpickling a child's stowaway runs
 except Exception as error:  # the server must live, whatever happens here
     raise ImportError("mptrace could not preload its child side in the fork server: %r" % (error,)) from None
 

@@ -33,12 +33,15 @@ NOTE_SUFFIX = ".untraced"
 
 # Runs in the child, in a namespace of its own that holds ``place`` and ``carrier``.
 # Python 3.9 syntax; nothing but builtins and modules every spawn child has loaded.
-_LOADER = '''
+_LOADER_FUNCTIONS = '''
 import sys
 
 
 def load(location, origin, carrier):
-    before = set(sys.modules)
+    # How many modules there were, not which: a set of every name would write to the page of each
+    # (a reference count), and a forkserver child shares those pages with its server. What this
+    # adds comes after them in sys.modules, which keeps insertion order.
+    began_with = len(sys.modules)
     try:
         package = sys.modules.get("mptrace")
         if package is None:
@@ -47,7 +50,7 @@ def load(location, origin, carrier):
             raise ImportError("another mptrace is loaded here: %s" % package.__spec__)
         from mptrace._child import _activate
     except Exception as error:
-        for name in set(sys.modules) - before:
+        for name in list(sys.modules)[began_with:]:
             if name.partition(".")[0] == "mptrace":
                 del sys.modules[name]
         try:
@@ -56,7 +59,7 @@ def load(location, origin, carrier):
         except Exception:
             pass
         return
-    _activate(carrier, len(before))
+    _activate(carrier, began_with)
 
 
 def load_package(location, origin):
@@ -76,22 +79,37 @@ def load_package(location, origin):
     package = sys.modules["mptrace"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(package)
 
+'''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
+_LOADER = _LOADER_FUNCTIONS + """
 
 load(place[0], place[1], carrier)
-'''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
+"""
 
 # What unpickling the stowaway runs: the loader, compiled by the parent when the child's
 # interpreter reads the same bytecode (compiling it costs a child about 1 ms), else its source.
+# A fork server that preloaded mptrace (see _preload) holds the loader's functions already, defined from this
+# very source: its children call them (unmarshalling and running the loader cost a child some 40 pages).
 _BOOTSTRAP = """
 try:
-    import importlib.util, marshal
-    loader = marshal.loads(code) if importlib.util.MAGIC_NUMBER == magic else source
+    import sys
+    prepared = getattr(sys.modules.get("mptrace._stowaway"), "prepared_loader", None)
 except Exception:
-    loader = source
-try:
-    exec(loader)
-except Exception:
-    pass
+    prepared = None
+if prepared is not None and prepared[0] == source:
+    try:
+        prepared[1](place[0], place[1], carrier)
+    except Exception:
+        pass
+else:
+    try:
+        import importlib.util, marshal
+        loader = marshal.loads(code) if importlib.util.MAGIC_NUMBER == magic else source
+    except Exception:
+        loader = source
+    try:
+        exec(loader)
+    except Exception:
+        pass
 """
 
 
@@ -119,6 +137,18 @@ def _compiled_loader():
 
         _compiled = (marshal.dumps(compile(_LOADER, "<mptrace stowaway>", "exec")), importlib.util.MAGIC_NUMBER)
     return _compiled
+
+
+# In a fork server (see prepare_loader): (the loader's source, its load function).
+prepared_loader = None
+
+
+def prepare_loader():
+    """In a fork server, once for all its children: the loader's functions, defined as a child would."""
+    global prepared_loader
+    namespace = {}
+    exec(compile(_LOADER_FUNCTIONS, "<mptrace stowaway>", "exec"), namespace)
+    prepared_loader = (_LOADER, namespace["load"])
 
 
 _place = None

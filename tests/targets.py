@@ -199,3 +199,15 @@ def put_unrebuildable(queue):
     queue.put(NeedsTwo("a", "b"))
     queue.close()
     queue.join_thread()
+
+
+def queue_made_here(size):
+    """Put ``size`` bytes on a queue made in this process (which imports multiprocessing.queues now) and get
+    them back."""
+    import multiprocessing
+
+    queue = multiprocessing.Queue()
+    queue.put(b"x" * size)
+    assert len(queue.get(timeout=30)) == size
+    queue.close()
+    queue.join_thread()

@@ -127,6 +127,21 @@ def test_pipe_traffic_is_counted_on_the_connection_channel(traced, context):
     assert parent_of(spans, big_receive) is work
 
 
+def test_a_queue_a_child_makes_while_it_runs_counts_with_the_trees_thresholds(traced, context):
+    """A spawn child loads what counts pickles only when its code imports a channel module: it counts from
+    then on, with the thresholds of the process tree (64 KiB here, not the default 1 MiB)."""
+    child = context.Process(target=targets.queue_made_here, args=(len(BIG),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    spans = traced.spans()
+    run = one(spans, "mp.process.run")
+    big_put = one(spans, "mp.pickle", **{"mp.pickle.channel": "queue"})
+    big_get = one(spans, "mp.unpickle", **{"mp.pickle.channel": "queue"})
+    assert parent_of(spans, big_put) is run and parent_of(spans, big_get) is run
+    assert totals(run, "queue")["unpickled"] == (1, pickled_size(BIG))
+
+
 def test_simple_queue_traffic_is_counted_on_the_queue_channel(traced, context):
     with traced.tracer.start_as_current_span("work"):
         inbox, outbox = context.SimpleQueue(), context.SimpleQueue()
@@ -258,3 +273,10 @@ def test_each_put_is_counted_in_the_context_it_was_made_in(traced):
     spans = traced.spans()
     for name, count in (("a", 1), ("b", 2), ("c", 1), ("b2", 3)):
         assert totals(one(spans, name), "queue")["pickled"][0] == count, name
+
+
+def test_a_child_waits_for_the_channel_modules_this_module_instruments():
+    """mptrace._child names them itself, so that a spawn child need not load this module to wait for them."""
+    from mptrace import _channels, _child
+
+    assert _child.CHANNEL_MODULES == _channels.CHANNEL_MODULES

@@ -179,14 +179,16 @@ if __name__ == "__main__":
         from tests.programs import in_memory_pipeline
 
         mptrace.install(tracer_provider=in_memory_pipeline()[0])
-    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig", "json")))
+    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig", "json",
+                                                                                  "mptrace._channels")))
     process.start()
     process.join()
 '''
 
 
 def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path):
-    """Nor the json package (the spool writes records with _json's encoder alone).
+    """Nor the json package (the spool writes records with _json's encoder alone), nor, while its code uses no
+    queue or connection, what counts their pickles (mptrace._channels).
 
     A child whose program never imports ``random`` has no generator of its to hash; a spawn child running
     its parent's interpreter takes the parent's library paths (which need sysconfig) from the carrier. (A
@@ -208,3 +210,90 @@ def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path
         assert result.returncode == 0, result.stderr
         loaded[arm] = found.read_text()
     assert loaded["traced"] == loaded["plain"] == ""
+
+
+FINDERS_PROGRAM = '''
+import multiprocessing, sys
+
+
+def report(path):  # into a file: a queue would import the channel modules mptrace waits for
+    from mptrace._importhook import AfterImportFinder
+    waiting = [f for f in sys.meta_path if isinstance(f, AfterImportFinder)]
+    with open(path, "w") as out:
+        out.write("%d %s" % (len(waiting), sorted(name for name in ("multiprocessing.pool", "opentelemetry.trace")
+                                                   if any(f.wanted(name) for f in waiting))))
+
+
+if __name__ == "__main__":
+    import mptrace
+    from tests.programs import in_memory_pipeline
+
+    mptrace.install(tracer_provider=in_memory_pipeline()[0])
+    process = multiprocessing.get_context(sys.argv[1]).Process(target=report, args=(sys.argv[2],))
+    process.start()
+    process.join()
+'''
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_child_waits_for_modules_with_one_finder(tmp_path, method):
+    """A spawn or forkserver child waits for several modules (pools, OpenTelemetry, the channel modules): one
+    finder holds them all, as every import the child makes asks each finder of sys.meta_path in turn."""
+    import subprocess
+    import sys
+
+    from tests.subprocesses import ROOT, environment
+
+    script = tmp_path / "finders_program.py"
+    script.write_text(FINDERS_PROGRAM)
+    found = tmp_path / "found.txt"
+    result = subprocess.run([sys.executable, str(script), method, str(found)], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
+    assert result.returncode == 0, result.stderr
+    assert found.read_text() == "1 ['multiprocessing.pool', 'opentelemetry.trace']"
+
+
+WATCH_PROGRAM = '''
+import json, multiprocessing, random, sys
+
+rng = random.Random(1)  # a generator the child hashes: the watch looks at this module
+
+
+def report(path):
+    from mptrace._modstate import _in_standard_library
+    from mptrace._state import state
+    decided = list(state.child.watch._decisions)
+    with open(path, "w") as out:
+        json.dump({"standard": [name for name in decided if _in_standard_library(name)],
+                   "decided": len(decided)}, out)
+
+
+if __name__ == "__main__":
+    import mptrace
+    from tests.programs import in_memory_pipeline
+
+    mptrace.install(tracer_provider=in_memory_pipeline()[0])
+    process = multiprocessing.get_context(sys.argv[1]).Process(target=report, args=(sys.argv[2],))
+    process.start()
+    process.join()
+'''
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_childs_module_watch_decides_about_no_standard_library_module(tmp_path, method):
+    """Which modules are the application's: a spawn child has some 150 of the standard library's loaded, and
+    deciding about each cost it about 1 ms; none can be watched unless watch_modules names it."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.subprocesses import ROOT, environment
+
+    script = tmp_path / "watch_program.py"
+    script.write_text(WATCH_PROGRAM)
+    found = tmp_path / "found.json"
+    result = subprocess.run([sys.executable, str(script), method, str(found)], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
+    assert result.returncode == 0, result.stderr
+    decisions = json.loads(found.read_text())
+    assert decisions["standard"] == [] and decisions["decided"] > 0

@@ -1,0 +1,72 @@
+"""What a traced forkserver child is spared: the structural facts behind its start-up figures.
+
+No timings here (they belong to benchmarks/process_start.py). A forkserver
+child is forked from its server, which (started under mptrace) preloads
+mptrace's child side: what the server prepares once, before it forks, no child
+repeats, and every page a child writes is a copy-on-write fault.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mptrace.testing import start_methods
+from tests.subprocesses import ROOT, environment
+
+pytestmark = pytest.mark.skipif("forkserver" not in start_methods(), reason="no forkserver start method here")
+
+PROGRAMS = os.path.join(ROOT, "tests", "programs")
+
+
+@pytest.fixture(scope="module")
+def child(tmp_path_factory):
+    """What the forkserver child of tests/programs/forkserver_child_work.py did (see that program)."""
+    result_file = tmp_path_factory.mktemp("forkserver_cost") / "result.json"
+    result = subprocess.run([sys.executable, "forkserver_child_work.py", str(result_file)], capture_output=True,
+                            text=True, timeout=120, cwd=PROGRAMS, env=environment())
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    found = json.loads(result_file.read_text())
+    assert found["exitcode"] == 0
+    return found
+
+
+def test_a_forkserver_child_runs_the_loader_its_server_prepared(child):
+    """Unpickling the stowaway calls the loader the server defined: nothing to unmarshal and run."""
+    assert not child["unmarshalled"]
+
+
+def test_a_forkserver_child_installs_the_picklers_its_server_built(child):
+    """Building a class is among the costliest things a child did; the server builds both picklers once."""
+    assert "_channels:channel_pickler" not in child["ran"]
+
+
+def test_a_forkserver_childs_module_watch_reads_only_the_applications_modules(child):
+    """Not every module of sys.modules (each entry read is a page written): the ones its server did not find
+    to be libraries', and those loaded since the fork; the generators of both are still hashed."""
+    assert 0 < child["modules_read"] <= 30
+    names = [entry.rsplit(":", 1)[0] for entry in child["random_states"]]
+    assert "forkserver_child_work.generator" in names  # a module the server loaded
+    assert "tests.random_targets.seeded" in names and "tests.random_targets.rng" in names  # one the child loaded
+
+
+def test_the_modules_since_the_fork_are_those_after_the_servers_last(monkeypatch):
+    """Found from the end of sys.modules; a module the server held and the child imported again counts where
+    it came back; when the server's last module is gone or replaced, the watch reads them all (None)."""
+    import types
+
+    from mptrace import _modstate
+
+    last = next(reversed(sys.modules))
+    own = ("__main__", "mptrace_test_again")
+    monkeypatch.setattr(_modstate, "_server_modules", (last, sys.modules[last], own))
+    assert [name for name, _ in _modstate._modules_since_server()] == ["__main__"]
+    for name in ("mptrace_test_added", "mptrace_test_again"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    found = _modstate._modules_since_server()
+    assert [name for name, _ in found] == ["__main__", "mptrace_test_added", "mptrace_test_again"]
+    assert found[2][1] is sys.modules["mptrace_test_again"]
+    monkeypatch.setattr(_modstate, "_server_modules", (last, types.ModuleType(last), own))
+    assert _modstate._modules_since_server() is None
