@@ -12,7 +12,8 @@ from mptrace import _bounded, _envdiff, _fds, _forkhold, _grpcfork, _tasks
 from mptrace import semconv
 from mptrace._state import reset, state
 
-# (module, class or None for a module function, attribute, wrapper)
+# (module, class or None for a module function, attribute, wrapper): plain functions with wrapt's
+# convention (see PatchRegistry.wrap_plain); wrapt itself patches pools and executors, when imported.
 PATCH_POINTS = (
     ("multiprocessing.process", "BaseProcess", "start", _parent.start_wrapper),
     ("multiprocessing.process", "BaseProcess", "_bootstrap", _child.bootstrap_wrapper),
@@ -208,7 +209,7 @@ def _apply_patches():
     for module_name, owner_name, attribute, wrapper in PATCH_POINTS:
         owner = _patch_owner(module_name, owner_name)
         if owner is not None and not state.patches.is_patched(owner, attribute):
-            state.patches.wrap(owner, attribute, wrapper)
+            state.patches.wrap_plain(owner, attribute, wrapper)  # not wrapt: see PatchRegistry.wrap_plain
     for module_name, owner_name, attribute, factory in REPLACEMENT_POINTS:
         owner = _patch_owner(module_name, owner_name)
         if owner is not None and not state.patches.is_patched(owner, attribute):

@@ -224,3 +224,42 @@ def test_a_pool_module_imported_after_uninstall_is_left_alone():
     """)
     assert result.returncode == 0, result.stderr
     assert "finders: []" in result.stdout and "wrapped: []" in result.stdout, result.stdout
+
+
+def test_install_patches_the_start_paths_without_importing_wrapt():
+    """wrapt's package imports asyncio, ssl, email and importlib.metadata: 8 MB more for every fork to copy,
+    and asyncio's at-fork handler in every fork child. install() patches the start paths with plain
+    functions (wrapt's convention, __wrapped__ kept); wrapt comes when a pool module is imported."""
+    result = run_python("""
+        import multiprocessing, sys
+        from multiprocessing.process import BaseProcess
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import mptrace
+        from tests import targets
+        original = vars(BaseProcess)["start"]
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        mptrace.install(tracer_provider=provider)
+        loaded = [m for m in ("wrapt", "asyncio", "ssl", "importlib.metadata") if m in sys.modules]
+        assert not loaded, loaded
+        assert vars(BaseProcess)["start"].__wrapped__ is original
+        if __name__ == "__main__":
+            for method in multiprocessing.get_all_start_methods():
+                process = multiprocessing.get_context(method).Process(target=targets.succeed)
+                process.start()
+                process.join()
+                assert process.exitcode == 0
+            assert mptrace.flush()
+            names = [span.name for span in exporter.get_finished_spans()]
+            methods = multiprocessing.get_all_start_methods()
+            assert names.count("mp.process") == len(methods) == names.count("mp.process.run"), names
+            import multiprocessing.pool
+            assert "wrapt" in sys.modules, "the pool module was not patched with wrapt"
+            mptrace.uninstall()
+            assert vars(BaseProcess)["start"] is original
+            print("ok")
+    """)
+    assert result.stdout.strip() == "ok", result.stderr
