@@ -212,17 +212,9 @@ def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path
     assert loaded["traced"] == loaded["plain"] == ""
 
 
-FINDERS_PROGRAM = '''
-import multiprocessing, sys
-
-
-def report(path):  # into a file: a queue would import the channel modules mptrace waits for
-    from mptrace._importhook import AfterImportFinder
-    waiting = [f for f in sys.meta_path if isinstance(f, AfterImportFinder)]
-    with open(path, "w") as out:
-        out.write("%d %s" % (len(waiting), sorted(name for name in ("multiprocessing.pool", "opentelemetry.trace")
-                                                   if any(f.wanted(name) for f in waiting))))
-
+# The end of each reporting program: install(), then one child of the start method argv[1] that runs
+# report(argv[2]).
+REPORT_IN_A_CHILD = '''
 
 if __name__ == "__main__":
     import mptrace
@@ -234,23 +226,42 @@ if __name__ == "__main__":
     process.join()
 '''
 
+FINDERS_PROGRAM = '''
+import multiprocessing, sys
+
+
+def report(path):  # into a file: a queue would import the channel modules mptrace waits for
+    from mptrace._importhook import AfterImportFinder
+    waiting = [f for f in sys.meta_path if isinstance(f, AfterImportFinder)]
+    with open(path, "w") as out:
+        out.write("%d %s" % (len(waiting), sorted(name for name in ("multiprocessing.pool", "opentelemetry.trace")
+                                                   if any(f.wanted(name) for f in waiting))))
+
+''' + REPORT_IN_A_CHILD
+
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_a_child_waits_for_modules_with_one_finder(tmp_path, method):
     """A spawn or forkserver child waits for several modules (pools, OpenTelemetry, the channel modules): one
     finder holds them all, as every import the child makes asks each finder of sys.meta_path in turn."""
+    found = _run_reporting_program(tmp_path, FINDERS_PROGRAM, method)
+    assert found == "1 ['multiprocessing.pool', 'opentelemetry.trace']"
+
+
+def _run_reporting_program(tmp_path, program, method):
+    """Run ``program`` (argv: start method, a file its child reports into); what the child reported."""
     import subprocess
     import sys
 
     from tests.subprocesses import ROOT, environment
 
-    script = tmp_path / "finders_program.py"
-    script.write_text(FINDERS_PROGRAM)
+    script = tmp_path / "reporting_program.py"
+    script.write_text(program)
     found = tmp_path / "found.txt"
     result = subprocess.run([sys.executable, str(script), method, str(found)], capture_output=True, text=True,
                             timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
     assert result.returncode == 0, result.stderr
-    assert found.read_text() == "1 ['multiprocessing.pool', 'opentelemetry.trace']"
+    return found.read_text()
 
 
 WATCH_PROGRAM = '''
@@ -267,16 +278,7 @@ def report(path):
         json.dump({"standard": [name for name in decided if _in_standard_library(name)],
                    "decided": len(decided)}, out)
 
-
-if __name__ == "__main__":
-    import mptrace
-    from tests.programs import in_memory_pipeline
-
-    mptrace.install(tracer_provider=in_memory_pipeline()[0])
-    process = multiprocessing.get_context(sys.argv[1]).Process(target=report, args=(sys.argv[2],))
-    process.start()
-    process.join()
-'''
+''' + REPORT_IN_A_CHILD
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
@@ -284,16 +286,6 @@ def test_a_childs_module_watch_decides_about_no_standard_library_module(tmp_path
     """Which modules are the application's: a spawn child has some 150 of the standard library's loaded, and
     deciding about each cost it about 1 ms; none can be watched unless watch_modules names it."""
     import json
-    import subprocess
-    import sys
 
-    from tests.subprocesses import ROOT, environment
-
-    script = tmp_path / "watch_program.py"
-    script.write_text(WATCH_PROGRAM)
-    found = tmp_path / "found.json"
-    result = subprocess.run([sys.executable, str(script), method, str(found)], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
-    assert result.returncode == 0, result.stderr
-    decisions = json.loads(found.read_text())
+    decisions = json.loads(_run_reporting_program(tmp_path, WATCH_PROGRAM, method))
     assert decisions["standard"] == [] and decisions["decided"] > 0

@@ -301,26 +301,35 @@ def test_each_start_sees_the_main_module_as_it_is_then(start_method, tmp_path):
         assert "__main__" not in launches[step].get("mp.state.no_baseline", []), step
 
 
-def test_a_fork_start_with_nothing_changed_fingerprints_nothing(tmp_path, monkeypatch):
-    """A fork child is sent no state: a start reads only the main module's names its source says may count,
-    compares its literals with the values as written before fingerprinting any, and only looks whether a
-    module without a baseline has state. Every value it fingerprints is a page it walks, each a
-    copy-on-write fault after every fork: with nothing changed since the last start, it fingerprints none."""
+def _main_module_and_fingerprints(path, monkeypatch, **names):
+    """A __main__ run from ``path`` holding ``names``, and the list of every (name, value) fingerprinted."""
     import types
 
-    from mptrace import _fingerprint, _modstate
+    from mptrace import _fingerprint
 
-    path = tmp_path / "main_program.py"
-    path.write_text('MODE = "prod"\nLIMITS = {"retries": 3, "names": ["a", "b"]}\nRESULTS = []\n'
-                    'if __name__ == "__main__":\n    results = [1, 2, 3]\n')
     main = types.ModuleType("__main__")
     main.__file__ = str(path)
-    vars(main).update(MODE="prod", LIMITS={"retries": 3, "names": ["a", "b"]}, RESULTS=[], results=[1, 2, 3])
+    vars(main).update(names)
     monkeypatch.setitem(sys.modules, "__main__", main)
     fingerprinted = []
     real = _fingerprint.fingerprint
     monkeypatch.setattr(_fingerprint, "fingerprint",
                         lambda items, *args, **kwargs: real(fingerprinted.extend(items) or items, *args, **kwargs))
+    return main, fingerprinted
+
+
+def test_a_fork_start_with_nothing_changed_fingerprints_nothing(tmp_path, monkeypatch):
+    """A fork child is sent no state: a start reads only the main module's names its source says may count,
+    compares its literals with the values as written before fingerprinting any, and only looks whether a
+    module without a baseline has state. Every value it fingerprints is a page it walks, each a
+    copy-on-write fault after every fork: with nothing changed since the last start, it fingerprints none."""
+    from mptrace import _modstate
+
+    path = tmp_path / "main_program.py"
+    path.write_text('MODE = "prod"\nLIMITS = {"retries": 3, "names": ["a", "b"]}\nRESULTS = []\n'
+                    'if __name__ == "__main__":\n    results = [1, 2, 3]\n')
+    main, fingerprinted = _main_module_and_fingerprints(path, monkeypatch, MODE="prod", RESULTS=[],
+                                                        LIMITS={"retries": 3, "names": ["a", "b"]}, results=[1, 2, 3])
     watch = _modstate.ModuleWatch(key=b"k" * 16)
     first = watch.state_at_start(fork=True)
     fingerprinted.clear()
@@ -336,23 +345,15 @@ def test_a_fork_start_with_more_names_than_kept_fingerprints_only_what_may_have_
     """A main module with more names than state_of keeps (MAX_NAMES) is read whole to find the names kept,
     but a fork start still fingerprints none of them whole: a list of results it binds (not a literal)
     is never walked, whatever its size, and a literal changed in place is still told."""
-    import types
-
-    from mptrace import _fingerprint, _modstate
+    from mptrace import _modstate
 
     names = ["NAME_%03d" % number for number in range(_modstate.MAX_NAMES + 6)]
     path = tmp_path / "main_program.py"
     path.write_text("".join("%s = %d\n" % (name, number) for number, name in enumerate(names))
                     + 'LIMITS = {"retries": 3}\nimport collections\nRESULTS = collections.deque()\n')
-    main = types.ModuleType("__main__")
-    main.__file__ = str(path)
-    vars(main).update({name: number for number, name in enumerate(names)})
-    vars(main).update(LIMITS={"retries": 3}, RESULTS=[list(range(50)) for _ in range(200)])
-    monkeypatch.setitem(sys.modules, "__main__", main)
-    fingerprinted = []
-    real = _fingerprint.fingerprint
-    monkeypatch.setattr(_fingerprint, "fingerprint",
-                        lambda items, *args, **kwargs: real(fingerprinted.extend(items) or items, *args, **kwargs))
+    main, fingerprinted = _main_module_and_fingerprints(
+        path, monkeypatch, LIMITS={"retries": 3}, RESULTS=[list(range(50)) for _ in range(200)],
+        **{name: number for number, name in enumerate(names)})
     watch = _modstate.ModuleWatch(key=b"k" * 16)
     assert watch.state_at_start(fork=True)[1] == []
     assert fingerprinted == [], "a fork start fingerprinted values that cannot have changed"
