@@ -36,6 +36,7 @@ ABSENT = "-"
 # A row whose attributes the child never reported (see _unreported): never "-", which reads as "nothing differs".
 NOT_KNOWN = {_unreported.ENDED_EARLY: "not known (ended before reporting)",
              _unreported.NOT_RECORDED: "not known (not recorded: an mptrace error in the child)"}
+NO_SPAN = "not known (the child sent no span)"  # e.g. a pool worker its pool's terminate() ended first
 DEFAULT_TIMEOUT = 300.0
 MAX_OUTPUT_LINES = 12
 OUTPUT_GRACE = 5.0  # seconds to wait for the output of a run's processes that left its session
@@ -263,7 +264,11 @@ def _add_random_sharing(children, runs_by_parent):
     shared = _randomstate.shared_states(states)
     missing = {keys[launch_id]: _unreported.random_missing(run.attributes)
                for launch_id, run in runs_by_parent.items() if launch_id in keys}
+    reported = {keys[launch_id] for launch_id in runs_by_parent if launch_id in keys}
     for key, child in children.items():
+        if key not in reported:
+            child.facts["random state shared"] = NO_SPAN
+            continue
         if missing.get(key):
             child.facts["random state shared"] = NOT_KNOWN[missing[key]]
             continue
@@ -372,10 +377,10 @@ def _shared_fds(attributes):
 
 
 def _not_compared(run_span):
-    """The text of a comparison row when the child reported no comparison: "-" without a run span (the
-    "ended" row says how it ended), "not known (...)" when it ended before reporting; None when it reported."""
+    """The text of a comparison row when the child reported no comparison: "not known (...)" without a run
+    span or when it ended before reporting ("-" would read as "nothing differs"); None when it reported."""
     if run_span is None:
-        return ABSENT
+        return NO_SPAN
     missing = _unreported.comparisons_missing(run_span.attributes)
     return NOT_KNOWN[missing] if missing else None
 

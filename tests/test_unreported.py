@@ -156,3 +156,17 @@ def _alive(pid):
     except ProcessLookupError:
         return False
     return True
+
+
+def test_compare_says_not_known_for_a_child_that_sent_no_span():
+    """A child killed before it sent any span compared nothing that reached the trace: "-" would read as
+    "nothing differs" there."""
+    program = os.path.join(ROOT, "tests", "programs", "dies_before_any_span.py")
+    code, out, err = mptrace_command("compare", "--start-methods", "fork,spawn", program, env={"PYTHONPATH": ROOT})
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+            for line in out.splitlines() if line.startswith("│")}
+    methods = [cell.strip() for cell in next(line for line in out.splitlines() if line.startswith("┃")).split("┃")[2:-1]]
+    assert methods == ["fork", "spawn"], out
+    for row in ("arguments changed", "state diverged", "environment", "random state shared"):
+        assert rows[row] == ["-", "not known (the child sent no span)"], (row, out)
