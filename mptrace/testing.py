@@ -457,8 +457,9 @@ class SpanRecorder:
 
 def _why_state_unknown(process, name):
     """Why a spawn or forkserver child's view of ``name`` is unknown, or None if it was compared."""
-    if process.run is None or _why_not_compared(process):
-        return _why_not_compared(process)
+    why = _why_not_compared(process)
+    if process.run is None or why:
+        return why
     for unknown in process.state_unknown:
         if name == unknown or name.startswith(unknown + "."):
             return "%s: %s" % (unknown, _state_reason(process, unknown))
