@@ -66,35 +66,41 @@ class _CallbackLoader:
         return getattr(self._loader, name)
 
 
-def call_after_import(name, callback):
+def call_after_import(name, callback, key=None):
     """``callback(module)`` once, right after module ``name`` is imported.
 
-    One pending callback per module name: a second request for the same name
-    is dropped while the first still waits. All of them wait in one finder:
-    every import a process makes asks each finder of ``sys.meta_path`` in turn.
+    One pending callback per module name and ``key``: a second request for the
+    same pair is dropped while the first still waits; callbacks of different
+    keys (different owners: a spawn child's own, install()'s) all run, oldest
+    first. All of them wait in one finder: every import a process makes asks
+    each finder of ``sys.meta_path`` in turn.
     """
     global _pending_finder
-    _pending.setdefault(name, callback)
+    _pending.setdefault(name, {}).setdefault(key, callback)
     if _pending_finder is None or _pending_finder not in sys.meta_path:
         _pending_finder = install(AfterImportFinder(_pending.__contains__, _run_pending))
 
 
-def drop_pending(name):
-    """Forget the callback still waiting for module ``name`` (see call_after_import)."""
-    _pending.pop(name, None)
+def drop_pending(name, key=None):
+    """Forget the callback of ``key`` still waiting for module ``name`` (see call_after_import)."""
+    callbacks = _pending.get(name)
+    if callbacks is not None:
+        callbacks.pop(key, None)
+        if not callbacks:
+            del _pending[name]
     _remove_pending_finder_if_done()
 
 
-# The callbacks waiting for a module (see call_after_import): {module name: callback}, and their finder.
+# The callbacks waiting for a module (see call_after_import): {module name: {key: callback}}, and their finder.
 _pending = {}
 _pending_finder = None
 
 
 def _run_pending(module):
-    callback = _pending.pop(getattr(module, "__name__", None), None)
+    callbacks = _pending.pop(getattr(module, "__name__", None), {})
     _remove_pending_finder_if_done()
-    if callback is not None:
-        callback(module)
+    for callback in callbacks.values():  # each on its own: one that fails leaves the others to run
+        _log.safely("running an after-import hook", callback, module)
 
 
 def _remove_pending_finder_if_done():
