@@ -15,7 +15,6 @@ first): it is forgotten then, so the root keeps nothing per child it reaped.
 
 import os
 import re
-import shutil
 import threading
 import time
 
@@ -115,6 +114,8 @@ class Collector:
             for name in list(self._files):
                 self._exited.setdefault(name, (None, None, time.time_ns(), None))
                 self._finish(name, reason)
+            import shutil  # here, not at import: shutil loads zlib, bz2 and lzma, which every fork would copy
+
             shutil.rmtree(self.directory, ignore_errors=True)
             if self._pending:
                 self._lose(GAVE_UP, len(self._pending))

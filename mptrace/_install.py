@@ -4,26 +4,38 @@ import atexit
 import importlib
 import os
 import sys
-import tempfile
 import threading
 
-from mptrace import __version__, _channels, _child, _config, _executor, _log, _parent, _pickling, _pool, _provider
-from mptrace import _bounded, _envdiff, _fds, _forkhold, _grpcfork, _tasks
+from mptrace import __version__, _channels, _child, _config, _log, _parent, _provider
+from mptrace import _bounded, _fds, _forkhold, _grpcfork, _importhook
 from mptrace import semconv
 from mptrace._state import reset, state
 
-# (module, class or None for a module function, attribute, wrapper): plain functions with wrapt's
-# convention (see PatchRegistry.wrap_plain); wrapt itself patches pools and executors, when imported.
+# (module, class or None for a module function, attribute, wrapper as "mptrace module.function": its module
+# is imported when the patch is made): plain functions with wrapt's convention (see
+# PatchRegistry.wrap_plain); wrapt itself patches pools and executors, when imported.
 PATCH_POINTS = (
-    ("multiprocessing.process", "BaseProcess", "start", _parent.start_wrapper),
-    ("multiprocessing.process", "BaseProcess", "_bootstrap", _child.bootstrap_wrapper),
-    ("multiprocessing.popen_fork", "Popen", "__init__", _parent.popen_init_wrapper),
-    ("multiprocessing.spawn", None, "get_preparation_data", _parent.preparation_data_wrapper),
-    ("multiprocessing.reduction", None, "dump", _pickling.dump_wrapper),
-    ("multiprocessing.forkserver", "ForkServer", "ensure_running", _envdiff.ensure_running_wrapper),
-    ("multiprocessing.forkserver", None, "ensure_running", _envdiff.ensure_running_wrapper),  # bound at import
-    ("multiprocessing.connection", "_ConnectionBase", "__init__", _fds.connection_init_wrapper),
+    ("multiprocessing.process", "BaseProcess", "start", "_parent.start_wrapper"),
+    ("multiprocessing.process", "BaseProcess", "_bootstrap", "_child.bootstrap_wrapper"),
+    ("multiprocessing.popen_fork", "Popen", "__init__", "_parent.popen_init_wrapper"),
+    ("multiprocessing.spawn", None, "get_preparation_data", "_parent.preparation_data_wrapper"),
+    ("multiprocessing.reduction", None, "dump", "_pickling.dump_wrapper"),
+    ("multiprocessing.forkserver", "ForkServer", "ensure_running", "_envdiff.ensure_running_wrapper"),
+    ("multiprocessing.forkserver", None, "ensure_running", "_envdiff.ensure_running_wrapper"),  # bound at import
+    ("multiprocessing.connection", "_ConnectionBase", "__init__", "_fds.connection_init_wrapper"),
 )
+
+# The modules install() imports to patch them: every program that starts a process has them (the
+# multiprocessing package imports process and reduction, a fork start popen_fork). Every other module of
+# the points above, and each channel module (see _channels), is patched when the program imports it, or
+# at once if it has: a program that starts processes by fork alone never loads spawn, forkserver,
+# connection or queues (with runpy, socket, selectors, _multiprocessing, _posixshmem...), and each module
+# more in the root makes every fork, every fork child's first writes and every child's exit slower.
+IMPORTED_AT_INSTALL = ("multiprocessing.process", "multiprocessing.popen_fork", "multiprocessing.reduction")
+
+# Who waits, in _importhook, for the modules patched when imported: install()'s patches (a spawn child
+# that becomes a parent also has its own callbacks there, for the channel modules; see _child).
+_AFTER_IMPORT_KEY = __name__
 
 # (module, class, attribute, factory of a plain replacement from the original,
 # which the class may inherit): hot paths that a wrapt wrapper would slow down.
@@ -107,7 +119,7 @@ def _make_spool_directory(chosen):
     failures = []
     for parent in _config.spool_parents(chosen):
         try:
-            directory = tempfile.mkdtemp(prefix="mptrace-", dir=parent)
+            directory = _private_directory(parent)
         except OSError as error:  # also tempfile's "no usable temporary directory"
             failures.append("%s (%s)" % (parent or "the temporary directory", error.strerror or error))
             continue
@@ -116,6 +128,32 @@ def _make_spool_directory(chosen):
         return directory
     _log.warning("not tracing: cannot create a spool directory in %s", ", ".join(failures))
     return None
+
+
+SPOOL_PREFIX = "mptrace-"
+_NAME_ATTEMPTS = 100  # names already taken before one is free: with 64 random bits, never more than one
+
+
+def _private_directory(parent):
+    """A new directory only this user can enter (0700), with an unpredictable name, as tempfile.mkdtemp
+    makes it; in ``parent``, or (None) in tempfile's temporary directory.
+
+    Not tempfile itself but where no directory is given: tempfile imports shutil, and shutil zlib, bz2 and
+    lzma, three shared libraries the root would carry into every fork. os.mkdir fails if the name exists,
+    so no one can have made it first, or put a link in its place.
+    """
+    if parent is None:
+        import tempfile  # rare: no memory-backed directory; finding the temporary directory is tempfile's
+
+        return tempfile.mkdtemp(prefix=SPOOL_PREFIX)
+    for _ in range(_NAME_ATTEMPTS):
+        directory = os.path.abspath(os.path.join(parent, SPOOL_PREFIX + os.urandom(8).hex()))
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        return directory
+    raise FileExistsError("no free name for a spool directory in %s" % parent)
 
 
 def _become_root(provider, options, directory):
@@ -144,7 +182,7 @@ def _become_root(provider, options, directory):
     state.root = Root(provider, Collector(directory, emit), options)
     _channels.reset(options.pickle_span_bytes, options.pickle_span_seconds)
     _channels.use_opentelemetry()
-    _tasks.configure(state.tree["tasks"])
+    _configure_tasks()
     _watch_modules(state.root)
     if options.inherited_fds:
         _log.safely("noting the descriptors open at install()", _fds.note_environment)
@@ -166,7 +204,7 @@ def _digest_key():
 
 def _watch_modules(root):
     """Record each application module's state right after it is imported."""
-    from mptrace import _importhook, _modstate
+    from mptrace import _modstate
 
     root.watch = _modstate.ModuleWatch(root.options.watch_modules, root.options.ignore_modules,
                                        bytes.fromhex(state.tree["dk"]))
@@ -181,7 +219,12 @@ def _span_processor_of(provider):
     return processor
 
 
-POOL_MODULES = (("multiprocessing.pool", _pool.instrument), ("concurrent.futures.process", _executor.instrument))
+# (module, the mptrace module that instruments it): mptrace's pool side (_tasks, _pickling, _spanparent...)
+# is loaded with the first of them.
+POOL_MODULES = (("multiprocessing.pool", "_pool"), ("concurrent.futures.process", "_executor"))
+
+# The mptrace modules that keep state about pools, loaded only with a pool module (see POOL_MODULES).
+POOL_SIDE = ("_tasks", "_pool", "_executor")
 
 
 def _instrument_pools():
@@ -190,31 +233,41 @@ def _instrument_pools():
     Never imported for mptrace: importing concurrent.futures.process registers
     an exit hook that every fork child would then run too.
     """
-    from mptrace import _importhook
-
-    for module_name, instrument in POOL_MODULES:
+    for module_name, instrumenting_module in POOL_MODULES:
         if module_name in sys.modules:
-            instrument(state.patches)
+            _instrument_pool(instrumenting_module)
         else:
-            _importhook.call_after_import(module_name, lambda module, instrument=instrument: _instrument_if_active(
-                instrument))
+            _importhook.call_after_import(module_name, lambda module, name=instrumenting_module: _instrument_if_active(
+                name))
 
 
-def _instrument_if_active(instrument):
+def _instrument_if_active(instrumenting_module):
     if state.active():  # not after uninstall()
-        instrument(state.patches)
+        _instrument_pool(instrumenting_module)
+
+
+def _instrument_pool(instrumenting_module):
+    instrumenter = importlib.import_module("mptrace." + instrumenting_module)  # with _tasks
+    _configure_tasks()
+    instrumenter.instrument(state.patches)
+
+
+def _configure_tasks():
+    """The process tree's task-span settings, into _tasks if it is loaded (else _instrument_pool will)."""
+    tasks = sys.modules.get("mptrace._tasks")
+    if tasks is not None:
+        tasks.configure(state.tree.get("tasks", (tasks.DEFAULT_SPANS_PER_SECOND, "chunk")))
 
 
 def _apply_patches():
-    for module_name, owner_name, attribute, wrapper in PATCH_POINTS:
-        owner = _patch_owner(module_name, owner_name)
-        if owner is not None and not state.patches.is_patched(owner, attribute):
-            state.patches.wrap_plain(owner, attribute, wrapper)  # not wrapt: see PatchRegistry.wrap_plain
-    for module_name, owner_name, attribute, factory in REPLACEMENT_POINTS:
-        owner = _patch_owner(module_name, owner_name)
-        if owner is not None and not state.patches.is_patched(owner, attribute):
-            state.patches.replace(owner, attribute, factory(getattr(owner, attribute)))
-    _channels.instrument(state.patches, import_now=True)
+    for module_name in _patched_modules():
+        module = sys.modules.get(module_name)
+        if module is None and module_name in IMPORTED_AT_INSTALL:
+            module = _import_if_available(module_name)
+        if module is not None:
+            _patch_module(module)
+        elif module_name not in IMPORTED_AT_INSTALL:
+            _importhook.call_after_import(module_name, _patch_module_if_active, key=_AFTER_IMPORT_KEY)
     _instrument_pools()
     if "opentelemetry.sdk.trace" in sys.modules:  # never import the SDK just for this
         from mptrace import _otel_child
@@ -227,14 +280,56 @@ def _apply_patches():
                 state.patches.replace(owner, attribute, getattr(_otel_child, factory_name)(vars(owner)[attribute]))
 
 
-def _patch_owner(module_name, owner_name):
-    """The module, or its class ``owner_name``; None where the platform lacks the module."""
+def _patched_modules():
+    """The names of the modules install() patches, each once, in the order of the patch points."""
+    names = [module_name for module_name, _, _, _ in PATCH_POINTS + REPLACEMENT_POINTS]
+    names += [module_name for module_name, _ in _channels.CHANNEL_MODULES]
+    return list(dict.fromkeys(names))
+
+
+def _import_if_available(module_name):
+    """The module; None where the platform lacks it (e.g. popen_fork on Windows)."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError:  # e.g. popen_fork on Windows
+        return importlib.import_module(module_name)
+    except ImportError:
         _log.debug("%s is not available on this platform", module_name)
         return None
+
+
+def _patch_module_if_active(module):
+    """A module patched when imported (see IMPORTED_AT_INSTALL), in the process that imports it."""
+    if state.active():  # not after uninstall(), nor in a process forked from a traced one but not traced
+        _patch_module(module)
+
+
+def _patch_module(module):
+    """Every patch install() makes in ``module`` that is not made yet (in the order of the patch points)."""
+    name = module.__name__
+    for module_name, owner_name, attribute, wrapper_name in PATCH_POINTS:
+        owner = _owner(module, module_name, owner_name)
+        if owner is not None and not state.patches.is_patched(owner, attribute):
+            # not wrapt: see PatchRegistry.wrap_plain
+            state.patches.wrap_plain(owner, attribute, _mptrace_function(wrapper_name))
+    for module_name, owner_name, attribute, factory in REPLACEMENT_POINTS:
+        owner = _owner(module, module_name, owner_name)
+        if owner is not None and not state.patches.is_patched(owner, attribute):
+            state.patches.replace(owner, attribute, factory(getattr(owner, attribute)))
+    channel = dict(_channels.CHANNEL_MODULES).get(name)
+    if channel is not None:
+        _channels.instrument_module(state.patches, module, channel)
+
+
+def _owner(module, module_name, owner_name):
+    """What a patch point of ``module_name`` patches, if ``module`` is that module."""
+    if module.__name__ != module_name:
+        return None
     return getattr(module, owner_name) if owner_name else module
+
+
+def _mptrace_function(dotted_name):
+    """"_parent.start_wrapper": that function of mptrace's, its module imported now if need be."""
+    module_name, function_name = dotted_name.rsplit(".", 1)
+    return getattr(importlib.import_module("mptrace." + module_name), function_name)
 
 
 def upgrade_child_to_parent():
@@ -243,7 +338,7 @@ def upgrade_child_to_parent():
         import multiprocessing.process as mp_process
 
         _undo_trampolines(mp_process.BaseProcess)
-        _tasks.configure(state.tree.get("tasks", (_tasks.DEFAULT_SPANS_PER_SECOND, "chunk")))
+        _configure_tasks()
         _apply_patches()
 
 
@@ -263,15 +358,17 @@ def uninstall():
                 _log.safely("collecting spans at uninstall", _shut_down_root, "mptrace.uninstall() was called",
                             "uninstall")
             atexit.unregister(_at_exit)
-            from mptrace import _importhook
-
             _importhook.remove(state.root.import_finder)
             for module_name, _ in POOL_MODULES:
                 _importhook.drop_pending(module_name)
+            for module_name in _patched_modules():
+                _importhook.drop_pending(module_name, key=_AFTER_IMPORT_KEY)
         state.patches.undo_all()
         _channels.reset()
-        for module in (_tasks, _pool, _executor):
-            module.forget()
+        for module_name in POOL_SIDE:
+            module = sys.modules.get("mptrace." + module_name)
+            if module is not None:  # loaded with a pool module only
+                module.forget()
         reset()
 
 
@@ -297,7 +394,9 @@ def stats():
 
 
 def _shut_down_root(reason, pools_end="exit", at_exit=False):
-    _tasks.end_open_pools(pools_end)
+    tasks = sys.modules.get("mptrace._tasks")
+    if tasks is not None:  # else no pool was made
+        tasks.end_open_pools(pools_end)
     _parent.poll_children()
     _parent.end_unobserved(reason)
     from mptrace import _program

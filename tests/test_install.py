@@ -263,3 +263,153 @@ def test_install_patches_the_start_paths_without_importing_wrapt():
             print("ok")
     """)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+# What a program that starts processes by fork alone never needs, and install() used to load for it: the other
+# start methods, the channels (with socket, selectors, _multiprocessing...), tempfile and shutil (with bz2 and lzma,
+# shared libraries), and mptrace's pool side. Every module more in the root makes every fork slower.
+NOT_FOR_FORK_ALONE = ("multiprocessing.spawn", "multiprocessing.forkserver", "multiprocessing.connection",
+                      "multiprocessing.queues", "multiprocessing.resource_tracker", "runpy", "tempfile", "shutil",
+                      "bz2", "lzma", "mptrace._tasks", "mptrace._pool", "mptrace._executor", "mptrace._envdiff",
+                      "mptrace._spanparent")
+
+
+def test_a_fork_only_program_loads_no_other_start_method_nor_channel(tmp_path):
+    result = run_python("""
+        import multiprocessing, sys
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import mptrace
+        from tests import targets
+        NOT_FOR_FORK_ALONE = %r
+        before = [m for m in NOT_FOR_FORK_ALONE if m in sys.modules]
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        mptrace.install(tracer_provider=provider, spool_dir=%r)
+        process = multiprocessing.get_context("fork").Process(target=targets.succeed)
+        process.start()
+        process.join()
+        assert process.exitcode == 0
+        assert mptrace.flush()
+        print("loaded:", [m for m in NOT_FOR_FORK_ALONE if m in sys.modules and m not in before])
+        print(sorted(span.name for span in exporter.get_finished_spans()))
+    """ % (NOT_FOR_FORK_ALONE, str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "loaded: []" in result.stdout, result.stdout
+    assert "['mp.process', 'mp.process.run', 'user-work']" in result.stdout, result.stdout
+
+
+LATE_MODULES = ("multiprocessing.spawn", "multiprocessing.forkserver", "multiprocessing.connection",
+                "multiprocessing.queues")
+
+
+def test_start_method_and_channel_modules_imported_after_install_are_patched_then_and_restored():
+    """install() leaves spawn, forkserver, connection and queues to the program: each is patched as it is
+    imported, every start method is traced from its first start, and uninstall() undoes these patches too."""
+    result = run_python("""
+        import multiprocessing, sys
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import mptrace
+        from tests import targets
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        mptrace.install(tracer_provider=provider)
+        if __name__ == "__main__":
+            print("loaded at install:", [m for m in %r if m in sys.modules])
+            for method in ("spawn", "forkserver"):  # each imports its module now
+                process = multiprocessing.get_context(method).Process(target=targets.succeed)
+                process.start()
+                process.join()
+                assert process.exitcode == 0
+            queue = multiprocessing.get_context("fork").Queue()
+            queue.put([1, 2, 3])
+            assert queue.get(timeout=30) == [1, 2, 3]
+            sender, receiver = multiprocessing.Pipe()
+            sender.send("x")
+            assert receiver.recv() == "x"
+            assert mptrace.flush()
+            names = [span.name for span in exporter.get_finished_spans()]
+            print("spans:", names.count("mp.process"), names.count("mp.process.run"), names.count("user-work"))
+            stats = mptrace.stats()
+            print("pickled:", stats.get("mp.pickle.queue.count", 0) >= 1, stats.get("mp.pickle.connection.count", 0) >= 1)
+            from multiprocessing import connection, forkserver, queues, reduction, spawn
+
+            def patched():
+                return [hasattr(vars(spawn)["get_preparation_data"], "__wrapped__"),
+                        hasattr(vars(forkserver)["ensure_running"], "__wrapped__"),
+                        hasattr(vars(forkserver.ForkServer)["ensure_running"], "__wrapped__"),
+                        hasattr(vars(connection._ConnectionBase)["__init__"], "__wrapped__"),
+                        connection._ForkingPickler is not reduction.ForkingPickler,
+                        queues._ForkingPickler is not reduction.ForkingPickler,
+                        vars(queues.Queue)["_reset"].__qualname__ != "Queue._reset"]
+
+            print("patched:", patched())
+            mptrace.uninstall()
+            print("after uninstall:", patched())
+    """ % (LATE_MODULES,))
+    assert result.returncode == 0, result.stderr
+    assert "loaded at install: []" in result.stdout, result.stdout
+    assert "spans: 2 2 2" in result.stdout, result.stdout
+    assert "pickled: True True" in result.stdout, result.stdout
+    assert "patched: [True, True, True, True, True, True, True]" in result.stdout, result.stdout
+    assert "after uninstall: [False, False, False, False, False, False, False]" in result.stdout, result.stdout
+
+
+def test_a_start_method_module_imported_after_uninstall_is_left_alone():
+    result = run_python("""
+        import sys
+        from opentelemetry.sdk.trace import TracerProvider
+        import mptrace
+        from mptrace._importhook import AfterImportFinder
+        mptrace.install(tracer_provider=TracerProvider())
+        print("loaded at install:", [m for m in %r if m in sys.modules])
+        mptrace.uninstall()
+        print("finders:", [f for f in sys.meta_path if isinstance(f, AfterImportFinder)])
+        from multiprocessing import connection, forkserver, queues, reduction, spawn
+        print("patched:", [hasattr(spawn.get_preparation_data, "__wrapped__"),
+                           hasattr(forkserver.ensure_running, "__wrapped__"),
+                           hasattr(connection._ConnectionBase.__init__, "__wrapped__"),
+                           connection._ForkingPickler is not reduction.ForkingPickler,
+                           queues._ForkingPickler is not reduction.ForkingPickler])
+    """ % (LATE_MODULES,))
+    assert result.returncode == 0, result.stderr
+    assert "loaded at install: []" in result.stdout, result.stdout
+    assert "finders: []" in result.stdout and "patched: [False, False, False, False, False]" in result.stdout, \
+        result.stdout
+
+
+def test_a_spawn_child_that_starts_processes_patches_a_channel_module_it_imports_later(tmp_path):
+    """A spawn child waits for its channel modules with callbacks of its own; once it starts a process it
+    waits for them with install()'s patches too, and both run when its code imports one."""
+    program = tmp_path / "late_connection.py"  # a file: the spawn child imports its target from it
+    program.write_text(textwrap.dedent("""
+        import multiprocessing, sys
+        from opentelemetry.sdk.trace import TracerProvider
+        import mptrace
+        from tests import targets
+        mptrace.install(tracer_provider=TracerProvider())
+
+        def start_then_import_connection():
+            process = multiprocessing.get_context("fork").Process(target=targets.succeed)
+            process.start()
+            process.join()
+            loaded = "multiprocessing.connection" in sys.modules
+            from multiprocessing import connection, reduction
+            print("child:", loaded, hasattr(connection._ConnectionBase.__init__, "__wrapped__"),
+                  connection._ForkingPickler is not reduction.ForkingPickler, flush=True)
+
+        if __name__ == "__main__":
+            process = multiprocessing.get_context("spawn").Process(target=start_then_import_connection)
+            process.start()
+            process.join()
+            assert process.exitcode == 0
+    """))
+    result = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert "child: False True True" in result.stdout, (result.stdout, result.stderr)
