@@ -598,8 +598,9 @@ CHANNEL_MODULES = (("multiprocessing.connection", "connection"), ("multiprocessi
 def instrument(patches, import_now):
     """Give both channel modules their picklers, now or right after they are imported.
 
-    ``import_now``: import the modules if they are not loaded yet (the root);
-    a spawn child waits for its own code to import them instead.
+    ``import_now``: import the modules if they are not loaded yet; a spawn
+    child waits for its own code to import them instead, and so does the root
+    (see _install.IMPORTED_AT_INSTALL, which patches them itself).
     """
     import importlib
 
