@@ -11,7 +11,7 @@ import pytest
 
 import mptrace
 from mptrace import _collector, semconv
-from tests import targets
+from tests import pool_targets, targets
 from tests.spans import assert_no_orphans, is_error, named, one
 from tests.subprocesses import ROOT, eventually
 
@@ -92,6 +92,24 @@ def test_an_observed_exit_ends_mp_process_at_the_next_collection_as_observed(tra
     else:
         assert launch.attributes[semconv.EXITCODE] == -signal.SIGKILL
         assert launch.attributes[semconv.EXIT_SIGNAL] == "SIGKILL"
+
+
+def test_exits_a_pools_handler_thread_observes_end_mp_process_at_the_next_collection(traced, context, monkeypatch):
+    """A worker recycled by maxtasksperchild is observed by the pool's handler thread: noted there, ended
+    (with its pid and exit code) at the next collection, on whichever thread makes it."""
+    assert mptrace.flush()
+    monkeypatch.setattr(_collector, "COLLECT_INTERVAL", 3600.0)
+    with context.Pool(1, maxtasksperchild=1) as pool:
+        pids = [pool.apply(pool_targets.worker_pid) for _ in range(3)]
+        pool.close()
+        pool.join()
+    assert len(set(pids)) == 3
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    workers = named(spans, "mp.process")
+    assert {w.attributes[semconv.CHILD_PID] for w in workers} >= set(pids)
+    assert all(w.attributes[semconv.EXITCODE] == 0 and not is_error(w) for w in workers)
+    assert len(named(spans, "mp.process.run")) == len(workers)
 
 
 def test_flush_notices_children_nobody_joined(traced, context):
