@@ -382,14 +382,19 @@ class ChildRun:
         tasks = sys.modules.get("mptrace._tasks")
         if tasks is not None and tasks.open_pools:  # pools this child made and never closed
             tasks.end_open_pools("exit")
-        totals = _channel_totals()
-        if totals:
+        # Inline, not in functions of their own: at a fork child's end, every function it runs for the
+        # first time costs it copy-on-write faults (its code and the objects it touches), as os._exit waits.
+        channels = sys.modules.get("mptrace._channels")
+        totals = channels.tally_attributes(channels.process_tally) if channels and channels.process_tally else None
+        if totals:  # what it pickled outside any span of its own
             span.set_attributes(totals)
-        clean = exitcode == 0 and exception is None and not totals
-        template = self.end_template_filled() if clean else None
-        if template is not None:
-            span.end_from_template(template, _CLEAN_EXIT)
-            return
+        elif exitcode == 0 and exception is None and self.end_template is not None:
+            template = self.end_template
+            if _RANDOM_STATES_MARK in template:
+                template = self.end_template_filled()
+            if template is not None:
+                span.end_from_template(template, _CLEAN_EXIT)
+                return
         span.set_attribute(semconv.EXITCODE, exitcode)
         span.set_attribute(semconv.OTEL_PROCESS_EXIT_CODE, exitcode)
         if exception is not None:
@@ -406,12 +411,6 @@ _CLEAN_EXIT = {semconv.EXITCODE: 0, semconv.OTEL_PROCESS_EXIT_CODE: 0}
 # Where mp.random.states goes in a fork child's prebuilt END: a value no hash list can be, and its JSON.
 _RANDOM_STATES_FIELD = "mptrace: the child's random states"
 _RANDOM_STATES_MARK = _spool.encode_value(_RANDOM_STATES_FIELD)
-
-
-def _channel_totals():
-    """What this process pickled on queues and connections outside any span of its own."""
-    channels = sys.modules.get("mptrace._channels")
-    return channels.tally_attributes(channels.process_tally) if channels is not None and channels.process_tally else {}
 
 
 def _become_child(run):

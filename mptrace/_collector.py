@@ -13,6 +13,7 @@ known does not show never wrote one (its trace was not sampled, it was killed
 first): it is forgotten then, so the root keeps nothing per child it reaped.
 """
 
+import collections
 import os
 import re
 import threading
@@ -67,6 +68,9 @@ class Collector:
         self._queues = ()  # (queue, size limit) of each batch processor behind emit
         self._pending = []  # (function, args, counted) hand-overs not made in time: tried again at the next collection
         self._later = []  # the root's own ended spans (mp.process) to hand over with the next collection
+        # (what, function, args): work put off to the start of the next collection (see at_next_collection).
+        # A deque: appended to on any thread (a pool's handler thread observes its workers' exits) without a lock.
+        self._deferred = collections.deque()
 
     # -- public --------------------------------------------------------------
 
@@ -76,6 +80,7 @@ class Collector:
             self._last_collect = time.monotonic()
             self._shut_down, self._queues = _processor_state(self._emit)
             self._retry_pending()
+            self._run_deferred()  # may end spans of the root's own: handed over just below
             self._hand_over_own_later()
             # Exits known before the listing: a file such a child made is listed, so one that is not was
             # never made. An exit read from a file below may be a grandchild's whose file came after the
@@ -95,16 +100,27 @@ class Collector:
                 self._finish(name)
 
     def collect_if_due(self):
-        if self._exited and time.monotonic() - self._last_collect >= COLLECT_INTERVAL:
+        if (self._exited or self._deferred) and time.monotonic() - self._last_collect >= COLLECT_INTERVAL:
             self.collect()
 
-    def process_exited(self, run_span_id, exitcode, signal_name=None, stopped_by=None):
+    def at_next_collection(self, what, function, args):
+        """Run ``function(*args)`` at the start of the next collection (now, if one is due), before its
+        hand-overs; ``what`` names it if it raises. The root observes a child's exit on the thread that
+        called join() (or is_alive(), a pool's handler thread...), right after the fork: every page it
+        writes there costs a copy-on-write fault that the caller waits for. Ending mp.process and
+        reporting the exit can wait for the collection that hands them over; this only appends."""
+        self._deferred.append((what, function, args))
+        if time.monotonic() - self._last_collect >= COLLECT_INTERVAL:  # collect_if_due(), one call fewer
+            self.collect()
+
+    def process_exited(self, run_span_id, exitcode, signal_name=None, stopped_by=None, when=None):
         """The child whose run span is ``run_span_id`` (int) has exited.
 
-        ``stopped_by``: who ended it on purpose (its pool's terminate()), if anyone.
+        ``stopped_by``: who ended it on purpose (its pool's terminate()), if anyone; ``when``: the time in
+        ns its exit was observed (now if None), the end of the spans it left open.
         """
         with self._lock:
-            self._exited[_spool.file_name(run_span_id)] = (exitcode, signal_name, time.time_ns(), stopped_by)
+            self._exited[_spool.file_name(run_span_id)] = (exitcode, signal_name, when or time.time_ns(), stopped_by)
             self.collect_if_due()
 
     def close(self, reason):
@@ -220,6 +236,14 @@ class Collector:
             return
         if counted:
             self.counts["spans"] += 1
+
+    def _run_deferred(self):
+        """What at_next_collection put off, in order; popped one at a time, as other threads may append
+        meanwhile (only a collection, under the lock, pops)."""
+        deferred = self._deferred
+        while deferred:
+            what, function, args = deferred.popleft()
+            _log.safely(what, function, *args)
 
     def _hand_over_own_later(self):
         later, self._later = self._later, []

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from mptrace import _channels, _fds, _grpcfork, _litespan, _log, _prerun, _spool, semconv
 from mptrace._state import launching, state
@@ -477,14 +478,31 @@ def returncode_observer(original_setattr):
 
 def _observed_exit(popen, returncode):
     launch = state.children.pop(id(popen), None)
-    if launch is not None and launch.popen is popen and state.active():
-        _log.safely("ending mp.process", _child_exited, launch, returncode)
+    if launch is None or launch.popen is not popen or not state.active():
+        return
+    if getattr(launch.span, "ends_with_a_collection", False) and state.is_root():
+        # A root's mp.process reaches the processors with the collector's next batch anyway (see
+        # _rootspan.SampledRootSpan): its attributes, its end and the exit's report wait for that
+        # batch too (see Collector.at_next_collection). The caller's join() returns the sooner, having
+        # written the fewest pages the fork left shared; the span ends when the exit was observed: now.
+        # The launch waits for it without the Process and its Popen: they (and the Popen's descriptors)
+        # must live and die as they do untraced, not until the next collection.
+        try:
+            pid = popen.pid
+            launch.process = launch.popen = None
+            state.root.collector.at_next_collection("ending mp.process", _child_exited,
+                                                    (launch, returncode, pid, time.time_ns()))
+        except Exception:
+            _log.internal_error("noting a child's exit")
+    else:
+        _log.safely("ending mp.process", _child_exited, launch, returncode, popen.pid)
 
 
-def _child_exited(launch, returncode):
+def _child_exited(launch, returncode, pid, observed_at=None):
+    """End mp.process and report the exit; ``observed_at``: when the exit was observed, in ns (None: now)."""
     signal_name = _signal_name(returncode)
     span = launch.span
-    attributes = {semconv.CHILD_PID: launch.popen.pid, semconv.EXITCODE: returncode,
+    attributes = {semconv.CHILD_PID: pid, semconv.EXITCODE: returncode,
                   semconv.OTEL_PROCESS_EXIT_CODE: returncode}
     if signal_name:
         attributes[semconv.EXIT_SIGNAL] = signal_name
@@ -501,8 +519,8 @@ def _child_exited(launch, returncode):
         else:
             span.set_attribute(semconv.OTEL_ERROR_TYPE, signal_name or str(returncode))
             _set_error(span, "killed by %s" % signal_name if signal_name else "exit code %d" % returncode)
-    span.end()
-    _report_exit(launch.carrier["rsid"], returncode, signal_name, launch.stopped_by if stopped else None)
+    span.end(observed_at)
+    _report_exit(launch.carrier["rsid"], returncode, signal_name, launch.stopped_by if stopped else None, observed_at)
 
 
 # mp.child.untraced_reason when the child left no note (see _stowaway).
@@ -531,16 +549,15 @@ def _failure_before_run(launch, returncode):
     return _prerun.read_failure(carrier["tree"]["dir"], carrier["rsid"])
 
 
-def _report_exit(run_span_id, returncode, signal_name, stopped_by=None):
-    """Tell whoever collects this child's spans that it exited (``stopped_by``: on purpose, by whom)."""
+def _report_exit(run_span_id, returncode, signal_name, stopped_by=None, observed_at=None):
+    """Tell whoever collects this child's spans that it exited (``stopped_by``: on purpose, by whom;
+    ``observed_at``: when, in ns, None: now)."""
     if state.is_root():
-        state.root.collector.process_exited(run_span_id, returncode, signal_name, stopped_by)
+        state.root.collector.process_exited(run_span_id, returncode, signal_name, stopped_by, observed_at)
     else:
-        import time
-
         state.child.writer.write({
             "t": _spool.EXIT, "rsid": "%016x" % run_span_id, "code": returncode,
-            "sig": signal_name, "time": time.time_ns(), "by": stopped_by,
+            "sig": signal_name, "time": observed_at or time.time_ns(), "by": stopped_by,
         })
 
 

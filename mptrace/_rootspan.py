@@ -79,6 +79,7 @@ class SampledRootSpan(RootSpan):
     """A RootSpan that the provider's sampler decided on (see start_sampled)."""
 
     __slots__ = ("recording", "trace_flags", "trace_state", "parent_context")
+    ends_with_a_collection = True  # handed over with the collector's next batch (see end)
 
     def get_span_context(self):
         return SpanContext(self.trace_id, self.span_id, False, self.trace_flags, self.trace_state)

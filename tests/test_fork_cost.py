@@ -177,3 +177,20 @@ def test_a_fork_child_runs_few_of_mptraces_functions_before_its_target():
     assert "_randomstate:states" not in ran, "the parent should have recorded that there is nothing to hash"
     assert len(ran) <= FORK_CHILD_BUDGET, "a fork child runs %d of mptrace's functions before its target:\n%s" % (
         len(ran), "\n".join(ran))
+
+
+# What a traced fork child may run of mptrace after its target: its run span's END, from the template its
+# parent built (see prepare_fork_child). Every function it runs for the first time there costs it
+# copy-on-write faults while os._exit, and so its parent's join(), waits.
+FORK_CHILD_END_BUDGET = 5
+
+
+def test_a_fork_child_runs_few_of_mptraces_functions_after_its_target():
+    result = subprocess.run([sys.executable, "-m", "tests.programs.fork_child_end_work"], capture_output=True,
+                            text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    *ran, exit_line, clean_runs = result.stdout.strip().splitlines()
+    assert exit_line == "exit code 0"
+    assert clean_runs == "1", "the child's run span did not arrive ended by the child, with exit code 0"
+    assert len(ran) <= FORK_CHILD_END_BUDGET, "a fork child runs %d of mptrace's functions after its target:\n%s" % (
+        len(ran), "\n".join(ran))

@@ -2,13 +2,16 @@
 
 import multiprocessing.connection
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import mptrace
-from tests import targets
+from mptrace import _collector, semconv
+from tests import pool_targets, targets
 from tests.spans import assert_no_orphans, is_error, named, one
 from tests.subprocesses import ROOT, eventually
 
@@ -35,6 +38,78 @@ def test_every_way_of_observing_the_exit_ends_mp_process(traced, context, observ
     spans = list(traced.exporter.get_finished_spans())  # before flush(), which polls by itself
     launch = one(spans, "mp.process")
     assert launch.attributes["mp.exitcode"] == 6 and is_error(launch)
+
+
+def mptrace_functions_run_by(call):
+    """The functions of mptrace's own that ``call()`` runs on this thread, as module:name."""
+    package = os.path.dirname(os.path.abspath(mptrace.__file__)) + os.sep
+    ran = []
+
+    def record(frame, event, arg):
+        code = frame.f_code
+        if event == "call" and code.co_filename.startswith(package):
+            ran.append("%s:%s" % (os.path.basename(code.co_filename)[:-3], code.co_name))
+
+    sys.setprofile(record)
+    try:
+        call()
+    finally:
+        sys.setprofile(None)
+    return ran
+
+
+# What the root may run of mptrace when it observes an exit and no collection is due: the caller waits
+# for each function (and right after a fork, for the pages it writes: copy-on-write faults). Ending
+# mp.process and reporting the exit wait for the collector's next pass.
+OBSERVING_BUDGET = 6
+
+
+@pytest.mark.parametrize("ending", ["exit code", "killed"])
+def test_an_observed_exit_ends_mp_process_at_the_next_collection_as_observed(traced, context, monkeypatch, ending):
+    assert mptrace.flush()  # a collection now, so that the next one is not due when join() observes the exit
+    monkeypatch.setattr(_collector, "COLLECT_INTERVAL", 3600.0)
+    if ending == "exit code":
+        process = context.Process(target=targets.exit_with, args=(6,))
+        process.start()
+    else:
+        ready = context.Event()
+        process = context.Process(target=targets.signal_ready_then_sleep, args=(ready,))
+        process.start()
+        assert ready.wait(60)
+        os.kill(process.pid, signal.SIGKILL)
+    wait_for_exit(process)
+    observed_from = time.time_ns()
+    ran = mptrace_functions_run_by(process.join)
+    observed_by = time.time_ns()
+    assert len(ran) <= OBSERVING_BUDGET, "observing an exit ran %d of mptrace's functions:\n%s" % (
+        len(ran), "\n".join(ran))
+    assert not named(traced.exporter.get_finished_spans(), "mp.process"), "handed over before a collection"
+    launch = one(traced.spans(), "mp.process")
+    assert observed_from <= launch.end_time <= observed_by, "mp.process did not end when the exit was observed"
+    assert launch.attributes[semconv.CHILD_PID] == process.pid and is_error(launch)
+    if ending == "exit code":
+        assert launch.attributes[semconv.EXITCODE] == 6 and semconv.EXIT_SIGNAL not in launch.attributes
+    else:
+        assert launch.attributes[semconv.EXITCODE] == -signal.SIGKILL
+        assert launch.attributes[semconv.EXIT_SIGNAL] == "SIGKILL"
+
+
+def test_exits_a_pools_handler_thread_observes_end_mp_process_at_the_next_collection(traced, context, monkeypatch):
+    """A worker recycled by maxtasksperchild is observed by the pool's handler thread: noted there, ended
+    (with its pid and exit code) at the next collection, on whichever thread makes it."""
+    assert mptrace.flush()
+    monkeypatch.setattr(_collector, "COLLECT_INTERVAL", 3600.0)
+    with context.Pool(1, maxtasksperchild=1) as pool:
+        pids = [pool.apply(pool_targets.worker_pid) for _ in range(3)]
+        pool.close()
+        pool.join()
+    assert len(set(pids)) == 3
+    spans = traced.spans()
+    assert_no_orphans(spans)
+    workers = named(spans, "mp.process")
+    assert {w.attributes[semconv.CHILD_PID] for w in workers} >= set(pids)
+    assert all(w.attributes[semconv.EXITCODE] == 0 and not is_error(w) for w in workers)
+    assert len(named(spans, "mp.process.run")) == len(workers)
 
 
 def test_flush_notices_children_nobody_joined(traced, context):
