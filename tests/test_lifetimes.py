@@ -36,6 +36,8 @@ def warm_up(context):
     assert pool.apply(pool_targets.square, (2,)) == 4
     pool.close()
     pool.join()
+    del pool
+    gc.collect()  # what earlier tests left in reference cycles closes its descriptors now, not during the count
 
 
 def pool_ends(traced):
