@@ -188,6 +188,30 @@ def test_a_queue_both_children_use_is_not_reported(held_file):
         queue.close()
 
 
+def test_the_popens_own_pipes_are_never_listed_and_a_pipe_the_program_opened_is():
+    """The parent lists what a fork child inherits right after the fork, when the pipes the Popen made for this
+    start exist: its sentinel and the end its finalizer closes (the child's ends are closed by then) are
+    multiprocessing's, never listed; both ends of a pipe the program opened are."""
+    with SpanRecorder() as recorder:
+        program_pipe = os.pipe()
+        context = multiprocessing.get_context("fork")
+        ready = context.Event()
+        child = context.Process(target=_wait, args=(ready,))
+        child.start()
+        popen = child._popen
+        popens_pipes = {str(os.fstat(fd).st_ino) for fd in [popen.sentinel] + list(popen.finalizer._args)}
+        ready.set()
+        child.join(30)
+        inherited = recorder.process().inherited_fds
+    program_inode = str(os.fstat(program_pipe[0]).st_ino)
+    for fd in program_pipe:
+        os.close(fd)
+    pipes = [entry.split() for entry in inherited if entry.startswith("pipe ")]
+    assert ["pipe", program_inode, "read", "end"] in pipes and ["pipe", program_inode, "write", "end"] in pipes, \
+        inherited
+    assert len(popens_pipes) == 2 and not [entry for entry in pipes if entry[1] in popens_pipes], inherited
+
+
 def test_a_listening_socket_is_listed_but_not_shared(held_file):
     """A pre-forking server shares its accept queue on purpose."""
     global HELD

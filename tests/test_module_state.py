@@ -39,6 +39,19 @@ def test_state_changed_after_import(start_method, tmp_path):
     assert events["__main__.configured_in_main"]["mp.state.child"] == "<missing>"
 
 
+def test_state_is_recorded_when_the_start_method_is_chosen_only_by_the_start(tmp_path):
+    """multiprocessing's default context, not chosen yet at start(): the Popen chooses it, and the state is
+    recorded then (under fork after the fork), the same as with a context."""
+    result, spans = run_traced(tmp_path, "tests/programs/state_program.py", "default")
+    assert result.stdout == "chosen before start(): None\n"
+    launches = [s["attributes"] for s in spans if s["name"] == "mp.process"]
+    assert len(launches) == 1
+    launch = launches[0]
+    assert launch["mp.start_method.source"] == "default"
+    assert launch["mp.state.not_portable"] == [
+        "__main__.configured_in_main", "state_module.config", "state_module.counter", "state_module.settings"]
+
+
 def test_module_imported_before_install_has_no_baseline(context, start_method):
     from tests.programs import state_module  # imported here, before install()
 
