@@ -15,7 +15,7 @@ program samples: its RSS (VmRSS), its open descriptors (/proc/self/fd), the
 objects the garbage collector tracks, the files in mptrace's spool directory,
 the length of the BatchSpanProcessor's queue, and the size of every structure
 of mptrace's in the root that is filled per child (the children not yet seen
-to exit, the collector's files, exits, lost markers and pending hand-overs,
+to exit, the collector's files, exits, lost markers, pending and deferred hand-overs,
 the Popens and Connections the descriptor listing remembers, pools and
 submissions, thread roles, caches). ``--tracemalloc`` adds the same two arms
 again with tracemalloc on (slower), for the bytes Python allocated.
@@ -107,6 +107,8 @@ def mptrace_structures():
         "collector._exited": len(collector._exited),
         "collector._lost_marked": len(collector._lost_marked),
         "collector._pending": len(collector._pending),
+        "collector._later": len(collector._later),
+        "collector._deferred": len(collector._deferred),
         "collector.lost_reasons": len(collector.lost_reasons),
         "_fds._popens": len(_fds._popens),
         "_fds._connections": len(_fds._connections),

@@ -1,7 +1,8 @@
 """Where a process start's time goes: CPU and page faults of the parent and of the child, per start.
 
 On a fork, every page the parent or the child writes for the first time
-afterwards is a copy-on-write fault, about 5 us on a virtual machine: counting
+afterwards is a page fault, 2.5-3 us while the other process still shares the
+page and about 0.9 us after (``fault_cost.py``) on a virtual machine: counting
 them says more than wall time on a noisy machine. Each arm is a fresh
 interpreter with the same provider (a BatchSpanProcessor whose exporter drops
 spans, set as the global provider), as in process_start.py; the traced arm

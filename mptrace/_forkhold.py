@@ -4,7 +4,8 @@ A ``BatchSpanProcessor`` clears its queue in every fork child (its at-fork
 handler), so that the child does not export the parent's spans. Clearing
 drops a reference from each queued span, and freeing one writes to every page
 that holds it, its attributes, events and context: in a fork child each such
-page is a copy-on-write fault, some 5 us on a virtual machine. mptrace's own
+page is a copy-on-write fault, some 2.5-3 us on a virtual machine
+(``benchmarks/fault_cost.py``). mptrace's own
 spans (two per child) sit in that queue until the next export, which comes
 after 512 spans or 5 seconds: a fork child paid for up to 512 queued spans.
 

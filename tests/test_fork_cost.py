@@ -162,16 +162,22 @@ def _queue_of(processor):
     return queue if queue is not None else batch.queue
 
 
+def _output_lines(program):
+    """The lines ``tests.programs.<program>`` printed; it must exit with 0."""
+    result = subprocess.run([sys.executable, "-m", "tests.programs." + program], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()
+
+
 # What a traced fork child may run of mptrace before its target: every function a fork child runs for the
-# first time costs it copy-on-write faults (its code and the objects it touches), 5 us each on a VM.
+# first time costs it copy-on-write faults (its code and the objects it touches), about 3 us each on a VM
+# (benchmarks/fault_cost.py).
 FORK_CHILD_BUDGET = 22
 
 
 def test_a_fork_child_runs_few_of_mptraces_functions_before_its_target():
-    result = subprocess.run([sys.executable, "-m", "tests.programs.fork_child_work"], capture_output=True,
-                            text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    *ran, exit_line = result.stdout.strip().splitlines()
+    *ran, exit_line = _output_lines("fork_child_work")
     assert exit_line == "exit code 0"
     assert "_otel_child:wire" not in ran, "the parent should have found nothing to wire in a fork child"
     assert "_randomstate:states" not in ran, "the parent should have recorded that there is nothing to hash"
@@ -186,10 +192,7 @@ FORK_CHILD_END_BUDGET = 5
 
 
 def test_a_fork_child_runs_few_of_mptraces_functions_after_its_target():
-    result = subprocess.run([sys.executable, "-m", "tests.programs.fork_child_end_work"], capture_output=True,
-                            text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    *ran, exit_line, clean_runs = result.stdout.strip().splitlines()
+    *ran, exit_line, clean_runs = _output_lines("fork_child_end_work")
     assert exit_line == "exit code 0"
     assert clean_runs == "1", "the child's run span did not arrive ended by the child, with exit code 0"
     assert len(ran) <= FORK_CHILD_END_BUDGET, "a fork child runs %d of mptrace's functions after its target:\n%s" % (

@@ -12,6 +12,7 @@ import pytest
 import mptrace
 from mptrace import _collector, semconv
 from tests import pool_targets, targets
+from tests.programs import mptrace_call_recorder
 from tests.spans import assert_no_orphans, is_error, named, one
 from tests.subprocesses import ROOT, eventually
 
@@ -42,15 +43,8 @@ def test_every_way_of_observing_the_exit_ends_mp_process(traced, context, observ
 
 def mptrace_functions_run_by(call):
     """The functions of mptrace's own that ``call()`` runs on this thread, as module:name."""
-    package = os.path.dirname(os.path.abspath(mptrace.__file__)) + os.sep
     ran = []
-
-    def record(frame, event, arg):
-        code = frame.f_code
-        if event == "call" and code.co_filename.startswith(package):
-            ran.append("%s:%s" % (os.path.basename(code.co_filename)[:-3], code.co_name))
-
-    sys.setprofile(record)
+    sys.setprofile(mptrace_call_recorder(ran.append))
     try:
         call()
     finally:

@@ -10,21 +10,23 @@ import os
 import sys
 
 import mptrace
-from tests.programs import in_memory_pipeline
+from tests.programs import in_memory_pipeline, mptrace_call_recorder
 
-PACKAGE = os.path.dirname(os.path.abspath(mptrace.__file__)) + os.sep
 _ran = []
 _write_end = []
 
 
-def _record(frame, event, arg):
-    code = frame.f_code
-    if event == "call" and code.co_filename.startswith(PACKAGE):
-        name = "%s:%s" % (os.path.basename(code.co_filename)[:-3], code.co_name)
-        if name not in _ran:
-            _ran.append(name)
-    elif event == "c_call" and arg is os._exit:  # the child's very end: say what ran since the target
+def _first_run(name):
+    if name not in _ran:
+        _ran.append(name)
+
+
+def _at_builtin(function):
+    if function is os._exit:  # the child's very end: say what ran since the target
         os.write(_write_end[0], "\n".join(_ran).encode())
+
+
+_record = mptrace_call_recorder(_first_run, _at_builtin)
 
 
 def target():

@@ -9,16 +9,10 @@ import os
 import sys
 
 import mptrace
-from tests.programs import in_memory_pipeline
+from tests.programs import in_memory_pipeline, mptrace_call_recorder
 
-PACKAGE = os.path.dirname(os.path.abspath(mptrace.__file__)) + os.sep
 _ran = []
-
-
-def _record(frame, event, arg):
-    code = frame.f_code
-    if event == "call" and code.co_filename.startswith(PACKAGE):
-        _ran.append("%s:%s" % (os.path.basename(code.co_filename)[:-3], code.co_name))
+_record = mptrace_call_recorder(_ran.append)
 
 
 def target(write_end):
