@@ -10,13 +10,15 @@ traced) is a fresh interpreter that warms up with 30 fork starts, then:
   one start+join of an empty target; a page ``/proc/self/pagemap`` then shows
   as exclusively mapped (bit 56) was written, or allocated, by the parent
   meanwhile. Pages already exclusive right after the witness's fork (written
-  by that fork and the reading itself) are left out;
+  by that fork and the reading itself) are left out, so this is a lower bound;
 * runs ``--starts`` more start+joins under ``sys.setprofile`` and counts the
   distinct Python functions that ran in the parent, and the distinct pages
   their code objects and function objects are on (each call writes the
   reference counts of both).
 
-Medians over ``--runs`` runs per arm.
+Before each, the traced arm flushes: mptrace's collection of children's spans
+runs once per batch of children (every 100 ms), so its pages are not counted
+as a start's. Medians over ``--runs`` runs per arm.
 
     python benchmarks/written_pages.py [--runs 3] [--starts 3]
 """
@@ -101,11 +103,20 @@ def python_code_run(starts):
     return len(codes), len({id(code) // PAGE for code in codes.values()}), len({id(f) // PAGE for f in functions})
 
 
+def settle():
+    """No collection of mptrace's due during what follows (one is due 100 ms after the last; a few starts
+    take far less): its pages are written once per batch of children, not per start."""
+    if "mptrace" in sys.modules:
+        mptrace.flush()
+
+
 for _ in range(30):
     start_and_join()
-gc.disable()  # a collection during the measured start would write pages of its own
+settle()
+gc.disable()  # a garbage collection during the measured start would write pages of its own
 written = pages_one_start_writes()
 gc.enable()
+settle()
 functions, code_pages, function_pages = python_code_run(int(sys.argv[2]))
 print(json.dumps([written, functions, code_pages, function_pages]))
 '''
