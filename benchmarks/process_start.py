@@ -171,8 +171,9 @@ def compile_mptrace():
     compileall.compile_dir(os.path.join(ROOT, "mptrace"), quiet=1)
 
 
-def measure(method, runs, starts, burst, arms=ARMS):
-    """{arm: median ms per start}: runs alternate the arms, in a rotating order."""
+def alternate_runs(arms, runs, one):
+    """{arm: [one(arm, target_dir) of each run]}: runs alternate the arms, in a rotating order; ``target_dir``
+    holds the target module (TARGET_MODULE), for the arms' PYTHONPATH."""
     found = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
         with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:
@@ -180,7 +181,13 @@ def measure(method, runs, starts, burst, arms=ARMS):
         for run in range(runs):
             turn = run % len(arms)
             for arm in arms[turn:] + arms[:turn]:
-                found[arm].append(one_run(arm, method, starts, burst, target_dir))
+                found[arm].append(one(arm, target_dir))
+    return found
+
+
+def measure(method, runs, starts, burst, arms=ARMS):
+    """{arm: median ms per start}: runs alternate the arms, in a rotating order."""
+    found = alternate_runs(arms, runs, lambda arm, target_dir: one_run(arm, method, starts, burst, target_dir))
     return {arm: statistics.median(values) for arm, values in found.items()}
 
 

@@ -24,7 +24,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from process_start import PROVIDER_AND_TARGET, TARGET_MODULE, compile_mptrace  # noqa: E402
+from process_start import PROVIDER_AND_TARGET, alternate_runs, compile_mptrace  # noqa: E402
 
 ARMS = ("provider only", "traced")
 COLUMNS = ("start_ms", "join_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
@@ -77,13 +77,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per arm; medians of the runs")
     options = parser.parse_args()
     compile_mptrace()
-    found = {arm: [] for arm in ARMS}
-    with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
-        with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:
-            module.write(TARGET_MODULE)
-        for run in range(options.runs):
-            for arm in ARMS[run % 2:] + ARMS[:run % 2]:
-                found[arm].append(one_run(arm, options.method, options.starts, target_dir))
+    found = alternate_runs(ARMS, options.runs,
+                           lambda arm, target_dir: one_run(arm, options.method, options.starts, target_dir))
     print("%-14s" % ("per start (%s)" % options.method) + "".join("%15s" % column for column in COLUMNS))
     medians = {arm: [statistics.median(values) for values in zip(*runs)] for arm, runs in found.items()}
     for arm in ARMS:

@@ -32,7 +32,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from process_start import PROVIDER_AND_TARGET, ROOT, TARGET_MODULE  # noqa: E402
+from process_start import PROVIDER_AND_TARGET, ROOT, alternate_runs  # noqa: E402
 
 ARMS = ("provider only", "traced")
 
@@ -140,13 +140,7 @@ def main():
     options = parser.parse_args()
     if not os.path.exists("/proc/self/pagemap"):
         raise SystemExit("needs Linux's /proc/self/pagemap")
-    found = {arm: [] for arm in ARMS}
-    with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
-        with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:
-            module.write(TARGET_MODULE)
-        for run in range(options.runs):
-            for arm in ARMS[run % 2:] + ARMS[:run % 2]:
-                found[arm].append(one_run(arm, options.starts, target_dir))
+    found = alternate_runs(ARMS, options.runs, lambda arm, target_dir: one_run(arm, options.starts, target_dir))
     print("%-14s" % "per fork start" + "".join("%18s" % column for column in COLUMNS))
     for arm in ARMS:
         print("%-14s" % arm + "".join("%18d" % statistics.median(values) for values in zip(*found[arm])))
