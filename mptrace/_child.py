@@ -289,12 +289,12 @@ class ChildRun:
     def __init__(self, carrier):
         self.carrier = carrier
         self.tree = carrier["tree"]
-        resource = dict(self.tree["res"])
-        resource[semconv.OTEL_PROCESS_CREATION_TIME] = _iso_now()
-        if semconv.OTEL_SERVICE_INSTANCE_ID in resource:  # one per process, as the SDK does after fork
-            resource[semconv.OTEL_SERVICE_INSTANCE_ID] = _new_uuid4()
-        self.resource = resource
-        self.writer = _spool.SpoolWriter(self.tree["dir"], _spool.file_name(carrier["rsid"]), resource)
+        inherited = self.tree["res"]
+        own = {semconv.OTEL_PROCESS_CREATION_TIME: _iso_now()}
+        if semconv.OTEL_SERVICE_INSTANCE_ID in inherited:  # one per process, as the SDK does after fork
+            own[semconv.OTEL_SERVICE_INSTANCE_ID] = _new_uuid4()
+        self.resource = dict(inherited, **own)
+        self.writer = _spool.SpoolWriter(self.tree["dir"], _spool.file_name(carrier["rsid"]), inherited, own)
         self.otel_wired = False
         self.run_span = None
         self.prebuilt_context = None
@@ -716,10 +716,9 @@ def _failure_property(base):
     getter = original.fget
 
     def name(self):
-        if sys._getframe(1).f_code is bootstrap_code:
-            failure = sys.exc_info()[1]
-            if failure is not None and state.child is not None:
-                state.child.failure = failure
+        failure = sys.exc_info()[1]  # first: sys._getframe makes a frame object, on every start()
+        if failure is not None and sys._getframe(1).f_code is bootstrap_code and state.child is not None:
+            state.child.failure = failure
         return getter(self)
 
     return property(name, original.fset, original.fdel, original.__doc__)
@@ -742,5 +741,14 @@ def _new_uuid4():
 
 
 def _iso_now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """Now in ISO 8601 to the second; formatted once a second (a parent starting children in a loop asks at
+    every start, and strftime reads the locale: pages a forking parent writes again each time)."""
+    second = int(time.time())
+    last = _last_iso[0]
+    if last[0] != second:
+        last = _last_iso[0] = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return last[1]
+
+
+_last_iso = [(None, None)]
 

@@ -121,14 +121,14 @@ class LiteSpan:
     def prebuild(self, final_attributes):
         """Encode START now, and END as a template for an error-free end with
         ``final_attributes`` added, whose one field is the end time."""
-        self.prebuilt_start = _spool.encode_body(self._record(_spool.START))
-        ended = {s: getattr(self, s) for s in ("attributes", "end_time")}
-        self.attributes = dict(self.attributes, **final_attributes)
+        self.prebuilt_start = self._encode(_spool.START)
+        attributes, end_time = self.attributes, self.end_time
+        self.attributes = dict(attributes, **final_attributes)
         self.end_time = _spool.PLACEHOLDERS[0]
         try:
-            return _spool.template(self._record(_spool.END))
+            return _spool.template_of(self._encode(_spool.END))
         finally:
-            self.attributes, self.end_time = ended["attributes"], ended["end_time"]
+            self.attributes, self.end_time = attributes, end_time
 
     def end_from_template(self, end_template, final_attributes):
         if self.end_time is not None:

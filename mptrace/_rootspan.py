@@ -15,20 +15,24 @@ the caller's context, its id generator makes the ids, the sampler's trace state
 and attributes are kept.
 """
 
+import random
 import time
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, sampling
 from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.status import Status, StatusCode
 
-from mptrace import __version__, _litespan
+from mptrace import __version__, _channels, _litespan
 from mptrace._state import state
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_TRACE_FLAGS = {flags: TraceFlags(flags) for flags in range(4)}  # TraceFlags(flags) makes a new int each time
 _SPAN_KINDS = {kind.value: kind for kind in SpanKind}  # SpanKind(value) runs the Enum machinery's Python code
 _SCOPE = InstrumentationScope("mptrace", __version__)
 
@@ -99,22 +103,81 @@ class SampledRootSpan(RootSpan):
 def start_sampled(tracer, provider, name, kind, attributes):
     """A SampledRootSpan for a span ``tracer`` would start now, in the caller's context; None when
     ``tracer`` is not the SDK's or decides otherwise than by the sampler (then start it with ``tracer``)."""
-    if type(tracer) is not SdkTracer or not getattr(tracer, "_is_enabled", lambda: True)():
+    if type(tracer) is not SdkTracer or not getattr(tracer, "_is_enabled", _enabled)():
         return None
-    parent = trace.get_current_span().get_span_context()
+    parent = _current_span().get_span_context()
     if not parent.is_valid:
         parent = None
-    trace_id = parent.trace_id if parent is not None else provider.id_generator.generate_trace_id()
-    result = provider.sampler.should_sample(None, trace_id, name, _SPAN_KINDS[kind], attributes, None)
-    flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
+    id_generator = provider.id_generator
+    random_ids = type(id_generator) is RandomIdGenerator
+    trace_id = parent.trace_id if parent is not None else (
+        _random_bits(128) if random_ids else id_generator.generate_trace_id())
+    sampler = provider.sampler
+    if _is_default_sampler(sampler):
+        # What ParentBased(ALWAYS_ON) decides, without its five calls: a root span or a sampled
+        # parent's child is sampled with the attributes as given and the parent's trace state.
+        sampled = parent is None or bool(parent.trace_flags & TraceFlags.SAMPLED)
+        recording, trace_state = sampled, parent.trace_state if parent is not None else None
+        attributes = attributes if sampled else None
+    else:
+        result = sampler.should_sample(None, trace_id, name, _SPAN_KINDS[kind], attributes, None)
+        sampled, recording = result.decision.is_sampled(), result.decision.is_recording()
+        attributes, trace_state = result.attributes, result.trace_state
+    flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
     random_trace_id = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2 (SDK 1.4x): kept as the SDK keeps it
     if random_trace_id and (parent.trace_flags & random_trace_id if parent is not None
-                            else getattr(provider.id_generator, "is_trace_id_random", lambda: False)()):
+                            else random_ids or getattr(id_generator, "is_trace_id_random", _not_random)()):
         flags |= random_trace_id
-    span = SampledRootSpan(name, trace_id, parent.span_id if parent is not None else None, kind,
-                           result.attributes, result.decision.is_sampled(), provider.id_generator.generate_span_id())
-    span.recording = result.decision.is_recording()
-    span.trace_flags = TraceFlags(flags)
-    span.trace_state = result.trace_state
+    span = SampledRootSpan(name, trace_id, parent.span_id if parent is not None else None, kind, attributes, sampled,
+                           _random_bits(64) if random_ids else id_generator.generate_span_id())
+    span.recording = recording
+    span.trace_flags = _TRACE_FLAGS.get(flags) or TraceFlags(flags)
+    span.trace_state = trace_state
     span.parent_context = parent
     return span
+
+
+def _enabled():
+    return True
+
+
+def _not_random():
+    return False
+
+
+def _random_bits(bits):
+    """A random id as the SDK's RandomIdGenerator makes it (the same calls on the same generator), never 0."""
+    value = random.getrandbits(bits)
+    while not value:
+        value = random.getrandbits(bits)
+    return value
+
+
+def _current_span():
+    """``trace.get_current_span()``: through the context variable itself where the default runtime is in
+    use, one C call instead of the API's four functions (each a page a forking parent writes again)."""
+    variable = _channels.runtime_context_variable()
+    if variable is None:
+        return trace.get_current_span()
+    span = variable.get().get(_SPAN_KEY)
+    # None first: isinstance() of an abstract class runs the ABC machinery, and writes its caches
+    return span if span is not None and isinstance(span, trace.Span) else trace.INVALID_SPAN
+
+
+# (sampler, whether it is the SDK's ParentBased(ALWAYS_ON) as the SDK builds it): asked at every start.
+_default_sampler = [None, False]
+
+
+def _is_default_sampler(sampler):
+    seen, verdict = _default_sampler
+    if seen is not sampler:
+        verdict = (type(sampler) is sampling.ParentBased and getattr(sampler, "_root", None) is sampling.ALWAYS_ON
+                   and all(getattr(sampler, "_%s_parent_%s" % (where, decision), None) is delegate
+                           for where in ("remote", "local")
+                           for decision, delegate in (("sampled", sampling.ALWAYS_ON),
+                                                      ("not_sampled", sampling.ALWAYS_OFF)))
+                   and type(sampling.ALWAYS_ON) is sampling.StaticSampler
+                   and sampling.ALWAYS_ON._decision is sampling.Decision.RECORD_AND_SAMPLE
+                   and sampling.ALWAYS_OFF._decision is sampling.Decision.DROP)
+        _default_sampler[:] = [sampler, verdict]
+    return verdict

@@ -87,10 +87,54 @@ def template(record):
     Lets a fork child write a record with bytes formatting instead of json:
     every module a fork child touches for the first time costs it page faults.
     """
-    body = encode_body(record).replace(b"%", b"%%")
+    return template_of(encode_body(record))
+
+
+def template_of(body):
+    """A record body with each PLACEHOLDER turned into a ``%d`` field (see ``template``)."""
+    body = body.replace(b"%", b"%%")
     for placeholder in PLACEHOLDERS:
         body = body.replace(b"%d" % placeholder, b"%d")
     return body
+
+
+# The header template of the last resource a writer was made for, cut where its per-process values go:
+# (resource, per-process keys, those keys in the order they appear, the pieces around them). A parent
+# makes one writer per fork child, all for the same resource: encoding it once, not per child, spares the
+# parent's start() a JSON encoding and the pages it writes.
+_last_header = [None]
+
+
+def header_template(resource, per_process):
+    """The header template (fields: pid, process.pid, process.parent_pid) of a writer whose resource is
+    ``resource`` with the string values of ``per_process`` set in it."""
+    keys = tuple(per_process)
+    cached = _last_header[0]
+    if cached is None or cached[0] is not resource or cached[1] != keys:
+        cached = _last_header[0] = (resource, keys) + _cut_header(resource, keys)
+    order, pieces = cached[2], cached[3]
+    parts = [pieces[0]]
+    for key, piece in zip(order, pieces[1:]):
+        parts.append(encode_value(per_process[key]).replace(b"%", b"%%"))
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def _cut_header(resource, keys):
+    """(``keys`` in the order their values appear, the template's pieces around them)."""
+    marks = {key: encode_value("mptrace: per-process value %d" % i) for i, key in enumerate(keys)}
+    pid, parent_pid = PLACEHOLDERS[:2]
+    attributes = dict(resource)
+    attributes.update((key, "mptrace: per-process value %d" % i) for i, key in enumerate(keys))
+    attributes.update({"process.pid": pid, "process.parent_pid": parent_pid})
+    body = template({"t": HEADER, "v": VERSION, "pid": pid, "res": attributes})
+    order = sorted(keys, key=lambda key: body.index(marks[key]))
+    pieces, rest = [], body
+    for key in order:
+        before, _, rest = rest.partition(marks[key])
+        pieces.append(before)
+    pieces.append(rest)
+    return order, pieces
 
 
 def decode(line):
@@ -150,7 +194,8 @@ class SpoolWriter:
     new pid and opens a file of its own rather than writing into ours.
     """
 
-    def __init__(self, directory, name, resource_attributes):
+    def __init__(self, directory, name, resource_attributes, per_process=None):
+        """``per_process``: string values that replace or add to ``resource_attributes`` for this writer."""
         self.directory = directory
         self.name = name
         self._path = os.path.join(directory, name)  # joined here: a fork child's writer is built by its parent
@@ -160,10 +205,8 @@ class SpoolWriter:
         self.lost = 0  # spans whose END this process could not write
         self._marker = None  # the name of this writer's lost-span marker file, once it has one
         self._failure = None  # the errno name of the write that broke it
-        pid, parent_pid = PLACEHOLDERS[:2]
-        resource = dict(resource_attributes, **{"process.pid": pid, "process.parent_pid": parent_pid})
         # Fields: pid, process.pid, process.parent_pid.
-        self._header = template({"t": HEADER, "v": VERSION, "pid": pid, "res": resource})
+        self._header = header_template(resource_attributes, per_process or {})
 
     def write(self, record):
         self.write_body(encode_body(record))
