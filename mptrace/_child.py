@@ -254,8 +254,8 @@ def prepare_fork_child(carrier, random_places=None):
     if "opentelemetry.trace" in sys.modules:
         _otel_child = sys.modules.get("mptrace._otel_child") or importlib.import_module("mptrace._otel_child")
         span = run.run_span
-        run.prebuilt_context = _otel_child.run_context(span.trace_id, span.span_id, span.sampled)
-        run.wired_by_inheritance = _otel_child.fork_child_needs_no_wiring(run.prebuilt_context)
+        run.prebuilt_context, run.wired_by_inheritance = _otel_child.fork_child_context(
+            span.trace_id, span.span_id, span.sampled)
     return run
 
 
@@ -303,7 +303,7 @@ class ChildRun:
         self.random_attributes = None  # mp.random.* as recorded when run() began
         self.random_places = None  # fork: where the generators are, as the parent found them (see _randomstate)
         # fork: the OpenTelemetry span that stands for the run in its context, when the parent
-        # found that the child inherits all its wiring (see _otel_child.fork_child_needs_no_wiring)
+        # found that the child inherits all its wiring (see _otel_child.fork_child_context)
         self.wired_by_inheritance = None
         # fork: what this child replaced of its parent's state; kept, never freed
         # here (freeing writes to every page it spans: copy-on-write faults)

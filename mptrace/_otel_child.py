@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from mptrace import _bounded, _log, _spool
 from mptrace._state import state
@@ -161,6 +162,35 @@ def run_context(trace_id, span_id, sampled):
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
 
 
+_FLAGS = (trace.TraceFlags(trace.TraceFlags.DEFAULT), trace.TraceFlags(trace.TraceFlags.SAMPLED))
+
+
+def fork_child_context(trace_id, span_id, sampled):
+    """(``run_context(...)``, the span that stands for the run in it when a fork child would find nothing to
+    wire, else None), as a parent builds them before each fork.
+
+    The context is made as set_span_in_context makes it, from the current one, but through the context
+    variable itself where the default runtime is in use: each function a forking parent runs at every start
+    costs it the pages it writes again (see _rootspan._current_span).
+    """
+    span = trace.NonRecordingSpan(trace.SpanContext(trace_id, span_id, False, _FLAGS[bool(sampled)]))
+    variable = sys.modules["mptrace._channels"].runtime_context_variable()
+    if variable is None:
+        context = trace.set_span_in_context(span)
+    else:
+        values = dict(variable.get())
+        values[_SPAN_KEY] = span
+        context = otel_context.Context(values)
+    return context, span if _nothing_to_wire() else None
+
+
+def _nothing_to_wire():
+    """Whether a fork child of this process would find nothing to do in ``wire``: it inherits every patch
+    and setting. Asked by the parent before the fork, so that the child runs none of it."""
+    return (isinstance(trace.get_tracer_provider(), TracerProvider) and _routed_by_patches()
+            and sys.modules["mptrace._channels"].uses_opentelemetry() and state.patches.is_patched(Span, "end"))
+
+
 class ChildTracerProvider(TracerProvider):
     """The global provider mptrace gives a spawn or forkserver child.
 
@@ -179,19 +209,6 @@ def _routed_by_patches():
     (the root's patches, inherited by a fork child or loaded by a spawn child
     that starts processes itself)."""
     return state.patches.is_patched(SynchronousMultiSpanProcessor, "on_end")
-
-
-def fork_child_needs_no_wiring(run_context):
-    """The span of ``run_context`` when a fork child of this process, started with ``run_context``
-    attached, would find nothing to do in ``wire`` (it inherits every patch and setting), else None.
-
-    Asked by the parent before the fork, so that the child runs none of it (and with no import
-    statement: one runs importlib's Python code, whose pages a forking parent writes again each time).
-    """
-    if not (isinstance(trace.get_tracer_provider(), TracerProvider) and _routed_by_patches()
-            and sys.modules["mptrace._channels"].uses_opentelemetry() and state.patches.is_patched(Span, "end")):
-        return None
-    return trace.get_current_span(run_context)
 
 
 def wire(run, inherited_provider):

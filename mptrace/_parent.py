@@ -73,7 +73,8 @@ def start_wrapper(wrapped, process, args, kwargs):
 
 
 def _begin_launch(process):
-    span = _start_process_span(_launch_attributes(process))
+    name = process.name  # once: BaseProcess.name is a property of mptrace's (see _child._watch_for_failure)
+    span = _start_process_span(_launch_attributes(process, name))
     span_context = _span_context(span)
     if span_context is None:  # tracing is disabled (no-op provider): leave the child alone
         return None
@@ -87,7 +88,7 @@ def _begin_launch(process):
         "sampled": sampled,
         "method": None,  # known once the Popen is chosen
         "ppid": os.getpid(),
-        "name": process.name,
+        "name": name,
     }
     _ensure_exit_finalizer()
     launch = Launch(process, span, carrier)
@@ -184,9 +185,9 @@ def _span_context(span):
     return context.trace_id, context.span_id, bool(context.trace_flags.sampled)
 
 
-def _launch_attributes(process):
+def _launch_attributes(process, name):
     attributes = {
-        semconv.PROCESS_NAME: process.name,
+        semconv.PROCESS_NAME: name,
         semconv.START_METHOD_SOURCE: _start_method_source(process),
     }
     target = getattr(process, "_target", None)

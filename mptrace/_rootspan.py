@@ -105,13 +105,11 @@ def start_sampled(tracer, provider, name, kind, attributes):
     ``tracer`` is not the SDK's or decides otherwise than by the sampler (then start it with ``tracer``)."""
     if type(tracer) is not SdkTracer or not getattr(tracer, "_is_enabled", _enabled)():
         return None
-    parent = _current_span().get_span_context()
-    if not parent.is_valid:
-        parent = None
+    parent = _current_parent()
     id_generator = provider.id_generator
     random_ids = type(id_generator) is RandomIdGenerator
     trace_id = parent.trace_id if parent is not None else (
-        _random_bits(128) if random_ids else id_generator.generate_trace_id())
+        (random.getrandbits(128) or _random_bits(128)) if random_ids else id_generator.generate_trace_id())
     sampler = provider.sampler
     if _is_default_sampler(sampler):
         # What ParentBased(ALWAYS_ON) decides, without its five calls: a root span or a sampled
@@ -129,7 +127,8 @@ def start_sampled(tracer, provider, name, kind, attributes):
                             else random_ids or getattr(id_generator, "is_trace_id_random", _not_random)()):
         flags |= random_trace_id
     span = SampledRootSpan(name, trace_id, parent.span_id if parent is not None else None, kind, attributes, sampled,
-                           _random_bits(64) if random_ids else id_generator.generate_span_id())
+                           (random.getrandbits(64) or _random_bits(64)) if random_ids
+                           else id_generator.generate_span_id())
     span.recording = recording
     span.trace_flags = _TRACE_FLAGS.get(flags) or TraceFlags(flags)
     span.trace_state = trace_state
@@ -146,22 +145,25 @@ def _not_random():
 
 
 def _random_bits(bits):
-    """A random id as the SDK's RandomIdGenerator makes it (the same calls on the same generator), never 0."""
+    """A random id as the SDK's RandomIdGenerator makes it (the same calls on the same generator), never 0;
+    called only when the first draw, made inline, was 0."""
     value = random.getrandbits(bits)
     while not value:
         value = random.getrandbits(bits)
     return value
 
 
-def _current_span():
-    """``trace.get_current_span()``: through the context variable itself where the default runtime is in
-    use, one C call instead of the API's four functions (each a page a forking parent writes again)."""
+def _current_parent():
+    """The SpanContext of the current span, None if there is no valid one (as the SDK's tracer finds it):
+    through the context variable itself where the default runtime is in use, one C call instead of the
+    API's four functions (each a page a forking parent writes again)."""
     variable = _channels.runtime_context_variable()
-    if variable is None:
-        return trace.get_current_span()
-    span = variable.get().get(_SPAN_KEY)
-    # None first: isinstance() of an abstract class runs the ABC machinery, and writes its caches
-    return span if span is not None and isinstance(span, trace.Span) else trace.INVALID_SPAN
+    span = variable.get().get(_SPAN_KEY) if variable is not None else trace.get_current_span()
+    if span is None:
+        return None
+    # isinstance() of an abstract class runs the ABC machinery (and writes its caches): only for a span
+    context = span.get_span_context() if isinstance(span, trace.Span) else None
+    return context if context is not None and context.is_valid else None
 
 
 # (sampler, whether it is the SDK's ParentBased(ALWAYS_ON) as the SDK builds it): asked at every start.

@@ -93,9 +93,12 @@ def template(record):
 def template_of(body):
     """A record body with each PLACEHOLDER turned into a ``%d`` field (see ``template``)."""
     body = body.replace(b"%", b"%%")
-    for placeholder in PLACEHOLDERS:
-        body = body.replace(b"%d" % placeholder, b"%d")
+    for placeholder in _PLACEHOLDER_FIELDS:
+        body = body.replace(placeholder, b"%d")
     return body
+
+
+_PLACEHOLDER_FIELDS = tuple(b"%d" % placeholder for placeholder in PLACEHOLDERS)
 
 
 # The header template of the last resource a writer was made for, cut where its per-process values go:
@@ -198,7 +201,9 @@ class SpoolWriter:
         """``per_process``: string values that replace or add to ``resource_attributes`` for this writer."""
         self.directory = directory
         self.name = name
-        self._path = os.path.join(directory, name)  # joined here: a fork child's writer is built by its parent
+        # Joined here: a fork child's writer is built by its parent. Not by os.path.join, Python code that a
+        # parent starting fork children would run at every start (the directory is mptrace's own, absolute).
+        self._path = directory + name if directory.endswith(os.sep) else directory + os.sep + name
         self._fd = None
         self._pid = None
         self.broken = False
