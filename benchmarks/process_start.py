@@ -18,12 +18,21 @@ children (fork) with as many alive at once as there are cores, and its
 traced runs check that every child's run span arrived.
 
     python benchmarks/process_start.py [--methods fork,forkserver,spawn,burst] [--runs 3] [--starts 10]
-                                       [--span-floor]
+                                       [--span-floor] [--floor]
 
 ``--span-floor`` adds a fourth arm: the provider-only program making one SDK
 span of its own around each start+join, which shows what a single span per
 child costs on the machine (mptrace makes one, mp.process, and hands the
 child's run span to the same processors).
+
+``--floor`` adds a "floor" arm under fork and burst: the provider-only
+program with ``floor_tracer.install()`` (this folder) before the first start,
+the least a tracer of mptrace's design does per fork child (an mp.process
+span, a spool file the child writes its run span to, the exit observed, a
+collection every 100 ms; see that module). Its children's run spans are
+checked to arrive, as the traced arm's are. Traced/floor is how far mptrace
+is from that floor. Under spawn and forkserver the floor does not apply (its
+child's half comes through the fork) and the arm is not run.
 
 Targets (issue 19), traced/provider-only: fork and forkserver <= 1.25x,
 spawn <= 1.15x, burst <= 1.3x.
@@ -40,6 +49,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {"fork": 1.25, "forkserver": 1.25, "spawn": 1.15, "burst": 1.3}
 ARMS = ("no OpenTelemetry", "provider only", "traced")
+FLOOR_METHODS = ("fork", "burst")  # the floor arm's (floor_tracer.py traces fork children only)
+BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 
 PROGRAM = r'''
 import multiprocessing, os, statistics, sys, time
@@ -64,6 +75,12 @@ if ARM != "no OpenTelemetry":
 if ARM == "traced":
     import mptrace
     mptrace.install()
+if ARM == "floor":  # its spool directory where mptrace makes its own, the same way (no tempfile: see _install)
+    import floor_tracer
+    parent = [d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm") if d and os.access(d, os.W_OK | os.X_OK)]
+    spool = os.path.join((parent or [os.getcwd()])[0], "floor-" + os.urandom(8).hex())
+    os.mkdir(spool, 0o700)
+    collect = floor_tracer.install(provider, spool)
 
 # In a module of its own, not in this -c program: a spawn or forkserver child must find its target by import
 # (a target in __main__ of a -c program fails to unpickle there, and exits 1 before it runs).
@@ -116,6 +133,11 @@ if __name__ == "__main__":
         mptrace.flush()
         provider.force_flush()
         arrived = CountRuns.runs
+    elif ARM == "floor":
+        collect()
+        provider.force_flush()
+        arrived = CountRuns.runs
+        os.rmdir(spool)
     per_start = statistics.median(times) / (BURST if METHOD == "burst" else 1)
     failed = sum(1 for code in exitcodes if code != 0)
     print(per_start * 1e3, children, arrived, failed)
@@ -150,16 +172,17 @@ from process_start_target import noop  # importable by spawn and forkserver chil
 
 
 def one_run(arm, method, starts, burst, target_dir):
+    path = [ROOT, target_dir] + ([BENCHMARKS] if arm == "floor" else [])  # floor_tracer, for that arm only
     result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts), str(burst)],
-                            env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
                             capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
     if result.returncode:
         raise SystemExit("the %s arm failed under %s:\n%s" % (arm, method, result.stderr))
     per_start, children, arrived, failed = result.stdout.split()
     if int(failed):
         raise SystemExit("%s %s: %s children exited with an error:\n%s" % (arm, method, failed, result.stderr))
-    if arm == "traced" and int(arrived) != int(children):
-        raise SystemExit("traced %s: %s of %s children's run spans arrived" % (method, arrived, children))
+    if arm in ("traced", "floor") and int(arrived) != int(children):
+        raise SystemExit("%s %s: %s of %s children's run spans arrived" % (arm, method, arrived, children))
     return float(per_start)
 
 
@@ -200,24 +223,41 @@ def main():
     parser.add_argument("--span-floor", action="store_true",
                         help="also run the provider-only program making one SDK span of its own per start: "
                              "what a single span per child costs on this machine")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run, under fork and burst, the provider-only program with floor_tracer.py: "
+                             "the least a tracer of mptrace's design does per fork child")
     options = parser.parse_args()
     if options.runs < 3:
         parser.error("--runs must be at least 3, got %d" % options.runs)
     compile_mptrace()
     arms = ARMS + (("one span",) if options.span_floor else ())
-    floor = options.span_floor
-    print("%-11s %9s %9s %9s %10s %10s %7s%s" % (
+    one_span = options.span_floor
+    print("%-11s %9s %9s %9s %10s %10s %7s%s%s" % (
         "ms/start", "no OTel", "provider", "traced", "/provider", "/no OTel", "target",
-        " %9s %10s" % ("1 span", "/provider") if floor else ""))
+        " %9s %10s" % ("1 span", "/provider") if one_span else "",
+        " %9s %10s %13s" % ("floor", "/provider", "traced/floor") if options.floor else ""))
     for method in options.methods.split(","):
-        medians = measure(method, options.runs, options.starts, options.burst, arms)
+        with_floor = options.floor and method in FLOOR_METHODS
+        medians = measure(method, options.runs, options.starts, options.burst,
+                          arms + (("floor",) if with_floor else ()))
         bare, provider, traced = (medians[arm] for arm in ARMS)
-        print("%-11s %9.2f %9.2f %9.2f %9.2fx %9.2fx %6.2fx%s" % (
+        floor_columns = ""
+        if with_floor:
+            floor_columns = " %9.2f %9.2fx %12.2fx" % (medians["floor"], medians["floor"] / provider,
+                                                         traced / medians["floor"])
+        elif options.floor:
+            floor_columns = " %9s %10s %13s" % ("-", "-", "-")
+        print("%-11s %9.2f %9.2f %9.2f %9.2fx %9.2fx %6.2fx%s%s" % (
             method, bare, provider, traced, traced / provider, traced / bare, TARGETS.get(method, float("nan")),
-            " %9.2f %9.2fx" % (medians["one span"], medians["one span"] / provider) if floor else ""))
+            " %9.2f %9.2fx" % (medians["one span"], medians["one span"] / provider) if one_span else "",
+            floor_columns))
     print("(%d alternating runs per arm, each in a fresh interpreter; %s; Python %s, %d cores)" % (
         options.runs, "median of %d starts per run, burst: %d children" % (options.starts, options.burst),
         sys.version.split()[0], os.cpu_count() or 0))
+    if options.floor:
+        print("(floor: the provider-only program with benchmarks/floor_tracer.py, the least a tracer of mptrace's "
+              "design does per fork child;\n fork and burst only: under spawn and forkserver the floor does not "
+              "apply, its child's half comes through the fork; '-' there)")
 
 
 if __name__ == "__main__":
