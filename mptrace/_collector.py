@@ -31,7 +31,16 @@ _TRACE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 _SPAN_ID = re.compile(r"\A[0-9a-f]{16}\Z")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _ATTRIBUTE_SCALARS = (str, bool, int, float)
+# SpanKind(value) and StatusCode(value) run the Enum machinery's Python code for every span; and a Status
+# or an InstrumentationScope (which builds a BoundedAttributes: a lock, a dict) is immutable, so spans can
+# share one. Each object a collection makes or touches is a page the root writes again after every fork.
+_SPAN_KINDS = {kind.value: kind for kind in SpanKind}
+_STATUS_CODES = {code.value: code for code in StatusCode}
+_STATUSES = {code: Status(code) for code in StatusCode}  # without a description
+_scopes = {}  # (name, version) -> InstrumentationScope
+_SCOPES_KEPT = 64  # a bound: records are input
 _READ_CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
 # When children exit in quick succession, their spans are collected together
 # at most this often (flush() and exit always collect everything).
 COLLECT_INTERVAL = 0.1
@@ -159,7 +168,7 @@ class Collector:
             spool_file = self._files[name] = _SpoolFile(os.path.join(self.directory, name))
             self.counts["files"] += 1
         try:
-            fd = os.open(spool_file.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(spool_file.path, _OPEN_FLAGS)
         except OSError:
             return
         try:
@@ -239,11 +248,14 @@ class Collector:
 
     def _run_deferred(self):
         """What at_next_collection put off, in order; popped one at a time, as other threads may append
-        meanwhile (only a collection, under the lock, pops)."""
+        meanwhile (only a collection, under the lock, pops). Each call as _log.safely makes it."""
         deferred = self._deferred
         while deferred:
             what, function, args = deferred.popleft()
-            _log.safely(what, function, *args)
+            try:
+                function(*args)
+            except Exception:
+                _log.internal_error(what)
 
     def _hand_over_own_later(self):
         later, self._later = self._later, []
@@ -307,7 +319,7 @@ class Collector:
         self._forget_marker(name)
         if spool_file is None:
             return
-        self._read_rest(spool_file)
+        self._read_rest(name, spool_file)
         if spool_file.tail:
             self._corrupt(spool_file, "truncated last record")
         for record in spool_file.open_spans.values():
@@ -317,8 +329,7 @@ class Collector:
         except OSError:
             pass
 
-    def _read_rest(self, spool_file):
-        name = os.path.basename(spool_file.path)
+    def _read_rest(self, name, spool_file):
         self._files[name] = spool_file
         try:
             self._read(name)
@@ -434,26 +445,51 @@ def _check_span(record):
 
 
 def _readable_span(record, resource):
-    _check_span(record)
-    trace_id = _trace_id(record["tid"])
+    name = record.get("n")  # the checks of _check_span, each made once
+    if not isinstance(name, str):
+        raise CorruptRecord("span name missing")
+    trace_id = _trace_id(record.get("tid"))
+    span_id = _span_id(record.get("sid"))
+    start_time = _int(record.get("st"))
     parent = None
     if record.get("psid") is not None:
         parent = SpanContext(trace_id, _span_id(record["psid"]), is_remote=bool(record.get("pr")), trace_flags=_SAMPLED)
-    code, description = record.get("s") or [0, None]
-    status_code = StatusCode(_int(code))
-    scope_name, scope_version = record.get("sc") or [None, None]
+    code, description = record.get("s") or (0, None)
+    status_code = _STATUS_CODES.get(_int(code))
+    if status_code is None:
+        raise CorruptRecord("bad status code %r" % (code,))
+    kind = _SPAN_KINDS.get(_int(record.get("k", 0)))
+    if kind is None:
+        raise CorruptRecord("bad span kind %r" % (record.get("k"),))
+    scope_name, scope_version = record.get("sc") or (None, None)
+    events, links = record.get("ev"), record.get("ln")
     return ReadableSpan(
-        name=record["n"],
-        context=SpanContext(trace_id, _span_id(record["sid"]), is_remote=False, trace_flags=_SAMPLED),
+        name=name,
+        context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),
         parent=parent,
         resource=resource or Resource({}),
         attributes=_attributes(record.get("a")),
-        events=[Event(str(n), _attributes(a), _int(ts)) for n, ts, a in record.get("ev") or ()],
+        # () when there are none, as the SDK's own default (ReadableSpan.events and .links are tuples)
+        events=[Event(str(n), _attributes(a), _int(ts)) for n, ts, a in events] if events else (),
         links=[Link(SpanContext(_trace_id(t), _span_id(s), is_remote=True, trace_flags=_SAMPLED), _attributes(a))
-               for t, s, a in record.get("ln") or ()],
-        kind=SpanKind(_int(record.get("k", 0))),
-        status=Status(status_code, str(description) if status_code is StatusCode.ERROR and description else None),
-        start_time=_int(record["st"]),
+               for t, s, a in links] if links else (),
+        kind=kind,
+        status=(Status(status_code, str(description)) if status_code is StatusCode.ERROR and description
+                else _STATUSES[status_code]),
+        start_time=start_time,
         end_time=_int(record["et"]),
-        instrumentation_scope=InstrumentationScope(str(scope_name or "unknown"), scope_version),
+        instrumentation_scope=_scope(str(scope_name or "unknown"), scope_version),
     )
+
+
+def _scope(name, version):
+    """The InstrumentationScope ``(name, version)``: one per scope while few are seen, as the SDK's tracer
+    keeps one for all its spans."""
+    if version is not None and not isinstance(version, str):
+        return InstrumentationScope(name, version)
+    scope = _scopes.get((name, version))
+    if scope is None:
+        if len(_scopes) >= _SCOPES_KEPT:
+            _scopes.clear()
+        scope = _scopes[name, version] = InstrumentationScope(name, version)
+    return scope

@@ -35,6 +35,9 @@ _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _TRACE_FLAGS = {flags: TraceFlags(flags) for flags in range(4)}  # TraceFlags(flags) makes a new int each time
 _SPAN_KINDS = {kind.value: kind for kind in SpanKind}  # SpanKind(value) runs the Enum machinery's Python code
 _SCOPE = InstrumentationScope("mptrace", __version__)
+_STATUS_CODES = {code.value: code for code in StatusCode}  # StatusCode(value): the Enum machinery again
+# Immutable: one per code serves every span without a description.
+_STATUSES = {code: Status(code) for code in StatusCode}
 
 
 class RootSpan(_litespan.LiteSpan):
@@ -63,16 +66,20 @@ class RootSpan(_litespan.LiteSpan):
         if parent is None and self.parent_id:
             parent = SpanContext(trace_id, self.parent_id, False, _SAMPLED)
         code = self.status_code
+        events, links = self.events, self.links
         return ReadableSpan(
             name=self.name,
             context=context or SpanContext(trace_id, self.span_id, False, _SAMPLED),
             parent=parent,
             resource=state.root.provider.resource,
             attributes={k: tuple(v) if type(v) is list else v for k, v in self.attributes.items()},
-            events=[Event(name, attributes, timestamp) for name, timestamp, attributes in self.events],
-            links=[Link(SpanContext(int(t, 16), int(s, 16), True, _SAMPLED), a) for t, s, a in self.links or ()],
-            kind=SpanKind(self.kind),
-            status=Status(StatusCode(code), self.status_description if code == _litespan.STATUS_ERROR else None),
+            # () when there are none, as the SDK's own default (ReadableSpan.events and .links are tuples)
+            events=[Event(name, attributes, timestamp) for name, timestamp, attributes in events] if events else (),
+            links=[Link(SpanContext(int(t, 16), int(s, 16), True, _SAMPLED), a) for t, s, a in links] if links else (),
+            kind=_SPAN_KINDS[self.kind],
+            status=(Status(_STATUS_CODES[code], self.status_description)
+                    if code == _litespan.STATUS_ERROR and self.status_description is not None
+                    else _STATUSES[_STATUS_CODES[code]]),
             start_time=self.start_time,
             end_time=self.end_time,
             instrumentation_scope=_SCOPE,
