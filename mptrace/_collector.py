@@ -75,6 +75,7 @@ class Collector:
         self._lost_marked = {}  # spool file name -> (spans its writer said it lost, the marker's name)
         self._shut_down = False  # whether the provider's processors were shut down (at the last collection)
         self._queues = ()  # (queue, size limit) of each batch processor behind emit
+        self._processors = ((), [], [])  # (the provider's tuple of processors, their batch processors, _queues)
         self._pending = []  # (function, args, counted) hand-overs not made in time: tried again at the next collection
         self._later = []  # the root's own ended spans (mp.process) to hand over with the next collection
         # (what, function, args): work put off to the start of the next collection (see at_next_collection).
@@ -87,7 +88,7 @@ class Collector:
         """Read whatever every spool file gained since the last call."""
         with self._lock:
             self._last_collect = time.monotonic()
-            self._shut_down, self._queues = _processor_state(self._emit)
+            self._shut_down, self._queues = self._processor_state()
             self._retry_pending()
             self._run_deferred()  # may end spans of the root's own: handed over just below
             self._hand_over_own_later()
@@ -267,6 +268,26 @@ class Collector:
                 continue
             self._make(self._emit, (readable,), counted=False)
 
+    def _processor_state(self):
+        """(whether they were shut down, [(queue, limit)]) of the span processors behind ``emit``.
+
+        The SDK's processors drop spans after ``shutdown()`` and when a batch queue is full, and only log
+        it. Read through their private (long stable) attributes; where those differ, nothing is known and
+        nothing is counted. Which they are, their queues and limits are looked up again only when the
+        provider's tuple of processors is another (the SDK makes a new one for each processor added; a
+        processor keeps its queue, but in a fork child, whose collector is its own): each object a
+        collection touches is a page the root writes again after every fork.
+        """
+        processors = getattr(getattr(self._emit, "__self__", None), "_span_processors", ())
+        known, batches, queues = self._processors
+        if processors is not known:
+            batches, queues = _batches_and_queues(processors)
+            self._processors = (processors, batches, queues)
+        for batch in batches:
+            if getattr(batch, "_shutdown", False) is True or getattr(batch, "done", False) is True:
+                return True, queues
+        return False, queues
+
     def _retry_pending(self):
         pending, self._pending = self._pending, []
         for function, args, counted in pending:
@@ -369,22 +390,18 @@ def _describe_errno(name):
     return "%s, %s" % (name, os.strerror(number)) if isinstance(number, int) else name
 
 
-def _processor_state(emit):
-    """(whether they were shut down, [(queue, limit)]) of the span processors behind ``emit``.
-
-    The SDK's processors drop spans after ``shutdown()`` and when a batch queue
-    is full, and only log it. Read through their private (long stable)
-    attributes; where those differ, nothing is known and nothing is counted.
-    """
-    shut_down, queues = False, []
-    for processor in getattr(getattr(emit, "__self__", None), "_span_processors", ()):
+def _batches_and_queues(processors):
+    """([the batch processor of each processor, or itself], [(queue, limit)]) of the span processors
+    ``processors`` (see Collector._processor_state)."""
+    batches, queues = [], []
+    for processor in processors:
         batch = getattr(processor, "_batch_processor", processor)
-        shut_down = shut_down or getattr(batch, "_shutdown", False) is True or getattr(batch, "done", False) is True
+        batches.append(batch)
         queue = getattr(batch, "_queue", getattr(batch, "queue", None))
         limit = getattr(batch, "_max_queue_size", getattr(batch, "max_queue_size", None))
         if isinstance(limit, int) and not isinstance(limit, bool) and hasattr(queue, "__len__"):
             queues.append((queue, limit))
-    return shut_down, queues
+    return batches, queues
 
 
 def _why_unended(exitcode, signal_name, reason):
