@@ -15,7 +15,6 @@ first): it is forgotten then, so the root keeps nothing per child it reaped.
 
 import collections
 import os
-import re
 import threading
 import time
 
@@ -27,8 +26,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from mptrace import _bounded, _log, _spool, semconv
 
-_TRACE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
-_SPAN_ID = re.compile(r"\A[0-9a-f]{16}\Z")
+_HEX_DIGITS = "0123456789abcdef"  # of trace and span ids: lowercase only
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _ATTRIBUTE_SCALARS = (str, bool, int, float)
 # SpanKind(value) and StatusCode(value) run the Enum machinery's Python code for every span; and a Status
@@ -64,6 +62,7 @@ class _SpoolFile:
 class Collector:
     def __init__(self, directory, emit):
         self.directory = directory
+        self._prefix = os.path.join(directory, "")  # + a listed name: its path (os.path.join is five calls)
         self._emit = emit
         self._files = {}
         self._exited = {}  # spool file name -> (exitcode, signal name, time, stopped by)
@@ -166,7 +165,7 @@ class Collector:
     def _read(self, name):
         spool_file = self._files.get(name)
         if spool_file is None:
-            spool_file = self._files[name] = _SpoolFile(os.path.join(self.directory, name))
+            spool_file = self._files[name] = _SpoolFile(self._prefix + name)
             self.counts["files"] += 1
         try:
             fd = os.open(spool_file.path, _OPEN_FLAGS)
@@ -309,6 +308,8 @@ class Collector:
     def _take_lost_markers(self, listed):
         """Count what children said they could not write (see _spool.lost_marker)."""
         for name in listed:
+            if _spool.LOST_MARK not in name:  # the spool files themselves: no call for each
+                continue
             marked = _spool.parse_lost_marker(name)
             if marked is None:
                 continue
@@ -426,15 +427,26 @@ def _int_or_none(value):
 
 
 def _trace_id(value):
-    if not isinstance(value, str) or not _TRACE_ID.match(value) or not int(value, 16):
+    number = _hex_id(value, 32)
+    if number is None:
         raise CorruptRecord("bad trace id %r" % (value,))
-    return int(value, 16)
+    return number
 
 
 def _span_id(value):
-    if not isinstance(value, str) or not _SPAN_ID.match(value) or not int(value, 16):
+    number = _hex_id(value, 16)
+    if number is None:
         raise CorruptRecord("bad span id %r" % (value,))
-    return int(value, 16)
+    return number
+
+
+def _hex_id(value, digits):
+    """The id that ``value`` writes in exactly ``digits`` lowercase hex digits, None if it does not or if it
+    is 0. str.strip leaves nothing only where every character is such a digit: no regular expression's
+    match object to make per id."""
+    if not isinstance(value, str) or len(value) != digits or value.strip(_HEX_DIGITS):
+        return None
+    return int(value, 16) or None
 
 
 def _attribute_value(value):
