@@ -248,14 +248,11 @@ class Collector:
 
     def _run_deferred(self):
         """What at_next_collection put off, in order; popped one at a time, as other threads may append
-        meanwhile (only a collection, under the lock, pops). Each call as _log.safely makes it."""
+        meanwhile (only a collection, under the lock, pops)."""
         deferred = self._deferred
         while deferred:
             what, function, args = deferred.popleft()
-            try:
-                function(*args)
-            except Exception:
-                _log.internal_error(what)
+            _log.safely(what, function, *args)
 
     def _hand_over_own_later(self):
         later, self._later = self._later, []

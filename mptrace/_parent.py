@@ -479,11 +479,9 @@ def returncode_observer(original_setattr):
 
 def _observed_exit(popen, returncode):
     launch = state.children.pop(id(popen), None)
-    # state.active() and state.is_root() read inline, with one getpid(): this runs right after a fork
-    # (join() calls it), where each object touched is a page the caller waits to have copied.
-    if launch is None or launch.popen is not popen or state.role is None or state.owner_pid != os.getpid():
+    if launch is None or launch.popen is not popen or not state.active():
         return
-    if state.role == "root" and getattr(launch.span, "ends_with_a_collection", False):
+    if getattr(launch.span, "ends_with_a_collection", False) and state.is_root():
         # A root's mp.process reaches the processors with the collector's next batch anyway (see
         # _rootspan.SampledRootSpan): its attributes, its end and the exit's report wait for that
         # batch too (see Collector.at_next_collection). The caller's join() returns the sooner, having
@@ -510,8 +508,7 @@ def _child_exited(launch, returncode, pid, observed_at=None):
     if signal_name:
         attributes[semconv.EXIT_SIGNAL] = signal_name
     span.set_attributes(attributes)  # one call: the SDK takes its lock once
-    if launch.carrier.get("method") in _UNTRACED_METHODS:  # a fork child is traced from its first instruction
-        _log.safely("checking that the child reported", _note_if_untraced, launch)
+    _log.safely("checking that the child reported", _note_if_untraced, launch)
     stopped = launch.stopped_by is not None and signal_name == "SIGTERM"
     if stopped:  # its pool's terminate(): how a pool ends, not a failure
         span.set_attribute(semconv.END_REASON, launch.stopped_by)
@@ -531,14 +528,10 @@ def _child_exited(launch, returncode, pid, observed_at=None):
 NO_SPAN_REASON = "the child sent no span: it ended before mptrace recorded anything in it"
 
 
-# The start methods whose children may run untraced (see _note_if_untraced).
-_UNTRACED_METHODS = ("spawn", "forkserver")
-
-
 def _note_if_untraced(launch):
     """A spawn/forkserver child that sent no span ran untraced: mp.process says so, and why if it told."""
     carrier = launch.carrier
-    if carrier.get("method") not in _UNTRACED_METHODS or not carrier["sampled"]:
+    if carrier.get("method") not in ("spawn", "forkserver") or not carrier["sampled"]:
         return
     directory = carrier["tree"]["dir"]
     if os.path.exists(os.path.join(directory, _spool.file_name(carrier["rsid"]))):
