@@ -223,16 +223,44 @@ def _class_state(cls, key):
     Never through ``getattr``: a descriptor's ``__get__`` or a metaclass's
     ``__getattr__`` would run the program's code.
     """
-    qualname = type.__getattribute__(cls, "__qualname__")
-    atoms = _atom_fingerprints(cls, key)
+    own = type.__getattribute__(cls, "__dict__")
     state = {}
-    for attribute, value in sorted(type.__getattribute__(cls, "__dict__").items(), key=lambda item: str(item[0])):
+    attributes = _class_attribute_names(cls, own)
+    if not attributes:
+        return state
+    qualname = type.__getattribute__(cls, "__qualname__")
+    atoms = None
+    for attribute in attributes:
         if len(state) >= MAX_CLASS_NAMES:
             break
-        if isinstance(attribute, str) and not attribute.startswith("__") and _is_class_state(value):
+        value = own.get(attribute, _MISSING)
+        if value is not _MISSING and _is_class_state(value):
+            if atoms is None:
+                atoms = _atom_fingerprints(cls, key)
             name = "%s.%s" % (qualname, attribute)
             state[name] = _fingerprint_of(name, value, key, atoms)
     return state
+
+
+# The names _class_state reads, per class: {id(class): (its names (see _names_of), [the names read])}.
+_class_names_of = {}
+
+
+def _class_attribute_names(cls, own):
+    """The names of ``own`` (``cls.__dict__``) but dunders, in _class_state's order, as copies (see _copy):
+    a dunder's value (the class's ``__dict__`` and ``__weakref__`` descriptors, its ``__module__``) is never
+    read. Sorted by str, as every attribute was (a stable sort: the names kept keep their order among them
+    all). Worked out again only when the class's names changed (see _same_names)."""
+    cached = _class_names_of.get(id(cls))
+    if cached is not None and len(own) == len(cached[0]) and own.keys() >= cached[0]:
+        return cached[1]
+    names = frozenset([_copy(name) for name in list(own)])
+    attributes = [attribute for attribute in names if isinstance(attribute, str) and not attribute.startswith("__")]
+    attributes.sort(key=str)
+    if len(_class_names_of) >= _MAX_CACHED:
+        _class_names_of.clear()
+    _class_names_of[id(cls)] = (names, attributes)
+    return attributes
 
 
 def _has_class_state(cls):
@@ -439,6 +467,7 @@ class ModuleWatch:
         self.baselines = _remembered_for_loaded_modules()
         self._decisions = {}  # module name -> watched? (modules do not move)
         self._watched = []  # names of watched modules, in sys.modules order
+        self._pairs = None  # watched_modules()'s last answer
         self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
         self._said_too_many = False
         self._library_paths = library_paths()
@@ -490,7 +519,18 @@ class ModuleWatch:
                 _log.warning("comparing the state of the first %d of %d application modules; %s and later ones "
                              "are left out (choose with watch_modules and ignore_modules)",
                              MAX_MODULES, len(self._watched), self._watched[MAX_MODULES])
-        return [(name, sys.modules.get(name)) for name in self._watched[:MAX_MODULES]]
+            self._pairs = None
+        # The last list while each of its names still holds the same module: callers only read it, and a new
+        # one (a list, a tuple per module) is written to at every start.
+        modules, pairs = sys.modules, self._pairs
+        if pairs is not None:
+            for name, module in pairs:
+                if modules.get(name) is not module:
+                    break
+            else:
+                return pairs
+        pairs = self._pairs = [(name, modules.get(name)) for name in self._watched[:MAX_MODULES]]
+        return pairs
 
     def state_at_start(self, fork=False):
         """(state {module: {name: fp}}, not_portable [module.name], no_baseline [module],
@@ -528,7 +568,10 @@ class ModuleWatch:
             changed, uncertain = self._compared(name, baseline, current)
             not_portable.extend(changed)
             unknown.extend(uncertain)
-        return state, sorted(not_portable), sorted(no_baseline), sorted(unknown)
+        not_portable.sort()  # in place: these lists are this call's own
+        no_baseline.sort()
+        unknown.sort()
+        return state, not_portable, no_baseline, unknown
 
     def _compared(self, name, baseline, current):
         """([module.name] changed, [module.name] cannot tell) of a module's state against its baseline; the
@@ -583,45 +626,73 @@ def main_not_portable_for_fork(module, key=None):
     if namespace is None:
         return {}, []
     module_name = dict.get(namespace, "__name__")
-    if _more_public_names(namespace, MAX_NAMES):
+    may_count, public_names = _names_that_may_count(namespace, source)
+    if public_names > MAX_NAMES:
         names, watched = _capped_names_and_classes(namespace)
     else:
-        names, classes = [], []
-        for name in _names_that_may_count(namespace, source):
+        names, watched = [], []
+        for name in may_count:
             value = dict.get(namespace, name, _MISSING)
             if isinstance(value, type):
-                classes.append((name, value))
+                if _defined_here(value, name, module_name):
+                    watched.append(value)
             elif value is not _MISSING and not isinstance(value, _NOT_STATE):
                 names.append((name, value))
-        watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
-        if watched and _more_public_names(namespace, MAX_CLASSES):  # which classes state_of keeps: all the values
+        if watched and public_names > MAX_CLASSES:  # which classes state_of keeps: all the values
             names, watched = _capped_names_and_classes(namespace)
-    literals, found = source.literals, {}
+    literals, found, facts = source.literals, {}, _main_facts(source)
     for name, value in names:
         if name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
-            if source.set_after_import(name) and not _holds_only_process_handles(value):
-                found[name] = {name: NOT_WALKED}
+            fact = facts.get(name) or _main_fact(facts, name, source)
+            if fact[0] and not _holds_only_process_handles(value):
+                found[name] = fact[1]
         elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
             fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(module, key))
             if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
                 found[name] = fingerprint
     for cls in watched:
-        class_state = _log.safely("reading the class attributes of a class in %s" % module_name,
-                                  _class_state, cls, key) or {}
-        found.update((name, fingerprint) for name, fingerprint in class_state.items()
-                     if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source))
-    return found, sorted("__main__.%s" % name for name in found)
+        try:
+            class_state = _class_state(cls, key)
+        except Exception:
+            _log.internal_error("reading the class attributes of a class in %s" % module_name)
+            continue
+        for name in class_state:
+            fingerprint = class_state[name]
+            if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
+                found[name] = fingerprint
+    not_portable = []
+    for name in found:
+        fact = facts.get(name)
+        not_portable.append(fact[2] if fact is not None else "__main__.%s" % name)
+    not_portable.sort()
+    return found, not_portable
+
+
+# What the main module's source says of a name, per name: [(source, {name: (set after import?, its shallow
+# fingerprint, "__main__.name")})]: made once per source, not at every start. The fingerprints are shared
+# by every start's state, which only reads them.
+_main_facts_of = [None]
+
+
+def _main_facts(source):
+    cached = _main_facts_of[0]  # read once: another thread may start a process too
+    if cached is None or cached[0] is not source:
+        cached = _main_facts_of[0] = (source, {})
+    return cached[1]
+
+
+def _main_fact(facts, name, source):
+    fact = (source.set_after_import(name), {name: NOT_WALKED}, "__main__.%s" % name)
+    if len(facts) >= _MAX_CACHED:
+        facts.clear()
+    facts[name] = fact
+    return fact
 
 
 def _capped_names_and_classes(namespace):
     """The names and classes state_of keeps of a namespace (the first MAX_NAMES and MAX_CLASSES by name)."""
     names, watched = _names_and_classes(namespace)
     return names[:MAX_NAMES], watched[:MAX_CLASSES]
-
-
-def _more_public_names(namespace, limit):
-    """Whether a namespace has more than ``limit`` names but dunders (counted only when it might)."""
-    return len(namespace) > limit and len(_public_names(namespace)) > limit
 
 
 _EQUAL_IF_SAME = frozenset((str, bytes, int, bool, type(None)))  # exact types: == is theirs, and says it all
@@ -694,30 +765,79 @@ def _main_not_portable(current, source, key=None):
     return sorted("__main__.%s" % name for name in found)
 
 
-# What the main module's source says of the names that may be not portable: [(source, always, at_import,
-# every name known)] (see _names_that_may_count).
+# What the main module's source says of the names that may be not portable, and those names for the namespace's
+# names last seen: [(source, always, at_import, every name known, the namespace's names (see _names_of), (the names
+# that may count, how many names but dunders))] (see _names_that_may_count).
 _may_count_of = [None]
 
 
 def _names_that_may_count(namespace, source):
-    """The main module's names (no dunders) that its source says may be not portable (see
-    _main_name_not_portable), found with set operations on the names alone, no value read.
+    """(the main module's names (no dunders) that its source says may be not portable (see
+    _main_name_not_portable), how many names but dunders it has), found with set operations on the names
+    alone, no value read.
 
     A name bound at import to a literal may have changed; so may one bound
     after import (see MainSource.set_after_import), or a class whose attributes
     are either. Any other name never counts, whatever it holds.
+
+    The answer is kept while the namespace holds the same names (see
+    _same_names): set operations on every name write each one's reference
+    count, a page after a fork for every few names.
     """
     cached = _may_count_of[0]  # read once: another thread may start a process too
+    if cached is not None and cached[0] is source and _same_names(namespace, cached[4]):
+        return cached[5]
     if cached is None or cached[0] is not source:
         owners = set(name.split(".")[0] for name in list(source.literals) + list(source.later) if "." in name)
         always = frozenset(owners | set(name for name in source.literals if "." not in name)
                            | set(name for name in source.later if "." not in name and name in source.at_import))
-        cached = _may_count_of[0] = (source, always, frozenset(source.at_import), "*" not in source.at_import)
-    _, always, at_import, every_name_known = cached
+        at_import, every_name_known = frozenset(source.at_import), "*" not in source.at_import
+    else:
+        _, always, at_import, every_name_known = cached[:4]
+    every_name = _names_of(namespace)
     names = dict.keys(namespace) & always  # looks up the few names of ``always``, not every key
     if every_name_known:
         names |= dict.keys(namespace) - at_import  # not bound at import: set after it
-    return [name for name in names if isinstance(name, str) and not name.startswith("__")]
+    found = ([_copy(name) for name in names if isinstance(name, str) and not name.startswith("__")],
+             len(_public_names(namespace)))
+    _may_count_of[0] = (source, always, at_import, every_name_known, every_name, found)
+    return found
+
+
+def _names_of(namespace):
+    """Copies of a namespace's names (see _copy), to tell later whether it holds the same (see _same_names)."""
+    return frozenset([_copy(name) for name in list(dict.__iter__(namespace))])
+
+
+def _same_names(namespace, names):
+    """Whether ``namespace`` holds exactly ``names`` (see _names_of), found without reading its own names:
+    each of ``names`` is looked up in it, which compares strings without writing to them."""
+    return len(namespace) == len(names) and dict.keys(namespace) >= names
+
+
+# The names of the namespaces sorted_names was asked for: {owner: (names (see _names_of), [its str names, sorted])}.
+_sorted_names_of = {}
+
+
+def sorted_names(namespace, owner):
+    """A namespace's str names (dunders too), sorted, as copies (see _copy); ``owner``: what the namespace is
+    (a module's name). Sorted again only when its names changed (see _same_names)."""
+    cached = _sorted_names_of.get(owner)
+    if cached is not None and _same_names(namespace, cached[0]):
+        return cached[1]
+    names = _names_of(namespace)
+    ordered = [name for name in names if isinstance(name, str)]
+    ordered.sort()
+    if len(_sorted_names_of) >= _MAX_CACHED:
+        _sorted_names_of.clear()
+    _sorted_names_of[owner] = (names, ordered)
+    return ordered
+
+
+def _copy(name):
+    """An equal str that is another object (allocated with mptrace's others), or ``name`` if it is not an exact
+    str. Looking a copy up in a dict writes the copy's reference count, not the dict's own key's."""
+    return "".join((name, "")) if type(name) is str else name
 
 
 def _main_name_not_portable(name, fingerprint, literals, source):
