@@ -89,14 +89,34 @@ def _names_and_classes(namespace):
     return names, [cls for name, cls in classes if _defined_here(cls, name, module_name)]
 
 
-def has_state(module):
-    """Whether ``state_of(module)`` has any name, found without fingerprinting a value."""
+def has_state(module, owner=None):
+    """Whether ``state_of(module)`` has any name, found without fingerprinting a value; ``owner``: the module's
+    name in ``sys.modules``, if known (see namespace_names).
+
+    The values are read up to the first that is state: a fork start reads no more of them (each one read
+    is a reference count written, a page after every fork).
+    """
     namespace = own_namespace(module)
     if namespace is None:
         return False
-    names, watched = _names_and_classes(namespace)
-    return bool(names) or any(_log.safely("reading the class attributes of a class", _has_class_state, cls)
-                              for cls in watched[:MAX_CLASSES])
+    classes = []
+    for name in namespace_names(namespace, id(namespace) if owner is None else owner)[1]:
+        if name.startswith("__"):
+            continue
+        value = dict.get(namespace, name, _MISSING)
+        if isinstance(value, type):
+            classes.append((name, value))
+        elif value is not _MISSING and not isinstance(value, _NOT_STATE):
+            return True  # as state_of would find it
+    module_name, watched = dict.get(namespace, "__name__"), 0
+    for name, cls in classes:  # by name, as state_of; a loop: no function object made at each start (3.11)
+        if watched >= MAX_CLASSES:
+            break
+        if _defined_here(cls, name, module_name):
+            watched += 1
+            if _log.safely("reading the class attributes of a class", _has_class_state, cls):
+                return True
+    return False
 
 
 def _by_name(item):
@@ -155,7 +175,7 @@ def _is_immutable(value, depth=0):
     kind = type(value)
     if kind is tuple or kind is frozenset:
         return depth < _IMMUTABLE_DEPTH and all(_is_immutable(item, depth + 1) for item in kind.__iter__(value))
-    return any(kind is atom for atom in _ATOMS)
+    return id(kind) in _ATOM_IDS  # by identity, in C (these types live as long as the interpreter)
 
 
 # -- class-level state ----------------------------------------------------------
@@ -170,6 +190,7 @@ _descriptor_types = {}  # {id(type): (type, whether its instances are descriptor
 # nothing for the program.
 _atoms_of = {}
 _ATOMS = (type(None), bool, int, float, complex, str, bytes)
+_ATOM_IDS = frozenset(id(atom) for atom in _ATOMS)
 _IMMUTABLE_DEPTH = 4  # tuples in tuples
 _MAX_CACHED = 4096
 
@@ -198,7 +219,7 @@ def _defined_here(cls, name, module_name):
     (its members are constants, and its internals are not the program's state).
     """
     known = _class_decisions.get(id(cls))
-    if known is not None and known[0] is cls and known[1:3] == (module_name, name):
+    if known is not None and known[0] is cls and known[1] == module_name and known[2] == name:  # no tuples made
         return known[3]
     try:
         own = type.__getattribute__(cls, "__dict__")
@@ -223,23 +244,29 @@ def _class_state(cls, key):
     Never through ``getattr``: a descriptor's ``__get__`` or a metaclass's
     ``__getattr__`` would run the program's code.
     """
+    state, atoms = {}, None
+    for name, value in _class_state_items(cls):
+        if atoms is None:
+            atoms = _atom_fingerprints(cls, key)
+        state[name] = _fingerprint_of(name, value, key, atoms)
+    return state
+
+
+def _class_state_items(cls):
+    """``[(Class.attr, value)]`` of what _class_state fingerprints (at most MAX_CLASS_NAMES), values unread."""
     own = type.__getattribute__(cls, "__dict__")
-    state = {}
+    items = []
     attributes = _class_attribute_names(cls, own)
     if not attributes:
-        return state
+        return items
     qualname = type.__getattribute__(cls, "__qualname__")
-    atoms = None
     for attribute in attributes:
-        if len(state) >= MAX_CLASS_NAMES:
+        if len(items) >= MAX_CLASS_NAMES:
             break
         value = own.get(attribute, _MISSING)
         if value is not _MISSING and _is_class_state(value):
-            if atoms is None:
-                atoms = _atom_fingerprints(cls, key)
-            name = "%s.%s" % (qualname, attribute)
-            state[name] = _fingerprint_of(name, value, key, atoms)
-    return state
+            items.append(("%s.%s" % (qualname, attribute), value))
+    return items
 
 
 # The names _class_state reads, per class: {id(class): (its names (see _names_of), [the names read])}.
@@ -555,7 +582,7 @@ class ModuleWatch:
                     not_portable.extend(found[1])
                 continue
             if baseline is None and fork:  # nothing to compare, nor to send: whether it has state is enough
-                if has_state(module):
+                if has_state(module, name):
                     no_baseline.append(name)
                 continue
             current = state_of(module, self.key)
@@ -640,32 +667,39 @@ def main_not_portable_for_fork(module, key=None):
                 names.append((name, value))
         if watched and public_names > MAX_CLASSES:  # which classes state_of keeps: all the values
             names, watched = _capped_names_and_classes(namespace)
-    literals, found, facts = source.literals, {}, _main_facts(source)
+    found, facts = {}, _main_facts(source)
     for name, value in names:
-        if name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
-            fact = facts.get(name) or _main_fact(facts, name, source)
-            if fact[0] and not _holds_only_process_handles(value):
-                found[name] = fact[1]
-        elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
-            fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(module, key))
-            if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
-                found[name] = fingerprint
-    for cls in watched:
+        _note_if_not_portable(found, name, value, module, source, facts, key)
+    for cls in watched:  # its attributes as its module's names: by the source, compared as written
+        class_found = {}
         try:
-            class_state = _class_state(cls, key)
+            for name, value in _class_state_items(cls):
+                _note_if_not_portable(class_found, name, value, cls, source, facts, key)
         except Exception:
             _log.internal_error("reading the class attributes of a class in %s" % module_name)
             continue
-        for name in class_state:
-            fingerprint = class_state[name]
-            if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
-                found[name] = fingerprint
+        found.update(class_found)
     not_portable = []
     for name in found:
         fact = facts.get(name)
         not_portable.append(fact[2] if fact is not None else "__main__.%s" % name)
     not_portable.sort()
     return found, not_portable
+
+
+def _note_if_not_portable(found, name, value, owner, source, facts, key):
+    """Put the main module's ``name`` (a global, or ``Class.attr``; ``owner``: the module or the class) in
+    ``found``, with its fingerprint, if it is not portable (see _main_name_not_portable), fingerprinting it only
+    if it is a literal not as written."""
+    literals = source.literals
+    if name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
+        fact = facts.get(name) or _main_fact(facts, name, source)
+        if fact[0] and not _holds_only_process_handles(value):
+            found[name] = fact[1]
+    elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
+        fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(owner, key))
+        if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
+            found[name] = fingerprint
 
 
 # What the main module's source says of a name, per name: [(source, {name: (set after import?, its shallow
@@ -766,8 +800,8 @@ def _main_not_portable(current, source, key=None):
 
 
 # What the main module's source says of the names that may be not portable, and those names for the namespace's
-# names last seen: [(source, always, at_import, every name known, the namespace's names (see _names_of), (the names
-# that may count, how many names but dunders))] (see _names_that_may_count).
+# names last seen: [(source, always, at_import, every name known, the namespace's names (see namespace_names), (the
+# names that may count, how many names but dunders))] (see _names_that_may_count).
 _may_count_of = [None]
 
 
@@ -784,8 +818,9 @@ def _names_that_may_count(namespace, source):
     _same_names): set operations on every name write each one's reference
     count, a page after a fork for every few names.
     """
+    every_name = namespace_names(namespace, "__main__")[0]
     cached = _may_count_of[0]  # read once: another thread may start a process too
-    if cached is not None and cached[0] is source and _same_names(namespace, cached[4]):
+    if cached is not None and cached[0] is source and cached[4] is every_name:
         return cached[5]
     if cached is None or cached[0] is not source:
         owners = set(name.split(".")[0] for name in list(source.literals) + list(source.later) if "." in name)
@@ -794,7 +829,6 @@ def _names_that_may_count(namespace, source):
         at_import, every_name_known = frozenset(source.at_import), "*" not in source.at_import
     else:
         _, always, at_import, every_name_known = cached[:4]
-    every_name = _names_of(namespace)
     names = dict.keys(namespace) & always  # looks up the few names of ``always``, not every key
     if every_name_known:
         names |= dict.keys(namespace) - at_import  # not bound at import: set after it
@@ -815,23 +849,24 @@ def _same_names(namespace, names):
     return len(namespace) == len(names) and dict.keys(namespace) >= names
 
 
-# The names of the namespaces sorted_names was asked for: {owner: (names (see _names_of), [its str names, sorted])}.
-_sorted_names_of = {}
+# The names of the namespaces namespace_names was asked for: {owner: (names (see _names_of), [its str names, sorted])}.
+_names_seen = {}
 
 
-def sorted_names(namespace, owner):
-    """A namespace's str names (dunders too), sorted, as copies (see _copy); ``owner``: what the namespace is
-    (a module's name). Sorted again only when its names changed (see _same_names)."""
-    cached = _sorted_names_of.get(owner)
+def namespace_names(namespace, owner):
+    """(a namespace's names as copies (see _names_of), its str names among them (dunders too), sorted); ``owner``:
+    what the namespace is (a module's name). The same objects while it holds the same names (see _same_names):
+    a start reads them, not the namespace's own names."""
+    cached = _names_seen.get(owner)
     if cached is not None and _same_names(namespace, cached[0]):
-        return cached[1]
+        return cached
     names = _names_of(namespace)
     ordered = [name for name in names if isinstance(name, str)]
     ordered.sort()
-    if len(_sorted_names_of) >= _MAX_CACHED:
-        _sorted_names_of.clear()
-    _sorted_names_of[owner] = (names, ordered)
-    return ordered
+    if len(_names_seen) >= _MAX_CACHED:
+        _names_seen.clear()
+    cached = _names_seen[owner] = (names, ordered)
+    return cached
 
 
 def _copy(name):
