@@ -55,38 +55,48 @@ TOO_LARGE = "too large to compare in full"  # why a name could not be compared
 _UNKNOWN_DIGEST = " #" + _fingerprint.UNKNOWN  # the end of a description whose content could not be digested
 
 
-def state_of(module, key=None):
+def state_of(module, key=None, owner=None):
     """``{name: fingerprint}`` of a module's state (not functions, classes, modules).
 
     Class attributes of the classes defined in the module are state too, named
     ``Class.attr`` (see _class_state). ``key``: the process tree's digest key
     (see _fingerprint), so that a change the descriptions hide (``"prod"`` to
-    ``"test"``) still shows.
+    ``"test"``) still shows. ``owner``: the module's name in ``sys.modules``,
+    if known (see namespace_names).
     """
     namespace = own_namespace(module)
     if namespace is None:
         return {}
-    names, watched = _names_and_classes(namespace)
+    names, watched = _names_and_classes(namespace, owner)
     atoms = _atom_fingerprints(module, key) if names else None
-    state = {name: _fingerprint_of(name, value, key, atoms) for name, value in names[:MAX_NAMES]}
+    state = {}
+    for name, value in names[:MAX_NAMES]:  # loops, not comprehensions: no function object per start (3.11)
+        state[name] = _fingerprint_of(name, value, key, atoms)
     for cls in watched[:MAX_CLASSES]:
-        state.update(_log.safely("reading the class attributes of a class in %s" % dict.get(namespace, "__name__"),
-                                 _class_state, cls, key) or {})
+        try:
+            state.update(_class_state(cls, key))
+        except Exception:
+            _log.internal_error("reading the class attributes of a class in %s" % dict.get(namespace, "__name__"))
     return state
 
 
-def _names_and_classes(namespace):
-    """([(name, value)] of the state, by name; [class] defined in the module, by name): what state_of reads."""
-    names, classes = [], []  # sorted below: only these, not the module's functions and imports
-    for name, value in _public_items(namespace):
+def _names_and_classes(namespace, owner=None):
+    """([(name, value)] of the state, by name; [class] defined in the module, by name): what state_of reads.
+    ``owner``: see namespace_names."""
+    names, classes = [], []  # by name: only these, not the module's functions and imports
+    for name in namespace_names(namespace, id(namespace) if owner is None else owner)[1]:
+        if name.startswith("__"):  # its value is never read
+            continue
+        value = dict.get(namespace, name, _MISSING)
         if isinstance(value, type):
             classes.append((name, value))
-        elif not isinstance(value, _NOT_STATE):
+        elif value is not _MISSING and not isinstance(value, _NOT_STATE):
             names.append((name, value))
-    names.sort(key=_by_name)
-    classes.sort(key=_by_name)
-    module_name = dict.get(namespace, "__name__")
-    return names, [cls for name, cls in classes if _defined_here(cls, name, module_name)]
+    module_name, watched = dict.get(namespace, "__name__"), []
+    for name, cls in classes:
+        if _defined_here(cls, name, module_name):
+            watched.append(cls)
+    return names, watched
 
 
 def has_state(module, owner=None):
@@ -119,10 +129,6 @@ def has_state(module, owner=None):
     return False
 
 
-def _by_name(item):
-    return item[0]
-
-
 _MISSING = object()
 
 
@@ -130,16 +136,6 @@ def _public_names(namespace):
     """The names of a namespace but dunders, read without its values: reading a value writes its reference
     count, a page fault after a fork for each page they span (``__builtins__``, ``__spec__``, ...)."""
     return [name for name in list(dict.__iter__(namespace)) if isinstance(name, str) and not name.startswith("__")]
-
-
-def _public_items(namespace):
-    """(name, value) of a namespace but dunders (see _public_names); a name gone meanwhile is left out."""
-    found = []
-    for name in _public_names(namespace):
-        value = dict.get(namespace, name, _MISSING)
-        if value is not _MISSING:
-            found.append((name, value))
-    return found
 
 
 def _fingerprint_of(name, value, key, atoms=None):
@@ -345,12 +341,26 @@ def _is_handles(fingerprint, name):
 
 def differing_names(before, after):
     """Names whose fingerprint differs (or that only one side has); handles left out."""
-    return sorted(n for n in set(before) | set(after) if classify(before.get(n), after.get(n), n) == "changed")
+    return _classified(before, after)[0]
 
 
 def uncertain_names(before, after):
     """Names whose content was too large to digest on one side: changed or not, cannot tell."""
-    return sorted(n for n in set(before) | set(after) if classify(before.get(n), after.get(n), n) == "unknown")
+    return _classified(before, after)[1]
+
+
+def _classified(before, after):
+    """([names changed], [names that cannot tell]), each sorted (see classify), in one pass."""
+    changed, uncertain = [], []
+    for name in set(before) | set(after):  # loops, not generators: no function object made per start (3.11)
+        kind = classify(before.get(name), after.get(name), name)
+        if kind == "changed":
+            changed.append(name)
+        elif kind == "unknown":
+            uncertain.append(name)
+    changed.sort()
+    uncertain.sort()
+    return changed, uncertain
 
 
 def classify(was, now, name):
@@ -359,9 +369,15 @@ def classify(was, now, name):
         return "same"
     if was is None or now is None:
         return "same" if was is now else "changed"
-    if was == now and not any(description.endswith(_UNKNOWN_DIGEST) for description in was.values()):
-        return "same"  # the common case, without looking for the differing paths
-    kinds = set(kind for _, kind in _fingerprint.differences(was, now))
+    if was == now:
+        for description in was.values():
+            if description.endswith(_UNKNOWN_DIGEST):
+                break
+        else:
+            return "same"  # the common case, without looking for the differing paths
+    kinds = set()
+    for _, kind in _fingerprint.differences(was, now):
+        kinds.add(kind)
     if kinds - {"unknown"}:
         return "changed"
     return "unknown" if kinds else "same"
@@ -458,8 +474,10 @@ def arguments_with_changed_classes(items, classes):
     found = []
     for path, cls in _fingerprint.classes_in(items):
         for base in type.__getattribute__(cls, "__mro__"):
-            found.extend("%s: %s" % (path, name) for name in classes.get(_fingerprint.type_name(base), ())
-                         if "%s: %s" % (path, name) not in found)
+            for name in classes.get(_fingerprint.type_name(base), ()):  # a loop: no function object made per start
+                entry = "%s: %s" % (path, name)
+                if entry not in found:
+                    found.append(entry)
     if len(found) > MAX_ARGUMENT_CLASS_STATE:
         found = found[:MAX_ARGUMENT_CLASS_STATE - 1] + ["+%d more" % (len(found) - MAX_ARGUMENT_CLASS_STATE + 1)]
     return found
@@ -524,7 +542,7 @@ class ModuleWatch:
     def record_baseline(self, module):
         name = getattr(module, "__name__", None)
         if name and name not in self.baselines and self.watches(name, module):
-            self.baselines[name] = state_of(module, self.key)
+            self.baselines[name] = state_of(module, self.key, name)
             _remembered_baselines[name] = (id(module), self.baselines[name])
 
     def watched_modules(self):
@@ -585,7 +603,7 @@ class ModuleWatch:
                 if has_state(module, name):
                     no_baseline.append(name)
                 continue
-            current = state_of(module, self.key)
+            current = state_of(module, self.key, name)
             if not current:
                 continue
             state[name] = current
@@ -607,15 +625,25 @@ class ModuleWatch:
         last = self._last_compared.get(name)
         if last is not None and last[0] is baseline and _same_fingerprints(last[1], current):
             return last[2]
-        found = (["%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current],
-                 ["%s.%s" % (name, n) for n in uncertain_names(baseline, current)])
+        differing, uncertain = _classified(baseline, current)
+        found = ([], [])
+        for n in differing:
+            if n in current:
+                found[0].append("%s.%s" % (name, n))
+        for n in uncertain:
+            found[1].append("%s.%s" % (name, n))
         self._last_compared[name] = (baseline, current, found)
         return found
 
 
 def _same_fingerprints(was, now):
     """Whether two states hold the same names with the very same fingerprint objects (``is``)."""
-    return len(was) == len(now) and all(was.get(name) is fingerprint for name, fingerprint in now.items())
+    if len(was) != len(now):
+        return False
+    for name in now:
+        if was.get(name) is not now[name]:
+            return False
+    return True
 
 
 def _main_state_and_not_portable(module, key=None):
@@ -655,7 +683,7 @@ def main_not_portable_for_fork(module, key=None):
     module_name = dict.get(namespace, "__name__")
     may_count, public_names = _names_that_may_count(namespace, source)
     if public_names > MAX_NAMES:
-        names, watched = _capped_names_and_classes(namespace)
+        names, watched = _capped_names_and_classes(namespace, "__main__")
     else:
         names, watched = [], []
         for name in may_count:
@@ -666,7 +694,7 @@ def main_not_portable_for_fork(module, key=None):
             elif value is not _MISSING and not isinstance(value, _NOT_STATE):
                 names.append((name, value))
         if watched and public_names > MAX_CLASSES:  # which classes state_of keeps: all the values
-            names, watched = _capped_names_and_classes(namespace)
+            names, watched = _capped_names_and_classes(namespace, "__main__")
     found, facts = {}, _main_facts(source)
     for name, value in names:
         _note_if_not_portable(found, name, value, module, source, facts, key)
@@ -723,9 +751,9 @@ def _main_fact(facts, name, source):
     return fact
 
 
-def _capped_names_and_classes(namespace):
+def _capped_names_and_classes(namespace, owner):
     """The names and classes state_of keeps of a namespace (the first MAX_NAMES and MAX_CLASSES by name)."""
-    names, watched = _names_and_classes(namespace)
+    names, watched = _names_and_classes(namespace, owner)
     return names[:MAX_NAMES], watched[:MAX_CLASSES]
 
 

@@ -1,10 +1,11 @@
 """The function objects the parent's analyses of a fork start make (a regression guard for start-up).
 
     python -m tests.programs.fork_start_analyses
-Prints one line per comprehension, generator expression or lambda that the analyses run before a fork
-(module state, threads, inherited descriptors, random generators) ran during the measured starts, then
-the children's exit codes. Each one is a function object made at every start (a comprehension's too,
-before 3.12): memory the parent writes again after every fork.
+Prints one line per comprehension, generator expression or lambda of the analyses run before a fork
+(module state: of the main module, of modules imported before and after install(); threads, inherited
+descriptors, random generators) that ran during the measured starts, then the children's exit codes.
+Each one is a function object made at every start (a comprehension's too, before 3.12): memory the
+parent writes again after every fork.
 """
 
 import multiprocessing
@@ -16,6 +17,8 @@ import mptrace
 
 ANALYSES = ("_record_module_state", "_thread_attributes", "_record_inherited_fds", "_random_generators")
 MADE_PER_CALL = ("<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>", "<lambda>")
+# The analyses' own modules (a fingerprint's walk, in _fingerprint, is not looked at here).
+OWN_FILES = ("_modstate.py", "_mainsource.py", "_fds.py", "_randomstate.py", "_parent.py")
 LIMITS = {"retries": 3}  # a literal: compared as written at each start
 
 
@@ -38,7 +41,8 @@ def _within_analyses(frame):
 
 def _recorder(found):
     def record(frame, event, arg):
-        if event == "call" and frame.f_code.co_name in MADE_PER_CALL and _within_analyses(frame.f_back):
+        if (event == "call" and frame.f_code.co_name in MADE_PER_CALL
+                and os.path.basename(frame.f_code.co_filename) in OWN_FILES and _within_analyses(frame.f_back)):
             found.add("%s:%d %s" % (os.path.basename(frame.f_code.co_filename), frame.f_code.co_firstlineno,
                                     frame.f_code.co_name))
     return record
@@ -52,6 +56,10 @@ if __name__ == "__main__":
     provider, exporter = in_memory_pipeline()
     trace.set_tracer_provider(provider)
     mptrace.install()
+    from tests.programs import class_settings, state_module  # imported traced: compared with their baselines
+
+    class_settings.Counter.bump()
+    state_module.settings["mode"] = "changed"
     results = []  # bound after import: not portable
     shared = random.Random(2)  # a generator the children would share
     made = set()
