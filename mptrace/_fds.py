@@ -139,8 +139,8 @@ def inherited(watch, spool_directory):
     numbers, listed = _open_numbers()
     excluded = _plumbing()
     cache = _cache()
-    own = "file %s%s" % (_real_path(spool_directory), os.sep) if spool_directory else None
-    candidates, unlisted = [], 0
+    own = _own_prefix(spool_directory) if spool_directory else None
+    candidates, keys, unlisted = [], [], 0
     for fd in numbers:
         if fd in excluded:
             continue
@@ -151,9 +151,13 @@ def inherited(watch, spool_directory):
             info = os.fstat(fd)
         except OSError:  # closed meanwhile, or listdir's own
             continue
-        if _listable(fd, info.st_mode):
-            candidates.append((fd, (fd, info.st_dev, info.st_ino), info.st_mode))
-    holders = _holders_of(watch, candidates)
+        mode = info.st_mode
+        kind = stat.S_IFMT(mode)  # as _listable says, without a call of it per descriptor
+        if kind == stat.S_IFSOCK or ((kind == stat.S_IFREG or kind == stat.S_IFIFO) and fd not in STANDARD_STREAMS):
+            key = (fd, info.st_dev, info.st_ino)
+            candidates.append((fd, key, mode))
+            keys.append(key)
+    holders = _holders_of(watch, keys)
     found = {}
     for fd, key, mode in candidates:
         if key in _environment and fd not in holders:
@@ -176,16 +180,15 @@ def _listable(fd, mode):
 _last_holders = (None, None, {})
 
 
-def _holders_of(watch, candidates):
-    """The globals holding the candidates' descriptors, searched again only when the set of open
-    descriptors changed: searching every watched global costs more than the rest of the listing,
-    and a global comes to hold an already open descriptor seldom."""
+def _holders_of(watch, keys):
+    """The globals holding the candidates' descriptors (``keys``: theirs, in descriptor order), searched again
+    only when the set of open descriptors changed: searching every watched global costs more than the rest
+    of the listing, and a global comes to hold an already open descriptor seldom."""
     global _last_holders
-    if watch is None or not candidates:
+    if watch is None or not keys:
         return {}
-    keys = frozenset(key for _, key, _ in candidates)
     pid, last_keys, holders = _last_holders
-    if pid != os.getpid() or last_keys != keys:
+    if last_keys != keys or pid != os.getpid():  # the same keys come in the same (descriptor) order
         holders = _holders(watch)
         _last_holders = (os.getpid(), keys, holders)
     return holders
@@ -210,14 +213,16 @@ def _cache():
     return _described[1]
 
 
-_real_paths = {}
+_own_prefixes = {}
 
 
-def _real_path(path):
-    """The spool directory as /proc names it (symbolic links resolved), worked out once."""
-    if path not in _real_paths:
-        _real_paths[path] = os.path.realpath(path)
-    return _real_paths[path]
+def _own_prefix(path):
+    """``file <the spool directory>/``: how a spool file's description starts, the directory as /proc names
+    it (symbolic links resolved); worked out once."""
+    prefix = _own_prefixes.get(path)
+    if prefix is None:
+        prefix = _own_prefixes[path] = "file %s%s" % (os.path.realpath(path), os.sep)
+    return prefix
 
 
 def _describe(fd, mode, key, cache):
@@ -361,12 +366,15 @@ def _plumbing():
         if getattr(connection, "_handle", None) is not None:  # None once closed
             excluded.add(connection._handle)
     process_module = sys.modules.get("multiprocessing.process")
-    popens = [getattr(child, "_popen", None) for child in list(getattr(process_module, "_children", ()))]
-    for popen in popens + _alive(_popens):
+    popens = _alive(_popens)
+    for child in list(getattr(process_module, "_children", ())):
+        popens.append(getattr(child, "_popen", None))
+    for popen in popens:  # plain loops, not comprehensions: no function object made at each start (3.11)
         excluded.add(getattr(popen, "sentinel", None))
         # a fork Popen also keeps the write end of the child's pipe, closed by its finalizer
-        excluded.update(fd for fd in getattr(getattr(popen, "finalizer", None), "_args", None) or ()
-                        if isinstance(fd, int))
+        for fd in getattr(getattr(popen, "finalizer", None), "_args", None) or ():
+            if isinstance(fd, int):
+                excluded.add(fd)
     tracker = sys.modules.get("multiprocessing.resource_tracker")
     excluded.add(getattr(getattr(tracker, "_resource_tracker", None), "_fd", None))
     forkserver = sys.modules.get("multiprocessing.forkserver")
@@ -380,7 +388,12 @@ def _plumbing():
 def _alive(registry):
     """What a WeakSet holds, from one copy of its references: iterating the WeakSet itself runs
     _weakrefset's Python code (a generator, an iteration guard), pages a fork start faults on."""
-    return [item for item in [reference() for reference in list(registry.data)] if item is not None]
+    alive = []
+    for reference in list(registry.data):
+        item = reference()
+        if item is not None:
+            alive.append(item)
+    return alive
 
 
 # -- who holds it: watched module globals ---------------------------------------------------

@@ -31,8 +31,9 @@ import os
 
 from mptrace import _log
 
-# A parsed main module per (path, size, mtime): a program has one, read once.
-_cache = {}
+# The last parsed main module: [(path, size, mtime in ns, its MainSource or None)]. A program has one, read
+# once; it is read again when its size or modification time changed (checked at each call: one stat).
+_last = [None]
 
 
 class MainSource:
@@ -210,11 +211,11 @@ def read(module):
         status = os.stat(path)
     except OSError:
         return None
-    key = (path, status.st_size, status.st_mtime_ns)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = _log.safely("reading the main module's source", _parse, path)
-    return _cache[key]
+    last = _last[0]  # read once: another thread may start a process too
+    if last is None or last[0] != path or last[1] != status.st_size or last[2] != status.st_mtime_ns:
+        last = _last[0] = (path, status.st_size, status.st_mtime_ns,
+                           _log.safely("reading the main module's source", _parse, path))
+    return last[3]
 
 
 def _parse(path):

@@ -55,52 +55,78 @@ TOO_LARGE = "too large to compare in full"  # why a name could not be compared
 _UNKNOWN_DIGEST = " #" + _fingerprint.UNKNOWN  # the end of a description whose content could not be digested
 
 
-def state_of(module, key=None):
+def state_of(module, key=None, owner=None):
     """``{name: fingerprint}`` of a module's state (not functions, classes, modules).
 
     Class attributes of the classes defined in the module are state too, named
     ``Class.attr`` (see _class_state). ``key``: the process tree's digest key
     (see _fingerprint), so that a change the descriptions hide (``"prod"`` to
-    ``"test"``) still shows.
+    ``"test"``) still shows. ``owner``: the module's name in ``sys.modules``,
+    if known (see namespace_names).
     """
     namespace = own_namespace(module)
     if namespace is None:
         return {}
-    names, watched = _names_and_classes(namespace)
+    names, watched = _names_and_classes(namespace, owner)
     atoms = _atom_fingerprints(module, key) if names else None
-    state = {name: _fingerprint_of(name, value, key, atoms) for name, value in names[:MAX_NAMES]}
+    state = {}
+    for name, value in names[:MAX_NAMES]:  # loops, not comprehensions: no function object per start (3.11)
+        state[name] = _fingerprint_of(name, value, key, atoms)
     for cls in watched[:MAX_CLASSES]:
-        state.update(_log.safely("reading the class attributes of a class in %s" % dict.get(namespace, "__name__"),
-                                 _class_state, cls, key) or {})
+        try:
+            state.update(_class_state(cls, key))
+        except Exception:
+            _log.internal_error("reading the class attributes of a class in %s" % dict.get(namespace, "__name__"))
     return state
 
 
-def _names_and_classes(namespace):
-    """([(name, value)] of the state, by name; [class] defined in the module, by name): what state_of reads."""
-    names, classes = [], []  # sorted below: only these, not the module's functions and imports
-    for name, value in _public_items(namespace):
+def _names_and_classes(namespace, owner=None):
+    """([(name, value)] of the state, by name; [class] defined in the module, by name): what state_of reads.
+    ``owner``: see namespace_names."""
+    names, classes = [], []  # by name: only these, not the module's functions and imports
+    for name in namespace_names(namespace, id(namespace) if owner is None else owner)[1]:
+        if name.startswith("__"):  # its value is never read
+            continue
+        value = dict.get(namespace, name, _MISSING)
         if isinstance(value, type):
             classes.append((name, value))
-        elif not isinstance(value, _NOT_STATE):
+        elif value is not _MISSING and not isinstance(value, _NOT_STATE):
             names.append((name, value))
-    names.sort(key=_by_name)
-    classes.sort(key=_by_name)
-    module_name = dict.get(namespace, "__name__")
-    return names, [cls for name, cls in classes if _defined_here(cls, name, module_name)]
+    module_name, watched = dict.get(namespace, "__name__"), []
+    for name, cls in classes:
+        if _defined_here(cls, name, module_name):
+            watched.append(cls)
+    return names, watched
 
 
-def has_state(module):
-    """Whether ``state_of(module)`` has any name, found without fingerprinting a value."""
+def has_state(module, owner=None):
+    """Whether ``state_of(module)`` has any name, found without fingerprinting a value; ``owner``: the module's
+    name in ``sys.modules``, if known (see namespace_names).
+
+    The values are read up to the first that is state: a fork start reads no more of them (each one read
+    is a reference count written, a page after every fork).
+    """
     namespace = own_namespace(module)
     if namespace is None:
         return False
-    names, watched = _names_and_classes(namespace)
-    return bool(names) or any(_log.safely("reading the class attributes of a class", _has_class_state, cls)
-                              for cls in watched[:MAX_CLASSES])
-
-
-def _by_name(item):
-    return item[0]
+    classes = []
+    for name in namespace_names(namespace, id(namespace) if owner is None else owner)[1]:
+        if name.startswith("__"):
+            continue
+        value = dict.get(namespace, name, _MISSING)
+        if isinstance(value, type):
+            classes.append((name, value))
+        elif value is not _MISSING and not isinstance(value, _NOT_STATE):
+            return True  # as state_of would find it
+    module_name, watched = dict.get(namespace, "__name__"), 0
+    for name, cls in classes:  # by name, as state_of; a loop: no function object made at each start (3.11)
+        if watched >= MAX_CLASSES:
+            break
+        if _defined_here(cls, name, module_name):
+            watched += 1
+            if _log.safely("reading the class attributes of a class", _has_class_state, cls):
+                return True
+    return False
 
 
 _MISSING = object()
@@ -110,16 +136,6 @@ def _public_names(namespace):
     """The names of a namespace but dunders, read without its values: reading a value writes its reference
     count, a page fault after a fork for each page they span (``__builtins__``, ``__spec__``, ...)."""
     return [name for name in list(dict.__iter__(namespace)) if isinstance(name, str) and not name.startswith("__")]
-
-
-def _public_items(namespace):
-    """(name, value) of a namespace but dunders (see _public_names); a name gone meanwhile is left out."""
-    found = []
-    for name in _public_names(namespace):
-        value = dict.get(namespace, name, _MISSING)
-        if value is not _MISSING:
-            found.append((name, value))
-    return found
 
 
 def _fingerprint_of(name, value, key, atoms=None):
@@ -155,7 +171,7 @@ def _is_immutable(value, depth=0):
     kind = type(value)
     if kind is tuple or kind is frozenset:
         return depth < _IMMUTABLE_DEPTH and all(_is_immutable(item, depth + 1) for item in kind.__iter__(value))
-    return any(kind is atom for atom in _ATOMS)
+    return id(kind) in _ATOM_IDS  # by identity, in C (these types live as long as the interpreter)
 
 
 # -- class-level state ----------------------------------------------------------
@@ -170,6 +186,7 @@ _descriptor_types = {}  # {id(type): (type, whether its instances are descriptor
 # nothing for the program.
 _atoms_of = {}
 _ATOMS = (type(None), bool, int, float, complex, str, bytes)
+_ATOM_IDS = frozenset(id(atom) for atom in _ATOMS)
 _IMMUTABLE_DEPTH = 4  # tuples in tuples
 _MAX_CACHED = 4096
 
@@ -198,7 +215,7 @@ def _defined_here(cls, name, module_name):
     (its members are constants, and its internals are not the program's state).
     """
     known = _class_decisions.get(id(cls))
-    if known is not None and known[0] is cls and known[1:3] == (module_name, name):
+    if known is not None and known[0] is cls and known[1] == module_name and known[2] == name:  # no tuples made
         return known[3]
     try:
         own = type.__getattribute__(cls, "__dict__")
@@ -223,16 +240,50 @@ def _class_state(cls, key):
     Never through ``getattr``: a descriptor's ``__get__`` or a metaclass's
     ``__getattr__`` would run the program's code.
     """
-    qualname = type.__getattribute__(cls, "__qualname__")
-    atoms = _atom_fingerprints(cls, key)
-    state = {}
-    for attribute, value in sorted(type.__getattribute__(cls, "__dict__").items(), key=lambda item: str(item[0])):
-        if len(state) >= MAX_CLASS_NAMES:
-            break
-        if isinstance(attribute, str) and not attribute.startswith("__") and _is_class_state(value):
-            name = "%s.%s" % (qualname, attribute)
-            state[name] = _fingerprint_of(name, value, key, atoms)
+    state, atoms = {}, None
+    for name, value in _class_state_items(cls):
+        if atoms is None:
+            atoms = _atom_fingerprints(cls, key)
+        state[name] = _fingerprint_of(name, value, key, atoms)
     return state
+
+
+def _class_state_items(cls):
+    """``[(Class.attr, value)]`` of what _class_state fingerprints (at most MAX_CLASS_NAMES), values unread."""
+    own = type.__getattribute__(cls, "__dict__")
+    items = []
+    attributes = _class_attribute_names(cls, own)
+    if not attributes:
+        return items
+    qualname = type.__getattribute__(cls, "__qualname__")
+    for attribute in attributes:
+        if len(items) >= MAX_CLASS_NAMES:
+            break
+        value = own.get(attribute, _MISSING)
+        if value is not _MISSING and _is_class_state(value):
+            items.append(("%s.%s" % (qualname, attribute), value))
+    return items
+
+
+# The names _class_state reads, per class: {id(class): (its names (see _names_of), [the names read])}.
+_class_names_of = {}
+
+
+def _class_attribute_names(cls, own):
+    """The names of ``own`` (``cls.__dict__``) but dunders, in _class_state's order, as copies (see _copy):
+    a dunder's value (the class's ``__dict__`` and ``__weakref__`` descriptors, its ``__module__``) is never
+    read. Sorted by str, as every attribute was (a stable sort: the names kept keep their order among them
+    all). Worked out again only when the class's names changed (see _same_names)."""
+    cached = _class_names_of.get(id(cls))
+    if cached is not None and len(own) == len(cached[0]) and own.keys() >= cached[0]:
+        return cached[1]
+    names = frozenset([_copy(name) for name in list(own)])
+    attributes = [attribute for attribute in names if isinstance(attribute, str) and not attribute.startswith("__")]
+    attributes.sort(key=str)
+    if len(_class_names_of) >= _MAX_CACHED:
+        _class_names_of.clear()
+    _class_names_of[id(cls)] = (names, attributes)
+    return attributes
 
 
 def _has_class_state(cls):
@@ -290,12 +341,26 @@ def _is_handles(fingerprint, name):
 
 def differing_names(before, after):
     """Names whose fingerprint differs (or that only one side has); handles left out."""
-    return sorted(n for n in set(before) | set(after) if classify(before.get(n), after.get(n), n) == "changed")
+    return _classified(before, after)[0]
 
 
 def uncertain_names(before, after):
     """Names whose content was too large to digest on one side: changed or not, cannot tell."""
-    return sorted(n for n in set(before) | set(after) if classify(before.get(n), after.get(n), n) == "unknown")
+    return _classified(before, after)[1]
+
+
+def _classified(before, after):
+    """([names changed], [names that cannot tell]), each sorted (see classify), in one pass."""
+    changed, uncertain = [], []
+    for name in set(before) | set(after):  # loops, not generators: no function object made per start (3.11)
+        kind = classify(before.get(name), after.get(name), name)
+        if kind == "changed":
+            changed.append(name)
+        elif kind == "unknown":
+            uncertain.append(name)
+    changed.sort()
+    uncertain.sort()
+    return changed, uncertain
 
 
 def classify(was, now, name):
@@ -304,9 +369,15 @@ def classify(was, now, name):
         return "same"
     if was is None or now is None:
         return "same" if was is now else "changed"
-    if was == now and not any(description.endswith(_UNKNOWN_DIGEST) for description in was.values()):
-        return "same"  # the common case, without looking for the differing paths
-    kinds = set(kind for _, kind in _fingerprint.differences(was, now))
+    if was == now:
+        for description in was.values():
+            if description.endswith(_UNKNOWN_DIGEST):
+                break
+        else:
+            return "same"  # the common case, without looking for the differing paths
+    kinds = set()
+    for _, kind in _fingerprint.differences(was, now):
+        kinds.add(kind)
     if kinds - {"unknown"}:
         return "changed"
     return "unknown" if kinds else "same"
@@ -403,8 +474,10 @@ def arguments_with_changed_classes(items, classes):
     found = []
     for path, cls in _fingerprint.classes_in(items):
         for base in type.__getattribute__(cls, "__mro__"):
-            found.extend("%s: %s" % (path, name) for name in classes.get(_fingerprint.type_name(base), ())
-                         if "%s: %s" % (path, name) not in found)
+            for name in classes.get(_fingerprint.type_name(base), ()):  # a loop: no function object made per start
+                entry = "%s: %s" % (path, name)
+                if entry not in found:
+                    found.append(entry)
     if len(found) > MAX_ARGUMENT_CLASS_STATE:
         found = found[:MAX_ARGUMENT_CLASS_STATE - 1] + ["+%d more" % (len(found) - MAX_ARGUMENT_CLASS_STATE + 1)]
     return found
@@ -439,6 +512,7 @@ class ModuleWatch:
         self.baselines = _remembered_for_loaded_modules()
         self._decisions = {}  # module name -> watched? (modules do not move)
         self._watched = []  # names of watched modules, in sys.modules order
+        self._pairs = None  # watched_modules()'s last answer
         self._modules_seen = 0  # len(sys.modules) when _watched was last brought up to date
         self._said_too_many = False
         self._library_paths = library_paths()
@@ -468,7 +542,7 @@ class ModuleWatch:
     def record_baseline(self, module):
         name = getattr(module, "__name__", None)
         if name and name not in self.baselines and self.watches(name, module):
-            self.baselines[name] = state_of(module, self.key)
+            self.baselines[name] = state_of(module, self.key, name)
             _remembered_baselines[name] = (id(module), self.baselines[name])
 
     def watched_modules(self):
@@ -490,7 +564,18 @@ class ModuleWatch:
                 _log.warning("comparing the state of the first %d of %d application modules; %s and later ones "
                              "are left out (choose with watch_modules and ignore_modules)",
                              MAX_MODULES, len(self._watched), self._watched[MAX_MODULES])
-        return [(name, sys.modules.get(name)) for name in self._watched[:MAX_MODULES]]
+            self._pairs = None
+        # The last list while each of its names still holds the same module: callers only read it, and a new
+        # one (a list, a tuple per module) is written to at every start.
+        modules, pairs = sys.modules, self._pairs
+        if pairs is not None:
+            for name, module in pairs:
+                if modules.get(name) is not module:
+                    break
+            else:
+                return pairs
+        pairs = self._pairs = [(name, modules.get(name)) for name in self._watched[:MAX_MODULES]]
+        return pairs
 
     def state_at_start(self, fork=False):
         """(state {module: {name: fp}}, not_portable [module.name], no_baseline [module],
@@ -515,10 +600,10 @@ class ModuleWatch:
                     not_portable.extend(found[1])
                 continue
             if baseline is None and fork:  # nothing to compare, nor to send: whether it has state is enough
-                if has_state(module):
+                if has_state(module, name):
                     no_baseline.append(name)
                 continue
-            current = state_of(module, self.key)
+            current = state_of(module, self.key, name)
             if not current:
                 continue
             state[name] = current
@@ -528,7 +613,10 @@ class ModuleWatch:
             changed, uncertain = self._compared(name, baseline, current)
             not_portable.extend(changed)
             unknown.extend(uncertain)
-        return state, sorted(not_portable), sorted(no_baseline), sorted(unknown)
+        not_portable.sort()  # in place: these lists are this call's own
+        no_baseline.sort()
+        unknown.sort()
+        return state, not_portable, no_baseline, unknown
 
     def _compared(self, name, baseline, current):
         """([module.name] changed, [module.name] cannot tell) of a module's state against its baseline; the
@@ -537,15 +625,25 @@ class ModuleWatch:
         last = self._last_compared.get(name)
         if last is not None and last[0] is baseline and _same_fingerprints(last[1], current):
             return last[2]
-        found = (["%s.%s" % (name, n) for n in differing_names(baseline, current) if n in current],
-                 ["%s.%s" % (name, n) for n in uncertain_names(baseline, current)])
+        differing, uncertain = _classified(baseline, current)
+        found = ([], [])
+        for n in differing:
+            if n in current:
+                found[0].append("%s.%s" % (name, n))
+        for n in uncertain:
+            found[1].append("%s.%s" % (name, n))
         self._last_compared[name] = (baseline, current, found)
         return found
 
 
 def _same_fingerprints(was, now):
     """Whether two states hold the same names with the very same fingerprint objects (``is``)."""
-    return len(was) == len(now) and all(was.get(name) is fingerprint for name, fingerprint in now.items())
+    if len(was) != len(now):
+        return False
+    for name in now:
+        if was.get(name) is not now[name]:
+            return False
+    return True
 
 
 def _main_state_and_not_portable(module, key=None):
@@ -583,45 +681,80 @@ def main_not_portable_for_fork(module, key=None):
     if namespace is None:
         return {}, []
     module_name = dict.get(namespace, "__name__")
-    if _more_public_names(namespace, MAX_NAMES):
-        names, watched = _capped_names_and_classes(namespace)
+    may_count, public_names = _names_that_may_count(namespace, source)
+    if public_names > MAX_NAMES:
+        names, watched = _capped_names_and_classes(namespace, "__main__")
     else:
-        names, classes = [], []
-        for name in _names_that_may_count(namespace, source):
+        names, watched = [], []
+        for name in may_count:
             value = dict.get(namespace, name, _MISSING)
             if isinstance(value, type):
-                classes.append((name, value))
+                if _defined_here(value, name, module_name):
+                    watched.append(value)
             elif value is not _MISSING and not isinstance(value, _NOT_STATE):
                 names.append((name, value))
-        watched = [cls for name, cls in classes if _defined_here(cls, name, module_name)]
-        if watched and _more_public_names(namespace, MAX_CLASSES):  # which classes state_of keeps: all the values
-            names, watched = _capped_names_and_classes(namespace)
-    literals, found = source.literals, {}
+        if watched and public_names > MAX_CLASSES:  # which classes state_of keeps: all the values
+            names, watched = _capped_names_and_classes(namespace, "__main__")
+    found, facts = {}, _main_facts(source)
     for name, value in names:
-        if name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
-            if source.set_after_import(name) and not _holds_only_process_handles(value):
-                found[name] = {name: NOT_WALKED}
-        elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
-            fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(module, key))
-            if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
-                found[name] = fingerprint
-    for cls in watched:
-        class_state = _log.safely("reading the class attributes of a class in %s" % module_name,
-                                  _class_state, cls, key) or {}
-        found.update((name, fingerprint) for name, fingerprint in class_state.items()
-                     if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source))
-    return found, sorted("__main__.%s" % name for name in found)
+        _note_if_not_portable(found, name, value, module, source, facts, key)
+    for cls in watched:  # its attributes as its module's names: by the source, compared as written
+        class_found = {}
+        try:
+            for name, value in _class_state_items(cls):
+                _note_if_not_portable(class_found, name, value, cls, source, facts, key)
+        except Exception:
+            _log.internal_error("reading the class attributes of a class in %s" % module_name)
+            continue
+        found.update(class_found)
+    not_portable = []
+    for name in found:
+        fact = facts.get(name)
+        not_portable.append(fact[2] if fact is not None else "__main__.%s" % name)
+    not_portable.sort()
+    return found, not_portable
 
 
-def _capped_names_and_classes(namespace):
+def _note_if_not_portable(found, name, value, owner, source, facts, key):
+    """Put the main module's ``name`` (a global, or ``Class.attr``; ``owner``: the module or the class) in
+    ``found``, with its fingerprint, if it is not portable (see _main_name_not_portable), fingerprinting it only
+    if it is a literal not as written."""
+    literals = source.literals
+    if name not in literals:  # as _main_name_not_portable says of its shallow fingerprint
+        fact = facts.get(name) or _main_fact(facts, name, source)
+        if fact[0] and not _holds_only_process_handles(value):
+            found[name] = fact[1]
+    elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
+        fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(owner, key))
+        if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
+            found[name] = fingerprint
+
+
+# What the main module's source says of a name, per name: [(source, {name: (set after import?, its shallow
+# fingerprint, "__main__.name")})]: made once per source, not at every start. The fingerprints are shared
+# by every start's state, which only reads them.
+_main_facts_of = [None]
+
+
+def _main_facts(source):
+    cached = _main_facts_of[0]  # read once: another thread may start a process too
+    if cached is None or cached[0] is not source:
+        cached = _main_facts_of[0] = (source, {})
+    return cached[1]
+
+
+def _main_fact(facts, name, source):
+    fact = (source.set_after_import(name), {name: NOT_WALKED}, "__main__.%s" % name)
+    if len(facts) >= _MAX_CACHED:
+        facts.clear()
+    facts[name] = fact
+    return fact
+
+
+def _capped_names_and_classes(namespace, owner):
     """The names and classes state_of keeps of a namespace (the first MAX_NAMES and MAX_CLASSES by name)."""
-    names, watched = _names_and_classes(namespace)
+    names, watched = _names_and_classes(namespace, owner)
     return names[:MAX_NAMES], watched[:MAX_CLASSES]
-
-
-def _more_public_names(namespace, limit):
-    """Whether a namespace has more than ``limit`` names but dunders (counted only when it might)."""
-    return len(namespace) > limit and len(_public_names(namespace)) > limit
 
 
 _EQUAL_IF_SAME = frozenset((str, bytes, int, bool, type(None)))  # exact types: == is theirs, and says it all
@@ -694,30 +827,80 @@ def _main_not_portable(current, source, key=None):
     return sorted("__main__.%s" % name for name in found)
 
 
-# What the main module's source says of the names that may be not portable: [(source, always, at_import,
-# every name known)] (see _names_that_may_count).
+# What the main module's source says of the names that may be not portable, and those names for the namespace's
+# names last seen: [(source, always, at_import, every name known, the namespace's names (see namespace_names), (the
+# names that may count, how many names but dunders))] (see _names_that_may_count).
 _may_count_of = [None]
 
 
 def _names_that_may_count(namespace, source):
-    """The main module's names (no dunders) that its source says may be not portable (see
-    _main_name_not_portable), found with set operations on the names alone, no value read.
+    """(the main module's names (no dunders) that its source says may be not portable (see
+    _main_name_not_portable), how many names but dunders it has), found with set operations on the names
+    alone, no value read.
 
     A name bound at import to a literal may have changed; so may one bound
     after import (see MainSource.set_after_import), or a class whose attributes
     are either. Any other name never counts, whatever it holds.
+
+    The answer is kept while the namespace holds the same names (see
+    _same_names): set operations on every name write each one's reference
+    count, a page after a fork for every few names.
     """
+    every_name = namespace_names(namespace, "__main__")[0]
     cached = _may_count_of[0]  # read once: another thread may start a process too
+    if cached is not None and cached[0] is source and cached[4] is every_name:
+        return cached[5]
     if cached is None or cached[0] is not source:
         owners = set(name.split(".")[0] for name in list(source.literals) + list(source.later) if "." in name)
         always = frozenset(owners | set(name for name in source.literals if "." not in name)
                            | set(name for name in source.later if "." not in name and name in source.at_import))
-        cached = _may_count_of[0] = (source, always, frozenset(source.at_import), "*" not in source.at_import)
-    _, always, at_import, every_name_known = cached
+        at_import, every_name_known = frozenset(source.at_import), "*" not in source.at_import
+    else:
+        _, always, at_import, every_name_known = cached[:4]
     names = dict.keys(namespace) & always  # looks up the few names of ``always``, not every key
     if every_name_known:
         names |= dict.keys(namespace) - at_import  # not bound at import: set after it
-    return [name for name in names if isinstance(name, str) and not name.startswith("__")]
+    found = ([_copy(name) for name in names if isinstance(name, str) and not name.startswith("__")],
+             len(_public_names(namespace)))
+    _may_count_of[0] = (source, always, at_import, every_name_known, every_name, found)
+    return found
+
+
+def _names_of(namespace):
+    """Copies of a namespace's names (see _copy), to tell later whether it holds the same (see _same_names)."""
+    return frozenset([_copy(name) for name in list(dict.__iter__(namespace))])
+
+
+def _same_names(namespace, names):
+    """Whether ``namespace`` holds exactly ``names`` (see _names_of), found without reading its own names:
+    each of ``names`` is looked up in it, which compares strings without writing to them."""
+    return len(namespace) == len(names) and dict.keys(namespace) >= names
+
+
+# The names of the namespaces namespace_names was asked for: {owner: (names (see _names_of), [its str names, sorted])}.
+_names_seen = {}
+
+
+def namespace_names(namespace, owner):
+    """(a namespace's names as copies (see _names_of), its str names among them (dunders too), sorted); ``owner``:
+    what the namespace is (a module's name). The same objects while it holds the same names (see _same_names):
+    a start reads them, not the namespace's own names."""
+    cached = _names_seen.get(owner)
+    if cached is not None and _same_names(namespace, cached[0]):
+        return cached
+    names = _names_of(namespace)
+    ordered = [name for name in names if isinstance(name, str)]
+    ordered.sort()
+    if len(_names_seen) >= _MAX_CACHED:
+        _names_seen.clear()
+    cached = _names_seen[owner] = (names, ordered)
+    return cached
+
+
+def _copy(name):
+    """An equal str that is another object (allocated with mptrace's others), or ``name`` if it is not an exact
+    str. Looking a copy up in a dict writes the copy's reference count, not the dict's own key's."""
+    return "".join((name, "")) if type(name) is str else name
 
 
 def _main_name_not_portable(name, fingerprint, literals, source):

@@ -117,8 +117,10 @@ def _record_module_state(launch):
     if unknown:
         launch.pending[semconv.STATE_UNKNOWN] = unknown
     launch.module_state = module_state
-    if any(name.count(".") > 1 for name in not_portable):  # perhaps a class attribute: look at the arguments
-        _record_argument_classes(launch, module_state, not_portable)
+    for name in not_portable:  # a loop, not any() of a generator: no function object made per start
+        if name.count(".") > 1:  # perhaps a class attribute: look at the arguments
+            _record_argument_classes(launch, module_state, not_portable)
+            break
 
 
 def _starts_by_fork(process):
@@ -301,16 +303,21 @@ def _thread_attributes():
     """The other threads alive at fork: their locks are copied, held or not."""
     current = threading.current_thread()
     known = threading.enumerate()
-    others = [t.name for t in known if t is not current]
+    others = []
+    for thread in known:  # a loop, not a comprehension: no function object made at each start (3.11)
+        if thread is not current:
+            others.append(thread.name)
     attributes = {semconv.FORK_THREADS: len(others)}
     if others:
-        attributes[semconv.FORK_THREAD_NAMES] = sorted(others)[:MAX_THREAD_NAMES]
+        others.sort()
+        attributes[semconv.FORK_THREAD_NAMES] = others[:MAX_THREAD_NAMES] if len(others) > MAX_THREAD_NAMES else others
     attributes.update(_native_threads(known))
     return attributes
 
 
 TASK_DIRECTORY = "/proc/self/task"  # Linux: one entry per operating-system thread of this process
 NATIVE_UNKNOWN = "this platform has no /proc/self/task: only threads the threading module knows are counted"
+_NO_NATIVE_THREADS = {semconv.FORK_THREADS_NATIVE: 0}  # _native_threads' common answer: its caller only reads it
 
 
 def _native_threads(known):
@@ -327,9 +334,13 @@ def _native_threads(known):
         # Linux counts a process's threads in its task directory's link count (2 + threads): one stat
         # tells whether there is any thread beyond those threading knows, before listing them. Not
         # when threading knows a foreign thread (a _DummyThread), which may have ended and so not count.
-        if own_id is not None and os.stat(TASK_DIRECTORY).st_nlink == 2 + len(known) and not any(
-                isinstance(t, threading._DummyThread) for t in known):
-            return {semconv.FORK_THREADS_NATIVE: 0}
+        if own_id is not None and os.stat(TASK_DIRECTORY).st_nlink == 2 + len(known):
+            dummy = threading._DummyThread
+            for thread in known:  # a loop, not any() of a generator: no function object made at each start
+                if isinstance(thread, dummy):
+                    break
+            else:
+                return _NO_NATIVE_THREADS
         tids = os.listdir(TASK_DIRECTORY) if own_id is not None else None
     except OSError:
         tids = None

@@ -58,13 +58,21 @@ def generators(modules, fork=False):
         mtrand = sys.modules.get("numpy.random.mtrand")
         if mtrand is not None:
             found.append((NUMPY_GLOBAL, vars(mtrand), "_rand"))
-        numpy_classes = tuple(c for c in (getattr(numpy_random, "RandomState", None),
-                                          getattr(numpy_random, "Generator", None)) if isinstance(c, type))
+        for name in ("RandomState", "Generator"):  # a loop, not a generator: no function object made per start
+            numpy_class = getattr(numpy_random, name, None)
+            if isinstance(numpy_class, type):
+                numpy_classes += (numpy_class,)
     random_class = getattr(random, "Random", None)
     kinds = ((random_class,) if isinstance(random_class, type) else ()) + numpy_classes
-    for module_name, module in modules:
-        namespace = _modstate.own_namespace(module) or {}
-        found.extend(("%s.%s" % (module_name, name), namespace, name) for name in _generator_names(namespace, kinds))
+    if kinds:  # else no value can be one
+        for module_name, module in modules:
+            namespace = _modstate.own_namespace(module) or {}
+            for name in _modstate.namespace_names(namespace, module_name)[1]:  # values only: no (name, value) tuples
+                value = dict.get(namespace, name)
+                if isinstance(value, kinds) and not isinstance(value, type):
+                    found.append(("%s.%s" % (module_name, name), namespace, name))
+    if not found:
+        return found
     seen, unique = set(), []
     for name, namespace, key in found:
         generator = namespace.get(key)
@@ -72,11 +80,6 @@ def generators(modules, fork=False):
             seen.add(id(generator))
             unique.append((name, namespace, key))
     return unique
-
-
-def _generator_names(namespace, kinds):
-    return sorted(name for name, value in list(dict.items(namespace))
-                  if isinstance(name, str) and isinstance(value, kinds) and not isinstance(value, type))
 
 
 def states(places, key):
