@@ -12,7 +12,11 @@ minor faults of the parent (all its threads) and of the child
 (``RUSAGE_CHILDREN``: fork and spawn children only, a forkserver child is the
 server's).
 
-    python benchmarks/start_faults.py [--method fork] [--starts 60] [--runs 3]
+    python benchmarks/start_faults.py [--method fork] [--starts 60] [--runs 3] [--floor] [--without-analyses]
+
+``--floor`` (fork) adds the floor arm of process_start.py: the least a tracer of mptrace's design does per
+child. ``--without-analyses`` adds the traced program with its four looks at what a fork child inherits
+switched off: what they cost against the rest of mptrace's work per start.
 """
 
 import argparse
@@ -27,9 +31,43 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from process_start import PROVIDER_AND_TARGET, alternate_runs, compile_mptrace  # noqa: E402
 
 ARMS = ("provider only", "traced")
+FLOOR = "floor"
+WITHOUT_ANALYSES = "traced, no analyses"
+
+# The floor arm (``--floor``, fork only): provider only plus floor_tracer.py, as in process_start.py. Its spool
+# files go where mptrace puts its own; at exit the last children are collected and the directory removed.
+FLOOR_SETUP = r'''
+if sys.argv[1] == "floor":
+    import os, floor_tracer
+    parents = [d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm") if d and os.access(d, os.W_OK | os.X_OK)]
+    spool = os.path.join((parents or [os.getcwd()])[0], "floor-" + os.urandom(8).hex())
+    os.mkdir(spool, 0o700)
+    collect = floor_tracer.install(provider, spool)
+
+    def remove_spool():
+        collect()
+        os.rmdir(spool)
+
+    import atexit
+    atexit.register(remove_spool)
+'''
+
+# ``--without-analyses``: the traced program with the four looks at what a fork child inherits switched off
+# (module state, threads, descriptors, random generators), to weigh them against the rest. For measuring
+# only: it replaces mptrace's private functions, which no program should.
+WITHOUT_ANALYSES_SETUP = r'''
+if sys.argv[1] == "traced, no analyses":
+    import mptrace
+    from mptrace import _parent
+    mptrace.install()
+    _parent._record_module_state = lambda launch: None
+    _parent._thread_attributes = lambda: {}
+    _parent._record_inherited_fds = lambda launch: None
+    _parent._random_generators = lambda: []
+'''
 COLUMNS = ("start_ms", "join_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
 
-PROGRAM = PROVIDER_AND_TARGET + r'''
+PROGRAM = PROVIDER_AND_TARGET + FLOOR_SETUP + WITHOUT_ANALYSES_SETUP + r'''
 import json, multiprocessing, resource, statistics, time
 
 
@@ -60,8 +98,9 @@ if __name__ == "__main__":
 
 
 def one_run(arm, method, starts, target_dir):
+    path = [ROOT, target_dir] + ([os.path.dirname(os.path.abspath(__file__))] if arm == FLOOR else [])
     result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts)],
-                            env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
                             capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
     if result.returncode:
         raise SystemExit("the %s arm failed under %s:\n%s" % (arm, method, result.stderr))
@@ -75,16 +114,25 @@ def main():
     parser.add_argument("--method", default="fork", choices=("fork", "spawn", "forkserver"))
     parser.add_argument("--starts", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per arm; medians of the runs")
+    parser.add_argument("--floor", action="store_true",
+                        help="fork only: also the provider-only program with floor_tracer.py (see process_start.py)")
+    parser.add_argument("--without-analyses", action="store_true",
+                        help="also the traced program with module state, threads, descriptors and random "
+                             "generators switched off, to weigh them against the rest")
     options = parser.parse_args()
+    if options.floor and options.method != "fork":
+        parser.error("--floor: the floor traces fork children only")
     compile_mptrace()
-    found = alternate_runs(ARMS, options.runs,
+    arms = ARMS + ((FLOOR,) if options.floor else ()) + ((WITHOUT_ANALYSES,) if options.without_analyses else ())
+    found = alternate_runs(arms, options.runs,
                            lambda arm, target_dir: one_run(arm, options.method, options.starts, target_dir))
-    print("%-14s" % ("per start (%s)" % options.method) + "".join("%15s" % column for column in COLUMNS))
+    print("%-20s" % ("per start (%s)" % options.method) + "".join("%15s" % column for column in COLUMNS))
     medians = {arm: [statistics.median(values) for values in zip(*runs)] for arm, runs in found.items()}
-    for arm in ARMS:
-        print("%-14s" % arm + "".join("%15.2f" % value for value in medians[arm]))
-    print("%-14s" % "traced - prov" + "".join("%+15.2f" % (t - p) for t, p in zip(medians["traced"],
-                                                                              medians["provider only"])))
+    for arm in arms:
+        print("%-20s" % arm + "".join("%15.2f" % value for value in medians[arm]))
+    for arm in arms[1:]:
+        print("%-20s" % ("%s - prov" % arm.split(",")[0] if arm != WITHOUT_ANALYSES else "no analyses - prov")
+              + "".join("%+15.2f" % (t - p) for t, p in zip(medians[arm], medians["provider only"])))
     print("(medians of %d runs of %d starts; Python %s, %d cores)" % (
         options.runs, options.starts, sys.version.split()[0], os.cpu_count() or 0))
 
