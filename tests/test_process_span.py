@@ -7,6 +7,8 @@ would have done: the provider's sampler, id generator and trace state, and
 the caller's span as its parent, under every start method.
 """
 
+import random
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -114,6 +116,47 @@ def test_mp_process_uses_the_providers_sampler_ids_and_trace_state(installed, co
     assert process.resource is provider.resource
     run = one(spans, "mp.process.run")
     assert run.parent.span_id == process.context.span_id and run.context.trace_id == process.context.trace_id
+
+
+def test_with_the_sdks_default_sampler_mp_process_draws_the_ids_the_sdk_would(installed, context):
+    """The default sampler and id generator are decided inline at each start (_rootspan.start_sampled): the
+    ids must be the SDK tracer's own, from the same draws of ``random`` in the same order, for a root span
+    and for a child of the caller's span."""
+    provider, exporter, _ = installed()  # ParentBased(ALWAYS_ON), RandomIdGenerator: the SDK's defaults
+    tracer = provider.get_tracer("tests")
+    random.seed(19)
+    trace_id, span_id = random.getrandbits(128), random.getrandbits(64)
+    random.seed(19)
+    process = context.Process(target=succeed)
+    process.start()
+    process.join(60)
+    random.seed(20)
+    caller_ids = random.getrandbits(128), random.getrandbits(64)
+    child_span_id = random.getrandbits(64)
+    random.seed(20)
+    _start_one(context, tracer)
+    assert process.exitcode == 0 and mptrace.flush()
+    spans = exporter.get_finished_spans()
+    root, child = sorted((span for span in spans if span.name == "mp.process"), key=lambda span: span.start_time)
+    assert (root.context.trace_id, root.context.span_id, root.parent) == (trace_id, span_id, None)
+    assert root.context.trace_flags.sampled
+    caller = one(spans, "caller")
+    assert (caller.context.trace_id, caller.context.span_id) == caller_ids
+    assert (child.context.trace_id, child.context.span_id) == (caller_ids[0], child_span_id)
+    assert child.parent.span_id == caller.context.span_id
+
+
+def test_with_the_sdks_default_sampler_a_child_of_an_unsampled_span_is_not_traced(installed, context):
+    """ParentBased(ALWAYS_ON) follows the parent: under an unsampled caller nothing is recorded."""
+    provider, exporter, _ = installed()
+    unsampled = trace.NonRecordingSpan(trace.SpanContext(0x1234, 0x5678, is_remote=False,
+                                                         trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT)))
+    with trace.use_span(unsampled):
+        process = context.Process(target=succeed)
+        process.start()
+        process.join(60)
+    assert process.exitcode == 0 and mptrace.flush()
+    assert exporter.get_finished_spans() == ()
 
 
 def test_mp_process_reaches_the_processors_at_its_end_only(installed, context):

@@ -144,3 +144,18 @@ def test_a_compact_end_record_completes_its_start(traced):
     assert found.status.description == "it failed"
     assert (found.start_time, found.end_time) == (span.start_time, span.end_time)
     assert mptrace.stats()["corrupt_records"] == 0
+
+
+@pytest.mark.parametrize("own", [{}, {"process.creation.time": "2026-12-05T07:00:00Z"},
+                                 {"service.instance.id": 'a "quoted" 100% id', "process.creation.time": "now"}])
+def test_a_header_template_cut_once_per_resource_fills_in_each_writers_values(own):
+    """A parent makes one writer per fork child, all for the same resource: the header is encoded once and
+    cut where each writer's own values go (_spool.header_template). Each filled header must be the record
+    the writer's own resource makes, whatever those values hold (quotes, %)."""
+    resource = {"service.name": "t", "service.instance.id": "root's", "n": 1}
+    for turn in range(2):  # the second time from the template cut the first time
+        values = {key: "%s %d" % (value, turn) for key, value in own.items()}
+        filled = _spool.header_template(resource, values) % (11, 11, 7)
+        record = _spool.decode(_spool.frame(filled)[:-1])
+        assert record == {"t": _spool.HEADER, "v": _spool.VERSION, "pid": 11,
+                          "res": dict(resource, **values, **{"process.pid": 11, "process.parent_pid": 7})}
