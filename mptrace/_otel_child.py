@@ -171,7 +171,7 @@ def fork_child_context(trace_id, span_id, sampled):
 
     The context is made as set_span_in_context makes it, from the current one, but through the context
     variable itself where the default runtime is in use: each function a forking parent runs at every start
-    costs it the pages it writes again (see _rootspan._current_span).
+    costs it the pages it writes again (see _rootspan._current_parent).
     """
     span = trace.NonRecordingSpan(trace.SpanContext(trace_id, span_id, False, _FLAGS[bool(sampled)]))
     variable = sys.modules["mptrace._channels"].runtime_context_variable()

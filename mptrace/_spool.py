@@ -125,10 +125,10 @@ def header_template(resource, per_process):
 
 def _cut_header(resource, keys):
     """(``keys`` in the order their values appear, the template's pieces around them)."""
-    marks = {key: encode_value("mptrace: per-process value %d" % i) for i, key in enumerate(keys)}
+    values = {key: "mptrace: per-process value %d" % i for i, key in enumerate(keys)}
+    marks = {key: encode_value(value) for key, value in values.items()}
     pid, parent_pid = PLACEHOLDERS[:2]
-    attributes = dict(resource)
-    attributes.update((key, "mptrace: per-process value %d" % i) for i, key in enumerate(keys))
+    attributes = dict(resource, **values)
     attributes.update({"process.pid": pid, "process.parent_pid": parent_pid})
     body = template({"t": HEADER, "v": VERSION, "pid": pid, "res": attributes})
     order = sorted(keys, key=lambda key: body.index(marks[key]))
