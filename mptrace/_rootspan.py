@@ -23,21 +23,18 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, sampling
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, SpanContext, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
-from opentelemetry.trace.status import Status, StatusCode
+from opentelemetry.trace.status import Status
 
 from mptrace import __version__, _channels, _litespan
+from mptrace._collector import _SPAN_KINDS, _STATUS_CODES, _STATUSES  # the collector's, for spans alike
 from mptrace._state import state
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _TRACE_FLAGS = {flags: TraceFlags(flags) for flags in range(4)}  # TraceFlags(flags) makes a new int each time
-_SPAN_KINDS = {kind.value: kind for kind in SpanKind}  # SpanKind(value) runs the Enum machinery's Python code
 _SCOPE = InstrumentationScope("mptrace", __version__)
-_STATUS_CODES = {code.value: code for code in StatusCode}  # StatusCode(value): the Enum machinery again
-# Immutable: one per code serves every span without a description.
-_STATUSES = {code: Status(code) for code in StatusCode}
 
 
 class RootSpan(_litespan.LiteSpan):
