@@ -23,7 +23,6 @@ an exported trace cannot be brute-forced; humans are shown ``visible()``.
 Standard library only: spawn children import this on their start-up path.
 """
 
-import re
 import sys
 import types
 
@@ -94,19 +93,36 @@ def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH, 
 
 # -- digests -------------------------------------------------------------------
 
-_DIGEST = re.compile(r" #([0-9a-f]{%d}|\?)$" % DIGEST_HEX)
+_HEX_DIGITS = "0123456789abcdef"
+
+
+def _digest_at_end(description):
+    """(where its `` #`` begins, the digest) if the description ends in a digest, else None.
+
+    What ``re.search(r" #([0-9a-f]{12}|\\?)$", description)`` finds (``$``: at the end or before a final
+    newline), with string methods: no pattern to compile as a spawn child imports this module.
+    """
+    end = len(description) - 1 if description.endswith("\n") else len(description)
+    if description.endswith(" #" + UNKNOWN, 0, end):
+        return end - 3, UNKNOWN
+    start = end - DIGEST_HEX - 2
+    if start >= 0 and description.startswith(" #", start):
+        digest = description[start + 2:end]
+        if not digest.strip(_HEX_DIGITS):
+            return start, digest
+    return None
 
 
 def visible(description):
     """The description without its digest: what a human is shown."""
-    match = _DIGEST.search(description) if description else None
-    return description[:match.start()] if match else description
+    found = _digest_at_end(description) if description else None
+    return description[:found[0]] if found else description
 
 
 def digest_of(description):
     """The digest a description ends in, ``?`` if unknown, None if it has none."""
-    match = _DIGEST.search(description) if description else None
-    return match.group(1) if match else None
+    found = _digest_at_end(description) if description else None
+    return found[1] if found else None
 
 
 def compare(was, now):
