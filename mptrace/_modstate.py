@@ -34,16 +34,17 @@ import sys
 import types
 import weakref
 
-from mptrace import _log
+from mptrace import _descriptions, _log
 
-# mptrace._fingerprint, once a fingerprint is needed (see _load_fingerprint); call sites read
-# ``(_fingerprint or _load_fingerprint())``, so a loaded module costs no extra call.
+# mptrace._fingerprint, once a fingerprint is needed (see load_fingerprint); call sites read
+# ``(_fingerprint or load_fingerprint())``, so a loaded module costs no extra call.
 _fingerprint = None
 
 
-def _load_fingerprint():
-    """Import _fingerprint at first use: a spawn child whose parent sent no state to compare, or only
-    names that hold process handles or that the child's module does not hold, never needs it."""
+def load_fingerprint():
+    """Import _fingerprint at first use: a spawn child takes no fingerprint when its modules hold none of
+    the names its parent sent, or only process handles there (comparing descriptions is _descriptions'
+    work); a fork server loads it once for its children (see _preload)."""
     global _fingerprint
     from mptrace import _fingerprint as module
 
@@ -67,7 +68,7 @@ _NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, t
 PROCESS_HANDLES = "<process handles>"
 MAX_DIFFERENCES = 32  # per diverged name, on its event
 TOO_LARGE = "too large to compare in full"  # why a name could not be compared
-_UNKNOWN_DIGEST = " #?"  # " #" + _fingerprint.UNKNOWN: the end of a description whose content could not be digested
+_UNKNOWN_DIGEST = " #" + _descriptions.UNKNOWN  # the end of a description whose content could not be digested
 
 
 def state_of(module, key=None, owner=None):
@@ -162,7 +163,7 @@ def _fingerprint_of(name, value, key, atoms=None):
             return known[1]
     if _holds_only_process_handles(value):
         return {name: PROCESS_HANDLES}
-    found = (_fingerprint or _load_fingerprint()).fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+    found = (_fingerprint or load_fingerprint()).fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
     if atoms is not None and _is_immutable(value):
         if len(atoms) >= _MAX_CACHED:
             atoms.clear()
@@ -332,7 +333,7 @@ def own_namespace(obj):
 
 def _holds_only_process_handles(value):
     """A handle, or a non-empty list, tuple, set or dict (its values) of nothing but handles."""
-    if (_fingerprint or _load_fingerprint()).is_process_handle(value):
+    if (_fingerprint or load_fingerprint()).is_process_handle(value):
         return True
     if isinstance(value, (list, tuple)):  # read up to the first item that is no handle: a long list of
         items = (list if isinstance(value, list) else tuple).__iter__(value)  # results is not walked
@@ -344,7 +345,7 @@ def _holds_only_process_handles(value):
         return False
     found = False
     for item in items:
-        if not (_fingerprint or _load_fingerprint()).is_process_handle(item):
+        if not (_fingerprint or load_fingerprint()).is_process_handle(item):
             return False
         found = True
     return found
@@ -391,7 +392,7 @@ def classify(was, now, name):
         else:
             return "same"  # the common case, without looking for the differing paths
     kinds = set()
-    for _, kind in (_fingerprint or _load_fingerprint()).differences(was, now):
+    for _, kind in _descriptions.differences(was, now):
         kinds.add(kind)
     if kinds - {"unknown"}:
         return "changed"
@@ -434,14 +435,13 @@ def name_differences(qualified, name, parent, child):
     if parent is None or child is None:
         return ["%s: parent %s, child %s" % (qualified, _summary(parent, name), _summary(child, name))]
     found = []
-    fingerprints = _fingerprint or _load_fingerprint()
-    for path, kind in fingerprints.differences(parent, child):
+    for path, kind in _descriptions.differences(parent, child):
         where = qualified + path[len(name):]
         was, now = parent.get(path), child.get(path)
         if kind == "unknown":
             continue
         if kind == "digest":
-            found.append("%s: %s" % (where, fingerprints.hidden_change(now)))
+            found.append("%s: %s" % (where, _descriptions.hidden_change(now)))
         else:
             found.append("%s: parent %s, child %s" % (
                 where, _visible_or_missing(was), _visible_or_missing(now)))
@@ -451,14 +451,14 @@ def name_differences(qualified, name, parent, child):
 
 
 def _visible_or_missing(description):
-    return "<missing>" if description is None else (_fingerprint or _load_fingerprint()).visible(description)
+    return "<missing>" if description is None else _descriptions.visible(description)
 
 
 def _summary(fingerprint, name):
     """``3``, or ``dict(len=2), ['a']=1, ['b']=2``: the value and a few parts of it (no digests)."""
     if fingerprint is None:
         return "<missing>"
-    visible = (_fingerprint or _load_fingerprint()).visible
+    visible = _descriptions.visible
     parts = [visible(fingerprint.get(name, "?"))]
     parts.extend("%s=%s" % (path[len(name):], visible(value))
                  for path, value in sorted(fingerprint.items()) if path != name)
@@ -488,7 +488,7 @@ def arguments_with_changed_classes(items, classes):
     its class's changes do not. Subclasses carry their bases' attributes.
     """
     found = []
-    fingerprints = _fingerprint or _load_fingerprint()
+    fingerprints = _fingerprint or load_fingerprint()
     for path, cls in fingerprints.classes_in(items):
         for base in type.__getattribute__(cls, "__mro__"):
             for name in classes.get(fingerprints.type_name(base), ()):  # a loop: no function object made per start
@@ -784,7 +784,7 @@ def _as_written(value, literal):
 
     Only the built-in types' own comparisons run (the types are checked first): never the program's code.
     """
-    pending, opened, budget = [(value, literal)], set(), (_fingerprint or _load_fingerprint()).MAX_DIGEST_NODES
+    pending, opened, budget = [(value, literal)], set(), (_fingerprint or load_fingerprint()).MAX_DIGEST_NODES
     while pending:
         now, was = pending.pop()
         kind = type(now)
@@ -935,7 +935,7 @@ def _literal_fingerprints(source, key):
     cached = _literals_fingerprinted[0]  # read once: another thread may start a process too
     if cached is None or cached[0] is not source or cached[1] != key:
         cached = _literals_fingerprinted[0] = (source, key, {
-            name: (_fingerprint or _load_fingerprint()).fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+            name: (_fingerprint or load_fingerprint()).fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
             for name, value in source.literals.items()})
     return cached[2]
 

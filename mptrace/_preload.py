@@ -20,8 +20,8 @@ import sys
 _before = set(sys.modules)  # mptrace and this module are in already: they are counted by name below
 
 # mptrace's child side: what a traced spawn or forkserver child runs before and during run().
-CHILD_SIDE = ("_stowaway", "_channels", "_child", "_childimports", "_envdiff", "_fingerprint", "_importhook",
-              "_bounded", "_carryover", "_modstate", "_randomstate", "_worker")
+CHILD_SIDE = ("_stowaway", "_channels", "_child", "_childimports", "_descriptions", "_envdiff", "_fingerprint",
+              "_importhook", "_bounded", "_carryover", "_modstate", "_randomstate", "_worker")
 
 try:
     import importlib
@@ -29,6 +29,7 @@ try:
     for _name in CHILD_SIDE:
         importlib.import_module("mptrace." + _name)
     _modstate = sys.modules["mptrace._modstate"]
+    _modstate.load_fingerprint()  # which _modstate imports at first use: here, not in every child
     _modstate.library_paths()  # what every child's module watch needs (it imports sysconfig)
     _modstate.resolve_module_paths()  # which modules the children start with are libraries'
     sys.modules["mptrace._channels"].prebuild_picklers()  # the classes every child installs
