@@ -212,6 +212,35 @@ def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path
     assert loaded["traced"] == loaded["plain"] == ""
 
 
+UNFINGERPRINTED_PROGRAM = '''
+import multiprocessing, sys
+
+
+def report(path):  # into a file: a queue would import the channel modules mptrace waits for
+    with open(path, "w") as out:
+        out.write(" ".join(sorted(name for name in ("mptrace._descriptions", "mptrace._fingerprint",
+                                                    "mptrace._modstate") if name in sys.modules)))
+
+
+if __name__ == "__main__":
+    import mptrace
+    from tests.programs import in_memory_pipeline
+
+    method, found = sys.argv[1:3]  # state the child compares: strings it does not hold (they diverge)
+    mptrace.install(tracer_provider=in_memory_pipeline()[0])
+    process = multiprocessing.get_context(method).Process(target=report, args=(found,))
+    process.start()
+    process.join()
+'''
+
+
+def test_a_spawn_child_with_nothing_to_fingerprint_does_not_import_the_fingerprint_walk(tmp_path):
+    """Plain arguments (no fingerprint sent) and module state its own modules do not hold: the child compares
+    the parent's state (the names diverge) with _descriptions alone, and never imports _fingerprint."""
+    found = _run_reporting_program(tmp_path, UNFINGERPRINTED_PROGRAM, "spawn")
+    assert found == "mptrace._descriptions mptrace._modstate"
+
+
 # The end of each reporting program: install(), then one child of the start method argv[1] that runs
 # report(argv[2]).
 REPORT_IN_A_CHILD = '''
