@@ -29,9 +29,8 @@ import types
 
 from mptrace._blake import blake2b
 
-# Reading descriptions (in a module of their own: a child comparing module state needs them, not the walk).
-from mptrace._descriptions import (DIGEST_HEX, UNKNOWN, compare, differences, digest_of,  # noqa: F401
-                                   hidden_change, visible)
+# Reading descriptions is _descriptions' work (a child comparing module state needs it, not the walk).
+from mptrace._descriptions import DIGEST_HEX, UNKNOWN, differences, hidden_change, visible
 
 MAX_DEPTH = 4
 MAX_ITEMS = 16  # per container

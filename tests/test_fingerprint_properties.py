@@ -186,7 +186,7 @@ def test_a_fork_start_reads_the_main_module_as_a_full_look_would_tell(plan, key,
     a class, process handles, or nothing; at a first start and at a second one after more changes."""
     import tempfile
 
-    from mptrace import _modstate
+    from mptrace import _mainstate
 
     handle, path = tempfile.mkstemp(suffix=".py")
     with os.fdopen(handle, "w") as source:
@@ -209,8 +209,8 @@ def test_a_fork_start_reads_the_main_module_as_a_full_look_would_tell(plan, key,
                 setattr(module, name, value)
             if data.draw(st.booleans()):
                 module.extra = data.draw(globals_values)  # a name the source never binds
-            fast = _modstate.main_not_portable_for_fork(module, key)
-            state, full = _modstate._main_state_and_not_portable(module, key)
+            fast = _mainstate.main_not_portable_for_fork(module, key)
+            state, full = _mainstate.main_state_and_not_portable(module, key)
             assert fast[1] == full
             assert sorted("__main__.%s" % name for name in fast[0]) == full
     finally:
@@ -230,17 +230,17 @@ def _shared_inner():
 def test_a_value_is_as_written_only_where_its_fingerprint_is_the_literals(value, literal):
     """Equal values the fingerprints tell apart (a zero's sign, a bool, a container held twice, a subclass,
     a dict's order) are never taken as written: they are fingerprinted."""
-    from mptrace import _modstate
+    from mptrace import _mainstate
 
-    assert not _modstate._as_written(value, literal)
+    assert not _mainstate._as_written(value, literal)
 
 
 @pytest.mark.parametrize("literal", [0.5, -0.0, 10 ** 40, "prod", b"x", None, (1, ("a", [2])), [[1], [1]],
                                      {"retries": 3, "names": ("a", "b")}, []])
 def test_an_equal_copy_of_a_literal_is_as_written(literal):
-    from mptrace import _modstate
+    from mptrace import _mainstate
 
     copied = copy.deepcopy(literal)
-    assert _modstate._as_written(copied, literal)
+    assert _mainstate._as_written(copied, literal)
     assert _fingerprint.fingerprint([("x", copied)], key=b"k" * 16) == \
         _fingerprint.fingerprint([("x", literal)], key=b"k" * 16)
