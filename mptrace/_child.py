@@ -42,9 +42,9 @@ def _activate(carrier, began_with=None):
     try:
         _activated = (os.getpid(), carrier)
         if carrier.get("method") == "forkserver":  # before spawn.prepare() chdir()s to the parent's directory
-            from mptrace import _envdiff
+            from mptrace import _envcompare
 
-            _envdiff.note_server_cwd()
+            _envcompare.note_server_cwd()
         _prerun.watch(lambda exception: _record_failure_before_run(carrier, exception))
         _time_start_up(_inherited_modules(began_with))
         import multiprocessing.process as mp_process
@@ -495,11 +495,11 @@ def _record_what_arrived(run, process):
 
 
 def _compare_environment(run):
-    """mp.env.*, mp.cwd.differs, mp.forkserver.*: what differs from the parent's at start() (see _envdiff)."""
-    from mptrace import _envdiff
+    """mp.env.*, mp.cwd.differs, mp.forkserver.*: what differs from the parent's at start() (see _envcompare)."""
+    from mptrace import _envcompare
 
-    run.run_span.set_attributes(_envdiff.child_attributes(run.carrier["env"], _digest_key(run.tree),
-                                                          run.carrier["method"]))
+    run.run_span.set_attributes(_envcompare.child_attributes(run.carrier["env"], _digest_key(run.tree),
+                                                             run.carrier["method"]))
 
 
 def record_random_states(run, pool_worker=False):

@@ -20,23 +20,20 @@ The parent sends in the carrier a keyed digest of each variable (name and
 value) and of its working directory, with the process tree's key (see
 _fingerprint), or the values themselves under ``capture_values``; the child
 compares its own when ``run()`` begins and records names (values only when
-captured). Standard library only, and no OpenSSL: a child imports this at
-start-up.
+captured).
+
+This module is the parent's side (what it sends, and the fork server it
+starts); the child's comparison, and the digests both sides take, are
+_envcompare's: a child imports that alone.
 """
 
 import os
 import sys
 import time
 
-from mptrace import _log, semconv
-from mptrace._blake import blake2b
+from mptrace import _log
+from mptrace._envcompare import _ENVIRONB, _cwd, _cwd_token, _environment, _whole_environment
 from mptrace._state import current_launch, state
-
-MAX_NAMES = 16  # names per list on a span; past that, the last entry is "+N more"
-MAX_VALUE = 40  # characters of a captured value shown
-DIGEST_BYTES = 8
-
-_ENVIRONB = getattr(os, "environb", None)  # POSIX: the bytes the C environment holds, nothing to encode
 
 
 # -- the parent, at start() ------------------------------------------------------
@@ -68,7 +65,7 @@ def forkserver_before_launch():
 def ensure_running_wrapper(wrapped, instance, args, kwargs):
     """``ForkServer.ensure_running`` and the module's ``ensure_running`` (bound at import): note when a new
     server starts. During a start(), that start()'s time: the child takes it for the server's (see
-    ``_server_started``), so every child of one server shows one start time."""
+    ``_envcompare._server_started``), so every child of one server shows one start time."""
     before = _server_pid()
     now = time.time_ns()
     server = instance if instance is not None else getattr(wrapped, "__self__", None)
@@ -155,106 +152,6 @@ def _server_pid():
     return getattr(getattr(module, "_forkserver", None), "_forkserver_pid", None)
 
 
-# -- the child ------------------------------------------------------------------
-
-# The working directory this forkserver child began in, before multiprocessing
-# chdir()ed it: the server's (see note_server_cwd).
-_server_cwd = None
-
-
-def note_server_cwd():
-    """In a forkserver child, at activation: the working directory inherited from the server."""
-    global _server_cwd
-    _server_cwd = _cwd()
-
-
-def child_attributes(sent, key, method):
-    """The mp.env.*, mp.cwd.* and (forkserver) mp.forkserver.* attributes of this child's run span."""
-    capture = sent.get("cap", False)
-    if not capture and sent.get("all") is not None and sent["all"] == _whole_environment(key):
-        added = removed = changed = []  # the same environment: one digest, not one per variable
-    else:
-        parent_env, child_env = sent["env"], _environment(key, capture)
-        added = sorted(name for name in child_env if name not in parent_env)
-        removed = sorted(name for name in parent_env if name not in child_env)
-        changed = sorted(name for name in child_env if name in parent_env and child_env[name] != parent_env[name])
-    attributes = {semconv.ENV_ADDED: _bounded([_text(n) for n in added]),
-                  semconv.ENV_REMOVED: _bounded([_text(n) for n in removed]),
-                  semconv.ENV_CHANGED: _bounded([_text(n) for n in changed])}
-    if capture and (added or removed or changed):
-        attributes[semconv.ENV_VALUES] = _bounded(
-            [_value_difference(n, parent_env.get(n), child_env.get(n)) for n in sorted(added + removed + changed)])
-    cwd = _cwd()
-    attributes.update(_cwd_attributes(sent["cwd"], cwd, key, capture, semconv.CWD_DIFFERS, semconv.CWD_CHILD))
-    if method == "forkserver":
-        attributes.update(_forkserver_attributes(sent, key, capture))
-    return attributes
-
-
-def _forkserver_attributes(sent, key, capture):
-    attributes = {semconv.FORKSERVER_SNAPSHOT: True}
-    started = _server_started(sent.get("fs"))
-    if started is not None:
-        started_ns, start_ns = started
-        attributes[semconv.FORKSERVER_STARTED] = _iso(started_ns)
-        attributes[semconv.FORKSERVER_SNAPSHOT_AGE] = round(max(0, start_ns - started_ns) / 1e9, 3)
-    attributes.update(_cwd_attributes(sent["cwd"], _server_cwd, key, capture, semconv.FORKSERVER_CWD_DIFFERS,
-                                      semconv.FORKSERVER_CWD))
-    return attributes
-
-
-def _server_started(known):
-    """(when this child's fork server started, when the parent called start()), in ns; None: unknown.
-
-    The server is this child's parent process. When it is not the one the
-    parent knew before this start(), it started during this start().
-    """
-    if not known:
-        return None
-    pid_before, started_before, start_ns = known
-    if os.getppid() != pid_before:
-        return start_ns, start_ns
-    return (started_before, start_ns) if started_before is not None else None
-
-
-def _cwd_attributes(parent_token, cwd, key, capture, differs_key, value_key):
-    """``differs_key``: whether ``cwd`` is the parent's at start(); absent when either could not be read."""
-    if parent_token is None or cwd is None:
-        return {}
-    differs = _cwd_token(cwd, key, capture) != parent_token
-    attributes = {differs_key: differs}
-    if differs and capture:
-        attributes[value_key] = cwd
-        attributes[semconv.CWD_PARENT] = parent_token
-    return attributes
-
-
-# -- both sides -------------------------------------------------------------------
-
-
-def _environment_items():
-    """(name, value) bytes pairs of this process's os.environ."""
-    if _ENVIRONB is not None:
-        data = getattr(_ENVIRONB, "_data", None)  # the bytes dict behind it: its items() is one C call
-        return data.items() if isinstance(data, dict) else _ENVIRONB.items()
-    return ((n.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))  # Windows: str
-            for n, v in os.environ.items())
-
-
-def _environment(key, capture_values):
-    """{name: value if captured, else a keyed digest of name and value} of this process's os.environ."""
-    items = _environment_items()
-    if capture_values:
-        return {name: value for name, value in items}
-    keyed = blake2b(key=key or b"", digest_size=DIGEST_BYTES)  # copied per variable: cheaper than keying each
-    digests = {}
-    for name, value in items:
-        digest = keyed.copy()
-        digest.update(name + b"\0" + value)
-        digests[name] = digest.digest()
-    return digests
-
-
 def _digests_at_start(key):
     """(the digest of each variable, the digest of them all) of os.environ for a start(): reused while it is
     unchanged since the last start, which one C comparison of its dict tells."""
@@ -269,52 +166,5 @@ def _digests_at_start(key):
     return found
 
 
-def _whole_environment(key):
-    """One keyed digest of the whole environment (``NAME=value\\0``, sorted: neither can hold the separators)."""
-    joined = b"".join(sorted(name + b"=" + value + b"\0" for name, value in _environment_items()))
-    return blake2b(joined, key=key or b"", digest_size=DIGEST_BYTES).digest()
-
-
 # (key, copy of os.environb's dict, (its digests, their whole digest)) as of the last start() that digested it.
 _last_digests = (None, None, None)
-
-
-def _cwd():
-    try:
-        return os.getcwd()
-    except OSError:  # the directory was removed: cannot tell
-        return None
-
-
-def _cwd_token(cwd, key, capture_values):
-    if cwd is None or capture_values:
-        return cwd
-    data = cwd.encode("utf-8", "surrogateescape")
-    return blake2b(data, key=key or b"", digest_size=DIGEST_BYTES).digest()
-
-
-def _text(name):
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
-
-
-def _value_difference(name, parent, child):
-    """``NAME: parent 'a', child 'b'``, ``unset`` for a side that lacks it (capture_values only)."""
-    return "%s: parent %s, child %s" % (_text(name), _shown(parent), _shown(child))
-
-
-def _shown(value):
-    if value is None:
-        return "unset"
-    text = repr(_text(value))
-    return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 1] + "…"
-
-
-def _bounded(names):
-    if len(names) <= MAX_NAMES:
-        return names
-    return names[:MAX_NAMES - 1] + ["+%d more" % (len(names) - MAX_NAMES + 1)]
-
-
-def _iso(nanoseconds):
-    seconds, fraction = divmod(nanoseconds, 10 ** 9)
-    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)), fraction // 10 ** 6)

@@ -20,7 +20,7 @@ import sys
 _before = set(sys.modules)  # mptrace and this module are in already: they are counted by name below
 
 # mptrace's child side: what a traced spawn or forkserver child runs before and during run().
-CHILD_SIDE = ("_stowaway", "_channels", "_child", "_childimports", "_descriptions", "_envdiff", "_fingerprint",
+CHILD_SIDE = ("_stowaway", "_channels", "_child", "_childimports", "_descriptions", "_envcompare", "_fingerprint",
               "_importhook", "_bounded", "_carryover", "_modstate", "_randomstate", "_worker")
 
 try:

@@ -179,10 +179,10 @@ def c_environment_as_os_environ():
 def test_a_long_list_of_differences_is_bounded(traced):
     import multiprocessing
 
-    from mptrace import _envdiff
+    from mptrace import _envcompare
     from mptrace.testing import Process
 
-    names = ["MPTRACE_TEST_PUTENV_%02d" % i for i in range(_envdiff.MAX_NAMES + 4)]
+    names = ["MPTRACE_TEST_PUTENV_%02d" % i for i in range(_envcompare.MAX_NAMES + 4)]
     for name in names:
         os.putenv(name, "1")  # the C environment only: a spawn child has them, os.environ does not
     try:
@@ -195,9 +195,9 @@ def test_a_long_list_of_differences_is_bounded(traced):
     spans = traced.spans()
     run = next(s for s in spans if s.name == "mp.process.run")
     added = list(run.attributes["mp.env.added"])
-    assert len(added) == _envdiff.MAX_NAMES
-    assert added[-1] == "+%d more" % (len(names) - _envdiff.MAX_NAMES + 1)
-    assert added[:-1] == names[:_envdiff.MAX_NAMES - 1]
+    assert len(added) == _envcompare.MAX_NAMES
+    assert added[-1] == "+%d more" % (len(names) - _envcompare.MAX_NAMES + 1)
+    assert added[:-1] == names[:_envcompare.MAX_NAMES - 1]
     launch = next(s for s in spans if s.name == "mp.process")
     assert Process(launch, run).environment_differences["added"] == tuple(added)
 
