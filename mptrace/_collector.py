@@ -42,11 +42,6 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
 # When children exit in quick succession, their spans are collected together
 # at most this often (flush() and exit always collect everything).
 COLLECT_INTERVAL = 0.1
-# ... and where a child's exit is observed, only if nothing collected for this many times as long: right
-# after a start() the child runs on another core while the parent collects, whereas an exit is observed on
-# the thread that waits for it (join()), so a collection there is waited for. A program that stops
-# starting children still has its spans collected, a tenth of a second later.
-AT_EXIT_INTERVALS = 2
 # lost_reasons key of the hand-overs mptrace stopped waiting to make (see _bounded).
 GAVE_UP = "the span processors did not return in time (a hanging exporter?) and mptrace stopped waiting"
 
@@ -113,11 +108,8 @@ class Collector:
             for name in [n for n in self._exited if n in self._files or n in known_exits]:
                 self._finish(name)
 
-    def collect_if_due(self, at_exit=False):
-        """Collect if there is something to and the last collection is old enough (``at_exit``: observing
-        a child's exit, see AT_EXIT_INTERVALS)."""
-        interval = COLLECT_INTERVAL * AT_EXIT_INTERVALS if at_exit else COLLECT_INTERVAL
-        if (self._exited or self._deferred) and time.monotonic() - self._last_collect >= interval:
+    def collect_if_due(self):
+        if (self._exited or self._deferred) and time.monotonic() - self._last_collect >= COLLECT_INTERVAL:
             self.collect()
 
     def at_next_collection(self, what, function, args):
@@ -127,7 +119,7 @@ class Collector:
         writes there costs a copy-on-write fault that the caller waits for. Ending mp.process and
         reporting the exit can wait for the collection that hands them over; this only appends."""
         self._deferred.append((what, function, args))
-        if time.monotonic() - self._last_collect >= COLLECT_INTERVAL * AT_EXIT_INTERVALS:  # as collect_if_due
+        if time.monotonic() - self._last_collect >= COLLECT_INTERVAL:  # collect_if_due(), one call fewer
             self.collect()
 
     def process_exited(self, run_span_id, exitcode, signal_name=None, stopped_by=None, when=None):
@@ -138,7 +130,7 @@ class Collector:
         """
         with self._lock:
             self._exited[_spool.file_name(run_span_id)] = (exitcode, signal_name, when or time.time_ns(), stopped_by)
-            self.collect_if_due(at_exit=True)
+            self.collect_if_due()
 
     def close(self, reason):
         """Final collection: end every span left open, remove the directory."""
@@ -161,7 +153,7 @@ class Collector:
         per child. ``span.readable()`` makes its ReadableSpan."""
         with self._lock:
             self._later.append(span)
-            self.collect_if_due(at_exit=True)
+            self.collect_if_due()
 
     def hand_over_own(self, function, args):
         """A span of the root's own, ended while mptrace waits with a deadline (see _bounded)."""

@@ -29,8 +29,8 @@ from mptrace._state import launching, state
 class Launch:
     """One child between start() and its exit, as its parent tracks it."""
 
-    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "state_after_fork",
-                 "stopped_by", "inherited_fds", "pending")
+    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by", "inherited_fds",
+                 "pending")
 
     def __init__(self, process, span, carrier):
         self.process = process
@@ -39,7 +39,6 @@ class Launch:
         self.popen = None
         self.child_run = None  # fork only: the child's state, built before the fork
         self.module_state = None  # watched module state at start(), for spawn/forkserver children
-        self.state_after_fork = False  # a fork child's: module state is read right after the fork (see _forked)
         self.stopped_by = None  # who terminates the child on purpose (its pool), if anyone
         self.inherited_fds = None  # fork only: the descriptors it inherits (an _fds.Inherited)
         # Attributes found before the child is launched, set on the span in one call (see set_pending).
@@ -93,10 +92,9 @@ def _begin_launch(process):
     }
     _ensure_exit_finalizer()
     launch = Launch(process, span, carrier)
-    if _starts_by_fork(process):
-        launch.state_after_fork = True
-    else:  # sent to the child: read before it starts
-        _log.safely("recording module state", _record_module_state, launch)
+    if state.is_root():
+        state.root.collector.collect_if_due()
+    _log.safely("recording module state", _record_module_state, launch)
     return launch
 
 
@@ -232,13 +230,12 @@ def _launch_failed(launch, exc):
 
 
 def _launched(launch):
-    # The child is on its way: what is left runs while it starts (on another core), not before it. The pid
-    # goes on the span when it ends.
+    # As little as possible after the fork: every page the parent writes while
+    # the child shares it costs a copy-on-write fault. The pid goes on the span
+    # when it ends.
     launch.popen = launch.process._popen
     state.children[id(launch.popen)] = launch
     launch.set_pending()  # a Popen that is not popen_fork's (see popen_init_wrapper) comes here with them
-    if state.is_root():
-        state.root.collector.collect_if_due()
 
 
 # -- Popen.__init__ and the preparation data ----------------------------------
@@ -252,29 +249,10 @@ def popen_init_wrapper(wrapped, popen, args, kwargs):
     token = _log.safely("recording the start method", _record_method, launch, popen)
     _log.safely("setting mp.process's attributes", launch.set_pending)
     try:
-        popen_made = wrapped(*args, **kwargs)  # a fork child never returns from here
+        return wrapped(*args, **kwargs)  # a fork child never returns from here
     finally:
         if token is not None:
             _log.safely("restoring the context after fork", _detach, token)
-    if launch.state_after_fork:
-        _log.safely("recording module state", _forked, launch)
-    return popen_made
-
-
-def _forked(launch):
-    """Right after a fork, in the parent: the watched modules' state the child got.
-
-    Read here rather than before the fork because the child is already running
-    then, on another core: the caller of start() no longer waits for it. The
-    parent's memory is the child's at the fork, but for what the fork's own
-    steps did (multiprocessing's pipes and handlers touch no module state);
-    another thread could change a value in between, as it could between a read
-    before the fork and the fork. Before ``start()`` drops the target and
-    arguments, which the class-state check reads.
-    """
-    launch.state_after_fork = False
-    _record_module_state(launch)
-    launch.module_state = None  # a fork child is sent no state
 
 
 # Values that pickling returns unchanged (a target is pickled by name).
@@ -428,9 +406,6 @@ def _record_method(launch, popen):
     if method == "forkserver":
         launch.carrier["fsp"] = _forkserver_preload()
     if method != "fork":
-        if launch.state_after_fork:  # not the fork it was expected to be: its state is sent, so read it now
-            launch.state_after_fork = False
-            _log.safely("recording module state", _record_module_state, launch)
         _grpcfork.warn_if_exposed()  # a program that loaded gRPC after install()
         _log.safely("recording the environment", _record_environment, launch, method)
         _fingerprint_arguments(launch)
