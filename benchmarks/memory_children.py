@@ -196,7 +196,7 @@ def one_run(arm, options, mode, children, every, tracemalloc):
             [sys.executable, "-c", PROGRAM, arm, method, mode, str(children), str(every),
              "1" if tracemalloc else "0", str(options.sample_ratio)],
             env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])), capture_output=True, text=True,
-            cwd=tempfile.gettempdir(), timeout=3600)
+            cwd=target_dir, timeout=3600)
     if result.returncode:
         raise SystemExit("the %s arm failed (%s, %s):\n%s" % (arm, method, mode, result.stderr))
     found = json.loads(result.stdout.splitlines()[-1])

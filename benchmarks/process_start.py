@@ -175,7 +175,7 @@ def one_run(arm, method, starts, burst, target_dir):
     path = [ROOT, target_dir] + ([BENCHMARKS] if arm == "floor" else [])  # floor_tracer, for that arm only
     result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts), str(burst)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
-                            capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
+                            capture_output=True, text=True, cwd=target_dir, timeout=900)
     if result.returncode:
         raise SystemExit("the %s arm failed under %s:\n%s" % (arm, method, result.stderr))
     per_start, children, arrived, failed = result.stdout.split()
@@ -196,7 +196,10 @@ def compile_mptrace():
 
 def alternate_runs(arms, runs, one):
     """{arm: [one(arm, target_dir) of each run]}: runs alternate the arms, in a rotating order; ``target_dir``
-    holds the target module (TARGET_MODULE), for the arms' PYTHONPATH."""
+    holds the target module (TARGET_MODULE), for the arms' PYTHONPATH, and is where each program runs, as a
+    program runs in its project's directory: not in the temporary directory itself, whose thousands of
+    entries on a busy machine every spawn and forkserver child would list at its first import (a -c
+    program has the current directory on its sys.path)."""
     found = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
         with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:

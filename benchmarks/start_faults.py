@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +100,7 @@ def one_run(arm, method, starts, target_dir):
     path = [ROOT, target_dir] + ([os.path.dirname(os.path.abspath(__file__))] if arm == FLOOR else [])
     result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
-                            capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
+                            capture_output=True, text=True, cwd=target_dir, timeout=900)
     if result.returncode:
         raise SystemExit("the %s arm failed under %s:\n%s" % (arm, method, result.stderr))
     import json

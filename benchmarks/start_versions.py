@@ -70,10 +70,10 @@ def export_version(ref, into):
     return path, into
 
 
-def one_run(paths, traced, method, starts, measure):
+def one_run(paths, traced, method, starts, measure, cwd):
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     result = subprocess.run([sys.executable, "-c", PROGRAM, "traced" if traced else "plain", method, str(starts),
-                             measure], env=environment, capture_output=True, text=True, cwd=tempfile.gettempdir())
+                             measure], env=environment, capture_output=True, text=True, cwd=cwd)
     if result.returncode:
         raise SystemExit("a run failed:\n" + result.stderr)
     return float(result.stdout)
@@ -89,15 +89,20 @@ def main():
     parser.add_argument("--cpu", action="store_true", help="CPU ms per start (program and children), not wall")
     options = parser.parse_args()
     measure = "cpu" if options.cpu else "wall"
-    with tempfile.TemporaryDirectory() as old_dir, tempfile.TemporaryDirectory() as new_dir:
+    # Each program runs in an empty directory of its own, as a program runs in its project's: not in the
+    # temporary directory, whose thousands of entries on a busy machine every spawn and forkserver child
+    # would list at its first import (the current directory is on a -c program's sys.path).
+    with tempfile.TemporaryDirectory() as old_dir, tempfile.TemporaryDirectory() as new_dir, \
+            tempfile.TemporaryDirectory() as run_dir:
         paths = {options.old: export_version(options.old, old_dir),
                  options.new or "working tree": export_version(options.new, new_dir)}
         arms = {"provider only": []}
         arms.update((name, []) for name in paths)
         for _ in range(options.runs):
-            arms["provider only"].append(one_run(paths[options.old], False, options.method, options.starts, measure))
+            arms["provider only"].append(one_run(paths[options.old], False, options.method, options.starts, measure,
+                                                 run_dir))
             for name, path in paths.items():
-                arms[name].append(one_run(path, True, options.method, options.starts, measure))
+                arms[name].append(one_run(path, True, options.method, options.starts, measure, run_dir))
     baseline = statistics.median(arms["provider only"])
     print("%s start+join, %s ms per start, median of %d runs of %d starts" % (
         options.method, measure, options.runs, options.starts))

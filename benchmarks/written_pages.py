@@ -29,7 +29,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from process_start import PROVIDER_AND_TARGET, ROOT, alternate_runs  # noqa: E402
@@ -127,7 +126,7 @@ COLUMNS = ("pages written", "py functions", "their code pages", "function pages"
 def one_run(arm, starts, target_dir):
     result = subprocess.run([sys.executable, "-c", PROGRAM, "traced" if arm == "traced" else "provider", str(starts)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
-                            capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=600)
+                            capture_output=True, text=True, cwd=target_dir, timeout=600)
     if result.returncode:
         raise SystemExit("the %s arm failed:\n%s" % (arm, result.stderr))
     return json.loads(result.stdout.strip().splitlines()[-1])

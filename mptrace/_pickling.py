@@ -86,7 +86,18 @@ def dump_wrapper(wrapped, instance, args, kwargs):
 
 
 def _open_span(launch, channel):
-    span = state.tracer.start_span(semconv.SPAN_PICKLE, **_child_of(launch.span))
+    parent = launch.span
+    if getattr(parent, "ends_with_a_collection", False):  # the root's mp.process, decided by the sampler
+        # Started as the SDK's tracer would start it under mp.process (see _rootspan.start_sampled), for a
+        # few microseconds instead of some twenty: a spawn or forkserver start() pickles twice.
+        from mptrace import _rootspan
+
+        span = _rootspan.start_sampled(state.tracer, state.root.provider, semconv.SPAN_PICKLE,
+                                       _litespan.KIND_INTERNAL, {semconv.PICKLE_CHANNEL: channel},
+                                       parent.get_span_context())
+        if span is not None:
+            return span
+    span = state.tracer.start_span(semconv.SPAN_PICKLE, **_child_of(parent))
     span.set_attribute(semconv.PICKLE_CHANNEL, channel)
     return span
 

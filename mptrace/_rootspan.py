@@ -104,12 +104,20 @@ class SampledRootSpan(RootSpan):
         return self._readable(self.get_span_context(), self.parent_context)
 
 
-def start_sampled(tracer, provider, name, kind, attributes):
+def start_sampled(tracer, provider, name, kind, attributes, parent=False):
     """A SampledRootSpan for a span ``tracer`` would start now, in the caller's context; None when
-    ``tracer`` is not the SDK's or decides otherwise than by the sampler (then start it with ``tracer``)."""
+    ``tracer`` is not the SDK's or decides otherwise than by the sampler (then start it with ``tracer``).
+
+    ``parent``: the SpanContext of the span to start it under instead of the caller's current span; then
+    only the SDK's default sampler is decided here (another one is asked with a context: start that span
+    with ``tracer``).
+    """
     if type(tracer) is not SdkTracer or not getattr(tracer, "_is_enabled", _enabled)():
         return None
-    parent = _current_parent()
+    if parent is False:
+        parent = _current_parent()
+    elif not _is_default_sampler(provider.sampler):
+        return None
     id_generator = provider.id_generator
     random_ids = type(id_generator) is RandomIdGenerator
     trace_id = parent.trace_id if parent is not None else (

@@ -43,10 +43,12 @@ class Marking(Sampler):
     def __init__(self, decision=Decision.RECORD_AND_SAMPLE):
         self.decision = decision
         self.asked = []
+        self.parents = []  # (name, the span id of the parent it was asked under)
 
     def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
         self.asked.append((name, kind))
         parent = trace.get_current_span(parent_context).get_span_context()
+        self.parents.append((name, parent.span_id))
         if not parent.is_valid:
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
         return SamplingResult(self.decision, dict(attributes or {}, marked=name),
@@ -144,6 +146,57 @@ def test_with_the_sdks_default_sampler_mp_process_draws_the_ids_the_sdk_would(in
     assert (caller.context.trace_id, caller.context.span_id) == caller_ids
     assert (child.context.trace_id, child.context.span_id) == (caller_ids[0], child_span_id)
     assert child.parent.span_id == caller.context.span_id
+
+
+def _pickled_start(context):
+    if context.get_start_method() == "fork":
+        pytest.skip("fork pickles nothing")
+
+
+def test_mp_pickle_goes_through_the_providers_sampler_and_id_generator(installed, context):
+    """mp.pickle is started under mp.process as the SDK's tracer would start it: another sampler than the
+    default is asked, with mp.process as the parent, and the provider's id generator makes its id."""
+    _pickled_start(context)
+    sampler = Marking()
+    provider, exporter, _ = installed(sampler=sampler, id_generator=Counting())
+    _start_one(context, provider.get_tracer("tests"))
+    spans = exporter.get_finished_spans()
+    process = one(spans, "mp.process")
+    pickles = [span for span in spans if span.name == "mp.pickle"]
+    assert sorted(span.attributes["mp.pickle.channel"] for span in pickles) == ["preparation", "process"]
+    assert ("mp.pickle", SpanKind.INTERNAL) in sampler.asked
+    assert [parent for name, parent in sampler.parents if name == "mp.pickle"] == [process.context.span_id] * 2, \
+        "the sampler was not asked under mp.process"
+    for span in pickles:
+        assert span.parent.span_id == process.context.span_id
+        assert span.context.trace_id == process.context.trace_id
+        assert span.attributes["marked"] == "mp.pickle", "the sampler's attributes are lost"
+        assert span.context.trace_state.get("mark") == "yes", "the sampler's trace state is lost"
+        assert 0x1000 < span.context.span_id < 0x2000, "not an id of the provider's id generator"
+        assert span.kind is SpanKind.INTERNAL and span.instrumentation_scope.name == "mptrace"
+
+
+def test_with_the_sdks_default_sampler_mp_pickle_draws_the_ids_the_sdk_would(installed, context):
+    """With the default sampler, mp.pickle is decided inline too: its ids come from the same draws of
+    ``random``, in the same order, as the SDK tracer's, after mp.process's."""
+    _pickled_start(context)
+    provider, exporter, _ = installed()
+    random.seed(21)
+    trace_id, process_id = random.getrandbits(128), random.getrandbits(64)
+    pickle_ids = [random.getrandbits(64), random.getrandbits(64)]
+    random.seed(21)
+    process = context.Process(target=succeed)
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0 and mptrace.flush()
+    spans = exporter.get_finished_spans()
+    parent = one(spans, "mp.process")
+    assert (parent.context.trace_id, parent.context.span_id) == (trace_id, process_id)
+    pickles = sorted((span for span in spans if span.name == "mp.pickle"), key=lambda span: span.start_time)
+    assert [span.context.span_id for span in pickles] == pickle_ids
+    for span in pickles:
+        assert span.context.trace_id == trace_id and span.parent.span_id == process_id
+        assert span.context.trace_flags.sampled and span.resource is provider.resource
 
 
 def test_with_the_sdks_default_sampler_a_child_of_an_unsampled_span_is_not_traced(installed, context):

@@ -39,9 +39,9 @@ def test_records_round_trip(record):
 @given(end_records())
 def test_every_valid_record_becomes_a_span(record):
     spans = []
-    collector = Collector(tempfile.mkdtemp(), spans.append)
-    spool_file = _reader_file()
-    collector._take_lines(spool_file, _spool.encode(record))
+    with tempfile.TemporaryDirectory() as directory:  # one per example, removed: /tmp is everyone's
+        collector = Collector(directory, spans.append)
+        collector._take_lines(_reader_file(), _spool.encode(record))
     assert collector.counts["corrupt_records"] == 0
     assert len(spans) == 1 and spans[0].name == record["n"]
     assert spans[0].context.span_id == int(record["sid"], 16)
@@ -52,11 +52,12 @@ def test_every_valid_record_becomes_a_span(record):
 def test_no_bytes_can_break_the_reader(garbage, cut, splice):
     """Garbage, truncation and splices are skipped and counted, never raised."""
     spans = []
-    collector = Collector(tempfile.mkdtemp(), spans.append)
     good = _spool.encode({"t": "end", "n": "ok", "tid": "1" * 32, "sid": "2" * 16, "st": 1, "et": 2})
     damaged = good[:cut] + splice + good[cut:]
-    for chunk in (garbage, b"\n", damaged, good):
-        collector._take_lines(_reader_file(collector), chunk)
+    with tempfile.TemporaryDirectory() as directory:
+        collector = Collector(directory, spans.append)
+        for chunk in (garbage, b"\n", damaged, good):
+            collector._take_lines(_reader_file(collector), chunk)
     assert spans and spans[-1].name == "ok"
 
 

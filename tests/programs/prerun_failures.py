@@ -64,6 +64,9 @@ def main():
     process = context.Process(target=target, args=args)
     process.start()
     process.join()
+    import shutil  # here: the tests name lines above
+
+    shutil.rmtree(directory, ignore_errors=True)
     print("exit code", process.exitcode)
 
 
