@@ -22,6 +22,14 @@ def context(start_method):
     return multiprocessing.get_context(start_method)
 
 
+@pytest.fixture
+def pickled_context(context, start_method):
+    """The context of a start method that pickles what it sends the child: not fork."""
+    if start_method == "fork":
+        pytest.skip("fork pickles nothing")
+    return context
+
+
 class Traced:
     """mptrace installed on an in-memory pipeline, for one test."""
 

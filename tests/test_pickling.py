@@ -51,13 +51,6 @@ def test_founding_program(start_method, tmp_path):
         assert event["attributes"] == {"mp.arg": "args[0]", "mp.arg.differences": "args[0].c: was 3, arrived 0"}
 
 
-@pytest.fixture
-def pickled_context(context, start_method):
-    if start_method == "fork":
-        pytest.skip("fork pickles nothing")
-    return context
-
-
 @pytest.mark.parametrize("argument, hooks, changed", [
     (targets.Reducing(4), ["tests.targets.Reducing.__reduce__"], []),
     (targets.ReducingEx(4), ["tests.targets.ReducingEx.__reduce_ex__"], ["args[0]"]),

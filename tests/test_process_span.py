@@ -148,15 +148,10 @@ def test_with_the_sdks_default_sampler_mp_process_draws_the_ids_the_sdk_would(in
     assert child.parent.span_id == caller.context.span_id
 
 
-def _pickled_start(context):
-    if context.get_start_method() == "fork":
-        pytest.skip("fork pickles nothing")
-
-
-def test_mp_pickle_goes_through_the_providers_sampler_and_id_generator(installed, context):
+def test_mp_pickle_goes_through_the_providers_sampler_and_id_generator(installed, pickled_context):
     """mp.pickle is started under mp.process as the SDK's tracer would start it: another sampler than the
     default is asked, with mp.process as the parent, and the provider's id generator makes its id."""
-    _pickled_start(context)
+    context = pickled_context
     sampler = Marking()
     provider, exporter, _ = installed(sampler=sampler, id_generator=Counting())
     _start_one(context, provider.get_tracer("tests"))
@@ -176,10 +171,10 @@ def test_mp_pickle_goes_through_the_providers_sampler_and_id_generator(installed
         assert span.kind is SpanKind.INTERNAL and span.instrumentation_scope.name == "mptrace"
 
 
-def test_with_the_sdks_default_sampler_mp_pickle_draws_the_ids_the_sdk_would(installed, context):
+def test_with_the_sdks_default_sampler_mp_pickle_draws_the_ids_the_sdk_would(installed, pickled_context):
     """With the default sampler, mp.pickle is decided inline too: its ids come from the same draws of
     ``random``, in the same order, as the SDK tracer's, after mp.process's."""
-    _pickled_start(context)
+    context = pickled_context
     provider, exporter, _ = installed()
     random.seed(21)
     trace_id, process_id = random.getrandbits(128), random.getrandbits(64)
