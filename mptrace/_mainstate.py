@@ -13,7 +13,7 @@ run this, so a spawn child does not load it.
 """
 
 from mptrace import _fingerprint, _log
-from mptrace._modstate import (MAX_CLASSES, MAX_NAMES, NOT_WALKED, STATE_DEPTH, _MAX_CACHED, _MISSING, _NOT_STATE,
+from mptrace._modstate import (MAX_CLASSES, MAX_NAMES, STATE_DEPTH, _MAX_CACHED, _MISSING, _NOT_STATE,
                                _atom_fingerprints, _class_state_items, _copy, _defined_here, _fingerprint_of,
                                _holds_only_process_handles, _is_handles, _names_and_classes, _public_names,
                                classify, namespace_names, own_namespace, state_of)
@@ -102,6 +102,10 @@ def _note_if_not_portable(found, name, value, owner, source, facts, key):
         if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
             found[name] = fingerprint
 
+
+# The fingerprint of a name only the source decides, its value not walked (see main_not_portable_for_fork):
+# it says "not process handles", nothing more.
+NOT_WALKED = "<not walked>"
 
 # What the main module's source says of a name, per name: [(source, {name: (set after import?, its shallow
 # fingerprint, "__main__.name")})]: made once per source, not at every start. The fingerprints are shared

@@ -172,15 +172,6 @@ def _fingerprint_of(name, value, key, atoms=None):
     return found
 
 
-NOT_WALKED = "<not walked>"  # a shallow fingerprint's value for anything but process handles
-
-
-def _shallow_fingerprint(name, value):
-    """A fingerprint that only tells process handles from other values: enough where only the source
-    decides (see _mainstate.main_not_portable_for_fork), and it reads no more than the value's own container."""
-    return {name: PROCESS_HANDLES if _holds_only_process_handles(value) else NOT_WALKED}
-
-
 def _is_immutable(value, depth=0):
     """Whether nothing can change ``value`` in place, so that its fingerprint depends on its identity alone:
     a str, an int, a float, ... or a tuple or frozenset of such values. By the type itself (``is``):
