@@ -41,26 +41,59 @@ def _activate(carrier, began_with=None):
     global _activated
     try:
         _activated = (os.getpid(), carrier)
-        if carrier.get("method") == "forkserver":  # before spawn.prepare() chdir()s to the parent's directory
+        if carrier.get("method") == "forkserver" and not _server_prepared:
             from mptrace import _envcompare
 
-            _envcompare.note_server_cwd()
+            _envcompare.note_server_cwd()  # before spawn.prepare() chdir()s to the parent's directory
         _prerun.watch(lambda exception: _record_failure_before_run(carrier, exception))
         _time_start_up(_inherited_modules(began_with))
-        import multiprocessing.process as mp_process
-
-        base = mp_process.BaseProcess
-        if not state.patches.is_patched(base, "_bootstrap"):
-            original = vars(base)["_bootstrap"]
-
-            def _bootstrap(self, *args, **kwargs):
-                return bootstrap_wrapper(original.__get__(self), self, args, kwargs)
-
-            state.patches.replace(base, "_bootstrap", _bootstrap)
-        _instrument_channels()
+        if not _server_prepared:
+            _patch_for_children()
     except Exception:
         _log.internal_error("activating mptrace in a spawned child")
     return None
+
+
+# Whether this process is a fork server's child, the server having made the patches of _patch_for_children.
+_server_prepared = False
+
+
+def prepare_server():
+    """In a fork server started under mptrace (see _preload), once for all its children: the patches
+    every child would make at activation, its working directory (the one they begin in).
+
+    A forkserver child begins as a copy of the server: what the server did, the child need not (each
+    class attribute a child sets writes the pages of the class and of its subclasses, a copy-on-write
+    fault each). The patches do nothing until a child is activated: a child that is not (its parent
+    called uninstall(), say) runs as without mptrace. Raises what fails: the server then preloads nothing.
+    """
+    global _server_prepared
+    from mptrace import _envcompare
+
+    _envcompare.note_server_cwd()
+    _envcompare.note_server_environment()
+    _patch_for_children()
+    _watch_for_failure(None)
+    _server_prepared = True
+
+
+def _patch_for_children():
+    """``_bootstrap`` and ``spawn.prepare`` (inert in a process that is not an activated child), the
+    channel modules' picklers."""
+    import multiprocessing.process as mp_process
+    import multiprocessing.spawn as mp_spawn
+
+    base = mp_process.BaseProcess
+    if not state.patches.is_patched(base, "_bootstrap"):
+        original = vars(base)["_bootstrap"]
+
+        def _bootstrap(self, *args, **kwargs):
+            return bootstrap_wrapper(original.__get__(self), self, args, kwargs)
+
+        state.patches.replace(base, "_bootstrap", _bootstrap)
+    if not state.patches.is_patched(mp_spawn, "prepare"):
+        state.patches.replace(mp_spawn, "prepare", _timed_prepare(vars(mp_spawn)["prepare"]))
+    _instrument_channels()
 
 
 # The modules whose picklers count pickles, with their channel: _channels.CHANNEL_MODULES, named here so
@@ -103,27 +136,30 @@ def _inherited_modules(began_with):
 
 
 def _time_start_up(inherited):
-    """Time the main module's re-import (spawn.prepare) and what unpickling imports."""
+    """From now on, time the main module's re-import (spawn.prepare) and what unpickling imports."""
     global _clock
-    import multiprocessing.spawn as mp_spawn
-
     from mptrace._childimports import ImportClock
 
     _clock = ImportClock(inherited)
-    if not state.patches.is_patched(mp_spawn, "prepare"):
-        original = vars(mp_spawn)["prepare"]
 
-        def prepare(data):
-            main_before = sys.modules.get("__mp_main__")
-            try:
-                return _clock.measure("main", original, data)
-            finally:
-                # prepare() re-runs the main module as a new __mp_main__ unless
-                # it is loaded already (a fork server that preloaded it).
-                _clock.main_reran = sys.modules.get("__mp_main__") is not main_before
-                _clock.open_phase("unpickle")  # until _bootstrap begins
 
-        state.patches.replace(mp_spawn, "prepare", prepare)
+def _timed_prepare(original):
+    """``spawn.prepare``, timed as the phase "main" of this child's start-up (see _time_start_up)."""
+
+    def prepare(data):
+        clock = _clock
+        if clock is None:  # not an activated child (see prepare_server)
+            return original(data)
+        main_before = sys.modules.get("__mp_main__")
+        try:
+            return clock.measure("main", original, data)
+        finally:
+            # prepare() re-runs the main module as a new __mp_main__ unless
+            # it is loaded already (a fork server that preloaded it).
+            clock.main_reran = sys.modules.get("__mp_main__") is not main_before
+            clock.open_phase("unpickle")  # until _bootstrap begins
+
+    return prepare
 
 
 def _record_failure_before_run(carrier, exception):
@@ -230,6 +266,21 @@ def _take_run(process):
     return None
 
 
+def prebuild_records(carrier):
+    """In the parent of a spawn or forkserver child, as it starts it: the child's resource values of its
+    own, its spool header and its run span's START (start time a %d field), into the carrier (``pre``).
+
+    Encoding them is the same work in either process; in the parent, whose code and encoder are warm, it
+    costs a fraction of what it costs a fresh child, where every function run for the first time costs
+    page faults (a forkserver child shares its server's pages until it writes them).
+    """
+    run = ChildRun(carrier)
+    run.build_run_span()
+    span = run.run_span
+    span.start_time = _spool.PLACEHOLDERS[0]
+    carrier["pre"] = [run.own_resource, run.writer.header, _spool.template_of(span.encode_start())]
+
+
 def prepare_fork_child(carrier, random_places=None):
     """Build, in the parent, what a fork child needs, so the child need not.
 
@@ -290,11 +341,17 @@ class ChildRun:
         self.carrier = carrier
         self.tree = carrier["tree"]
         inherited = self.tree["res"]
-        own = {semconv.OTEL_PROCESS_CREATION_TIME: _iso_now()}
-        if semconv.OTEL_SERVICE_INSTANCE_ID in inherited:  # one per process, as the SDK does after fork
-            own[semconv.OTEL_SERVICE_INSTANCE_ID] = _new_uuid4()
+        prebuilt = carrier.get("pre")  # a spawn or forkserver child's, from its parent (see prebuild_records)
+        if prebuilt:
+            own, header = prebuilt[0], prebuilt[1]
+        else:
+            own, header = {semconv.OTEL_PROCESS_CREATION_TIME: _iso_now()}, None
+            if semconv.OTEL_SERVICE_INSTANCE_ID in inherited:  # one per process, as the SDK does after fork
+                own[semconv.OTEL_SERVICE_INSTANCE_ID] = _new_uuid4()
+        self.own_resource = own
         self.resource = dict(inherited, **own)
-        self.writer = _spool.SpoolWriter(self.tree["dir"], _spool.file_name(carrier["rsid"]), inherited, own)
+        self.writer = _spool.SpoolWriter(self.tree["dir"], _spool.file_name(carrier["rsid"]), inherited, own,
+                                         header=header)
         self.otel_wired = False
         self.run_span = None
         self.prebuilt_context = None
@@ -462,7 +519,12 @@ def _begin_run(process):
         run.build_run_span()
     fresh_interpreter = run.carrier["method"] != "fork"
     # A spawn/forkserver child's run span starts at activation, before its imports.
-    run.run_span.begin(_clock.activated if fresh_interpreter and _clock is not None else None)
+    if not fresh_interpreter:
+        run.run_span.begin()
+    elif "pre" in run.carrier:
+        run.run_span.begin_from_template(run.carrier["pre"][2], _clock.activated if _clock is not None else None)
+    else:
+        run.run_span.begin(_clock.activated if _clock is not None else None)
     if fresh_interpreter:
         _log.safely("installing the start trampolines", _install_trampolines)
         _record_what_arrived(run, process)
@@ -700,7 +762,8 @@ def _watch_for_failure(run):
     with ``sys.stderr.write('Process %s:' % self.name)``. ``BaseProcess.name``
     is replaced by a property that, when read by ``_bootstrap`` itself while an
     exception is being handled, notes it. The root sets it at install() (it is
-    inert there), so that fork children inherit it; spawn children set it here.
+    inert there), so that fork children inherit it; a fork server started under
+    mptrace sets it for its children (see prepare_server); spawn children set it here.
     """
     import multiprocessing.process as mp_process
 

@@ -26,34 +26,55 @@ _ENVIRONB = getattr(os, "environb", None)  # POSIX: the bytes the C environment 
 # The working directory this forkserver child began in, before multiprocessing
 # chdir()ed it: the server's (see note_server_cwd).
 _server_cwd = None
+# In a fork server and its children: (a copy of os.environb's dict, what _whole_environment digests of
+# it), as the server noted them for its children (see note_server_environment).
+_server_environment = None
 
 
 def note_server_cwd():
-    """In a forkserver child, at activation: the working directory inherited from the server."""
+    """In a forkserver child, at activation (or in the server, for all its children): the working
+    directory inherited from the server."""
     global _server_cwd
     _server_cwd = _cwd()
+
+
+def note_server_environment():
+    """In a fork server, once for all its children: its environment, joined as _whole_environment digests
+    it. A child whose environment is still the server's (one C comparison of two dicts tells) digests
+    that, without sorting and joining its variables again."""
+    global _server_environment
+    data = getattr(_ENVIRONB, "_data", None)
+    if isinstance(data, dict):
+        _server_environment = (dict(data), _joined_environment())
 
 
 def child_attributes(sent, key, method):
     """The mp.env.*, mp.cwd.* and (forkserver) mp.forkserver.* attributes of this child's run span."""
     capture = sent.get("cap", False)
     if not capture and sent.get("all") is not None and sent["all"] == _whole_environment(key):
-        added = removed = changed = []  # the same environment: one digest, not one per variable
+        # The same environment: one digest, not one per variable.
+        attributes = {semconv.ENV_ADDED: [], semconv.ENV_REMOVED: [], semconv.ENV_CHANGED: []}
     else:
-        parent_env, child_env = sent["env"], _environment(key, capture)
-        added = sorted(name for name in child_env if name not in parent_env)
-        removed = sorted(name for name in parent_env if name not in child_env)
-        changed = sorted(name for name in child_env if name in parent_env and child_env[name] != parent_env[name])
+        attributes = _differences(sent, key, capture)
+    cwd = _cwd()
+    attributes.update(_cwd_attributes(sent["cwd"], cwd, key, capture, semconv.CWD_DIFFERS, semconv.CWD_CHILD))
+    if method == "forkserver":
+        attributes.update(_forkserver_attributes(sent, key, capture))
+    return attributes
+
+
+def _differences(sent, key, capture):
+    """mp.env.added, removed, changed (and the values, under capture_values), variable by variable."""
+    parent_env, child_env = sent["env"], _environment(key, capture)
+    added = sorted(name for name in child_env if name not in parent_env)
+    removed = sorted(name for name in parent_env if name not in child_env)
+    changed = sorted(name for name in child_env if name in parent_env and child_env[name] != parent_env[name])
     attributes = {semconv.ENV_ADDED: _bounded([_text(n) for n in added]),
                   semconv.ENV_REMOVED: _bounded([_text(n) for n in removed]),
                   semconv.ENV_CHANGED: _bounded([_text(n) for n in changed])}
     if capture and (added or removed or changed):
         attributes[semconv.ENV_VALUES] = _bounded(
             [_value_difference(n, parent_env.get(n), child_env.get(n)) for n in sorted(added + removed + changed)])
-    cwd = _cwd()
-    attributes.update(_cwd_attributes(sent["cwd"], cwd, key, capture, semconv.CWD_DIFFERS, semconv.CWD_CHILD))
-    if method == "forkserver":
-        attributes.update(_forkserver_attributes(sent, key, capture))
     return attributes
 
 
@@ -123,8 +144,16 @@ def _environment(key, capture_values):
 
 def _whole_environment(key):
     """One keyed digest of the whole environment (``NAME=value\\0``, sorted: neither can hold the separators)."""
-    joined = b"".join(sorted(name + b"=" + value + b"\0" for name, value in _environment_items()))
+    noted = _server_environment
+    if noted is not None and noted[0] == getattr(_ENVIRONB, "_data", None):  # a forkserver child's, unchanged
+        joined = noted[1]
+    else:
+        joined = _joined_environment()
     return blake2b(joined, key=key or b"", digest_size=DIGEST_BYTES).digest()
+
+
+def _joined_environment():
+    return b"".join(sorted(name + b"=" + value + b"\0" for name, value in _environment_items()))
 
 
 def _cwd():

@@ -118,6 +118,18 @@ class LiteSpan:
             self._writer.write_body(self._encode(_spool.START))
             self.start_written_by = os.getpid()
 
+    def begin_from_template(self, start_template, start_time=None):
+        """Record the start from a START its parent encoded (see _child.prebuild_records), whose one
+        field is the start time."""
+        self.start_time = start_time or time.time_ns()
+        if self.sampled:
+            self._writer.write_body(start_template % self.start_time)
+            self.start_written_by = os.getpid()
+
+    def encode_start(self):
+        """The START record's body."""
+        return self._encode(_spool.START)
+
     def prebuild(self, final_attributes):
         """Encode START now, and END as a template for an error-free end with
         ``final_attributes`` added, whose one field is the end time."""

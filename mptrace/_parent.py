@@ -411,6 +411,9 @@ def _record_method(launch, popen):
         _fingerprint_arguments(launch)
         if launch.module_state:
             launch.carrier["state"] = launch.module_state
+        from mptrace._child import prebuild_records
+
+        _log.safely("encoding the child's first records", prebuild_records, launch.carrier)
         return None
     launch.module_state = None  # only sent to spawn and forkserver children; freed before the fork, not after
     launch.pending.update(_thread_attributes())

@@ -8,9 +8,10 @@ child importing it afresh. Only the fork server imports this module: never the
 parent, never a child.
 
 What it loads is the standard-library-only child side (no OpenTelemetry, no
-wrapt), and nothing here runs at import but imports and caches: nothing that
-would make the children differ from each other or from what they were (random
-generators, descriptors, threads). The server's ``main()`` passes over an
+wrapt). Beyond imports and caches it makes the patches every child would make
+at activation (``_child.prepare_server``), inert until a child is activated;
+nothing that would make the children differ from each other or from what they
+were (random generators, descriptors, threads). The server's ``main()`` passes over an
 ImportError of a preloaded module but dies of any other exception, so this
 module raises nothing else.
 """
@@ -34,6 +35,7 @@ try:
     _modstate.resolve_module_paths()  # which modules the children start with are libraries'
     sys.modules["mptrace._channels"].prebuild_picklers()  # the classes every child installs
     sys.modules["mptrace._stowaway"].prepare_loader()  # what unpickling a child's stowaway runs
+    sys.modules["mptrace._child"].prepare_server()  # the patches every child would make
 except Exception as error:  # the server must live, whatever happens here
     raise ImportError("mptrace could not preload its child side in the fork server: %r" % (error,)) from None
 

@@ -216,8 +216,9 @@ class SpoolWriter:
     new pid and opens a file of its own rather than writing into ours.
     """
 
-    def __init__(self, directory, name, resource_attributes, per_process=None):
-        """``per_process``: string values that replace or add to ``resource_attributes`` for this writer."""
+    def __init__(self, directory, name, resource_attributes, per_process=None, header=None):
+        """``per_process``: string values that replace or add to ``resource_attributes`` for this writer;
+        ``header``: the header template they make, if a parent made it already (see header_template)."""
         self.directory = directory
         self.name = name
         # Joined here: a fork child's writer is built by its parent. Not by os.path.join, Python code that a
@@ -230,7 +231,7 @@ class SpoolWriter:
         self._marker = None  # the name of this writer's lost-span marker file, once it has one
         self._failure = None  # the errno name of the write that broke it
         # Fields: pid, process.pid, process.parent_pid.
-        self._header = header_template(resource_attributes, per_process or {})
+        self.header = header if header is not None else header_template(resource_attributes, per_process or {})
 
     def write(self, record):
         self.write_body(encode_body(record))
@@ -277,4 +278,4 @@ class SpoolWriter:
             self.broken, self.lost, self._marker = False, 0, None
         self._fd = os.open(self._path, _OPEN_FLAGS, 0o600)
         self._pid = pid
-        os.write(self._fd, frame(self._header % (pid, pid, os.getppid())))
+        os.write(self._fd, frame(self.header % (pid, pid, os.getppid())))

@@ -43,6 +43,27 @@ def test_a_forkserver_child_installs_the_picklers_its_server_built(child):
     assert "_channels:channel_pickler" not in child["ran"]
 
 
+def test_a_forkserver_child_makes_none_of_the_patches_its_server_made(child):
+    """_bootstrap, spawn.prepare, the channel picklers and BaseProcess.name are patched once, in the server:
+    each class attribute a child sets writes the class's pages and its subclasses'."""
+    assert "_child:_patch_for_children" not in child["ran"]
+    assert "_child:_failure_property" not in child["ran"]
+    assert "_channels:instrument_module" not in child["ran"]
+
+
+def test_a_forkserver_child_writes_the_records_its_parent_encoded(child):
+    """Its spool header and its run span's START come encoded in the carrier (see _child.prebuild_records)."""
+    assert "_spool:header_template" not in child["ran"]
+    assert "_child:_iso_now" not in child["ran"]
+    assert "_litespan:begin_from_template" in child["ran"]
+
+
+def test_a_forkserver_child_digests_the_environment_its_server_joined(child):
+    """Its environment is still the server's: the server sorted and joined it once (see _envcompare)."""
+    assert "_envcompare:child_attributes" in child["ran"]
+    assert "_envcompare:_joined_environment" not in child["ran"]
+
+
 def test_a_forkserver_childs_module_watch_reads_only_the_applications_modules(child):
     """Not every module of sys.modules (each entry read is a page written): the ones its server did not find
     to be libraries', and those loaded since the fork; the generators of both are still hashed."""

@@ -31,6 +31,16 @@ def test_output_and_exit_code_are_unchanged(start_method):
     assert traced.stderr == plain.stderr
 
 
+def test_after_uninstall_children_run_as_without_mptrace(start_method):
+    """Under forkserver, the fork server mptrace started holds the patches it made for its children (see
+    _child.prepare_server): after uninstall() its children must not be traced, and run exactly as untraced."""
+    plain = run_module("tests.programs.behaviour", start_method, "--quiet-first")
+    uninstalled = run_module("tests.programs.behaviour", start_method, "--uninstalled")
+    assert plain.returncode == uninstalled.returncode == 3
+    assert uninstalled.stdout == plain.stdout
+    assert uninstalled.stderr == plain.stderr
+
+
 def test_pickling_errors_propagate_unchanged(context, start_method):
     if start_method == "fork":
         pytest.skip("fork does not pickle the target")

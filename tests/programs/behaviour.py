@@ -1,6 +1,10 @@
 """A program whose output and exit code must not change under mptrace.
 
-    python -m tests.programs.behaviour METHOD [--traced]
+    python -m tests.programs.behaviour METHOD [--traced | --uninstalled | --quiet-first]
+
+``--quiet-first``: start one child that does nothing first. ``--uninstalled``:
+the same, traced (under forkserver, that starts the fork server, which mptrace
+prepares for its children), then ``uninstall()`` before the rest.
 """
 
 import multiprocessing
@@ -12,20 +16,30 @@ def square(queue, n):
     queue.put(n * n)
 
 
+def quiet():
+    pass
+
+
 def fail():
     raise KeyError("child failure")
 
 
 def main():
     method = sys.argv[1]
-    if "--traced" in sys.argv:
+    context = multiprocessing.get_context(method)
+    if "--traced" in sys.argv or "--uninstalled" in sys.argv:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
 
         import mptrace
 
         mptrace.install(tracer_provider=TracerProvider(resource=Resource({"service.name": "behaviour"})))
-    context = multiprocessing.get_context(method)
+    if "--uninstalled" in sys.argv or "--quiet-first" in sys.argv:
+        first = context.Process(target=quiet)
+        first.start()
+        first.join()
+    if "--uninstalled" in sys.argv:
+        mptrace.uninstall()
     queue = context.SimpleQueue()
     children = [context.Process(target=square, args=(queue, n)) for n in range(3)]
     for child in children:
