@@ -145,6 +145,10 @@ def _note_server_start(before, now):
         launch = current_launch()
         known = launch.carrier.get("env", {}).get("fs") if launch is not None else None
         state.forkservers[pid] = known[2] if known else now
+        from mptrace._stowaway import runs_this_interpreter
+
+        if runs_this_interpreter():  # the executable it was started with, just now
+            state.forkservers_of_this_interpreter.add(pid)
 
 
 def _server_pid():

@@ -460,9 +460,10 @@ def preparation_data_wrapper(wrapped, instance, args, kwargs):
     data = wrapped(*args, **kwargs)
     launch = launching.__dict__.get("launch")
     if launch is not None and isinstance(data, dict):
-        from mptrace._stowaway import Stowaway
+        from mptrace._stowaway import Stowaway, child_reads_this_bytecode
 
-        data["mptrace"] = Stowaway(launch.carrier)
+        same = _log.safely("telling the child's interpreter", child_reads_this_bytecode, launch.carrier.get("method"))
+        data["mptrace"] = Stowaway(launch.carrier, same_interpreter=bool(same))
     return data
 
 

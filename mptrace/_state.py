@@ -34,6 +34,8 @@ class State:
         self.finalizer_pid = None
         # {pid: start time in ns} of the fork servers this process saw start (see _envdiff).
         self.forkservers = {}
+        # The pids of those that run this very interpreter (see _stowaway.child_reads_this_bytecode).
+        self.forkservers_of_this_interpreter = set()
         # Root only.
         self.root = None
         # Child only.

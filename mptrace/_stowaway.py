@@ -12,7 +12,11 @@ folder named ``mptrace`` (a clone of this repository, say).
 So the stowaway pickles as a call of a builtin, ``exec``, of the loader below
 (compiled by the parent when the child's bytecode is the same: see
 ``_BOOTSTRAP``): standard library only, nothing that unpickling can fail to
-find, nothing that can raise out of it. The loader
+find, nothing that can raise out of it. When the parent knows the child runs
+its own interpreter, what ``exec`` runs is code it compiled, unmarshalled by
+the builtin ``marshal.loads`` as the stowaway is unpickled: compiling even a
+few lines cost a forkserver child about 0.5 ms (the compiler's code, never
+run in the server, is new to each child). The loader
 loads the package from the very file the parent loaded (``origin``), looked up
 in the parent's directory only, never through the child's ``sys.path``, and
 activates the child (``mptrace._child._activate``). It changes neither
@@ -26,6 +30,7 @@ In a traced child, ``mptrace`` in ``sys.modules`` is the parent's package, so
 the program's own ``import mptrace`` there gives what it gave in the parent.
 """
 
+import marshal
 import os
 import sys
 
@@ -89,6 +94,8 @@ load(place[0], place[1], carrier)
 # interpreter reads the same bytecode (compiling it costs a child about 1 ms), else its source.
 # A fork server that preloaded mptrace (see _preload) holds the loader's functions already, defined from this
 # very source: its children call them (unmarshalling and running the loader cost a child some 40 pages).
+# This code itself comes compiled by the parent when it knows the child runs its interpreter (see
+# child_reads_this_bytecode): ``magic`` is None then, and the check it makes otherwise is not needed.
 _BOOTSTRAP = """
 try:
     import sys
@@ -102,8 +109,12 @@ if prepared is not None and prepared[0] == source:
         pass
 else:
     try:
-        import importlib.util, marshal
-        loader = marshal.loads(code) if importlib.util.MAGIC_NUMBER == magic else source
+        import marshal
+        if magic is not None:  # else the parent knows this interpreter reads its bytecode
+            import importlib.util
+            if importlib.util.MAGIC_NUMBER != magic:
+                raise ValueError(magic)
+        loader = marshal.loads(code)
     except Exception:
         loader = source
     try:
@@ -114,15 +125,32 @@ else:
 
 
 class Stowaway:
-    """Rides in the spawn preparation data; unpickling it loads and activates mptrace."""
+    """Rides in the spawn preparation data; unpickling it loads and activates mptrace.
 
-    def __init__(self, carrier):
+    ``same_interpreter``: the child runs this process's interpreter (see
+    child_reads_this_bytecode), so it gets code compiled here, not source.
+    """
+
+    def __init__(self, carrier, same_interpreter=False):
         self.carrier = carrier
+        self.same_interpreter = same_interpreter
 
     def __reduce__(self):
         code, magic = _compiled_loader()
-        return exec, (_BOOTSTRAP, {"code": code, "magic": magic, "source": _LOADER,
-                                   "place": _place_of_mptrace(), "carrier": self.carrier})
+        bootstrap = _MarshalledCode(_compiled_bootstrap()) if self.same_interpreter else _BOOTSTRAP
+        return exec, (bootstrap, {"code": code, "magic": None if self.same_interpreter else magic,
+                                  "source": _LOADER, "place": _place_of_mptrace(), "carrier": self.carrier})
+
+
+class _MarshalledCode:
+    """Unpickles as the code object its bytes hold, by ``marshal.loads``: a function of a builtin module,
+    which every interpreter has loaded before it unpickles anything."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce__(self):
+        return marshal.loads, (self.data,)
 
 
 _compiled = None
@@ -133,10 +161,44 @@ def _compiled_loader():
     global _compiled
     if _compiled is None:
         import importlib.util
-        import marshal
 
         _compiled = (marshal.dumps(compile(_LOADER, "<mptrace stowaway>", "exec")), importlib.util.MAGIC_NUMBER)
     return _compiled
+
+
+_compiled_bootstraps = []
+
+
+def _compiled_bootstrap():
+    """``_BOOTSTRAP``'s code object, marshalled, once per process."""
+    if not _compiled_bootstraps:
+        _compiled_bootstraps.append(marshal.dumps(compile(_BOOTSTRAP, "<mptrace stowaway>", "exec")))
+    return _compiled_bootstraps[0]
+
+
+def child_reads_this_bytecode(method):
+    """Whether a spawn or forkserver child started now runs this very interpreter, so that it can load code
+    compiled here: spawn runs multiprocessing's executable; a forkserver child is a fork of its server,
+    which ran the executable of when it started (known for the servers started while mptrace watched)."""
+    if not runs_this_interpreter():
+        return False
+    if method != "forkserver":
+        return True
+    module = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(getattr(module, "_forkserver", None), "_forkserver_pid", None)
+    if server is None:  # none yet: the one this start() starts runs the executable above
+        return True
+    from mptrace._state import state
+
+    return server in state.forkservers_of_this_interpreter
+
+
+def runs_this_interpreter():
+    """Whether multiprocessing's executable (``set_executable``) is this process's."""
+    import multiprocessing.spawn as mp_spawn
+
+    executable = mp_spawn.get_executable()
+    return bool(executable) and bool(sys.executable) and os.fsdecode(executable) == os.fsdecode(sys.executable)
 
 
 # In a fork server (see prepare_loader): (the loader's source, its load function).

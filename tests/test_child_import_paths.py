@@ -6,6 +6,7 @@ the same package from their own ``import mptrace``. Interpreters without
 mptrace are a bare venv (no packages at all) or ``-I -S``.
 """
 
+import glob
 import json
 import pickle
 import os
@@ -138,6 +139,31 @@ def test_set_executable_without_mptrace(tmp_path, method, bare_python):
     assert traced_child["sys_path"] == untraced_child["sys_path"]
     assert "No module named 'mptrace'" in untraced_child["mptrace"]
     assert traced_child["mptrace"] == os.path.join(ROOT, "mptrace", "__init__.py")
+    assert_child_traced(traced[3])
+
+
+@pytest.fixture(scope="module")
+def other_python():
+    """An interpreter of another Python version (another bytecode), without mptrace; skip if there is none."""
+    beside_this_one = os.path.join(os.path.dirname(sys.base_prefix), "*", "bin", "python3.*")  # pyenv's layout
+    candidates = sorted(glob.glob(beside_this_one)) + [shutil.which("python3.%d" % minor) for minor in range(9, 15)]
+    for command in filter(None, candidates):
+        found = subprocess.run([command, "-I", "-c", "import sys; print(sys.version_info[:2] >= (3, 9), "
+                                "sys.version_info[:2] != %r, sys.executable)" % (tuple(sys.version_info[:2]),)],
+                               capture_output=True, text=True)
+        if found.returncode == 0 and found.stdout.startswith("True True "):
+            return found.stdout.split(" ", 2)[2].strip()
+    pytest.skip("no interpreter of another Python version here")
+
+
+def test_a_fork_server_of_another_python_version(tmp_path, other_python):
+    """The parent sends its compiled stowaway only to a child it knows runs its own interpreter (see
+    _stowaway.child_reads_this_bytecode): a fork server's child of another version gets source, and is
+    traced all the same. (A spawn child of another version fails untraced too: the parent's sys.path it
+    takes holds the parent's standard library.)"""
+    traced = run_program(tmp_path, "forkserver", "--executable", other_python)
+    assert traced[0] == 0 and traced[2] == "", traced[2]
+    assert [line for line in traced[1].splitlines() if not line.startswith("{")] == ["exit code 0"]
     assert_child_traced(traced[3])
 
 

@@ -38,6 +38,13 @@ def test_a_forkserver_child_runs_the_loader_its_server_prepared(child):
     assert not child["unmarshalled"]
 
 
+def test_a_forkserver_child_of_this_interpreter_compiles_no_stowaway(child):
+    """Its stowaway is code its parent compiled (compiling cost a child about 0.5 ms): what it runs at
+    module level as it unpickles its preparation data is that code (``<mptrace stowaway>``), not source
+    (``<string>``)."""
+    assert child["compiled"] == ["<mptrace stowaway>"]
+
+
 def test_a_forkserver_child_installs_the_picklers_its_server_built(child):
     """Building a class is among the costliest things a child did; the server builds both picklers once."""
     assert "_channels:channel_pickler" not in child["ran"]

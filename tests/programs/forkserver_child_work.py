@@ -10,6 +10,8 @@ which the server loaded, holds one too. RESULT.json gets:
 
 * ``ran``: mptrace's functions the child ran (module:name);
 * ``unmarshalled``: whether the child unmarshalled code other than an import's (the stowaway's loader);
+* ``compiled``: the file names of the module-level code that unpickling its preparation data ran
+  (``<string>``: source it compiled);
 * ``modules_read``: how many modules the child's module watch looked at, when
   it could leave out those its server found to be libraries' (else absent);
 * ``random_states``: the child's mp.random.states, and its exit code.
@@ -23,7 +25,7 @@ import random
 import sys
 
 generator = random.Random(5)  # a generator of a module the fork server loaded
-_found = {"ran": set(), "unmarshalled": False}
+_found = {"ran": set(), "unmarshalled": False, "compiled": set()}
 _package = []  # mptrace's folder, once the child has loaded it
 
 
@@ -32,6 +34,9 @@ def _record(frame, event, arg):
         if arg is marshal.loads and not frame.f_code.co_filename.startswith("<frozen"):  # not an import's
             _found["unmarshalled"] = True
         return
+    code = frame.f_code
+    if event == "call" and code.co_name == "<module>" and frame.f_back.f_code.co_name == "_main":
+        _found["compiled"].add(code.co_filename)  # run by unpickling the preparation data (spawn._main)
     if not _package:
         package = sys.modules.get("mptrace")
         if package is None:
@@ -50,7 +55,7 @@ def _report_at_exit(exit_now):
     def _exit(code):
         sys.setprofile(None)
         with open(os.environ["MPTRACE_TEST_RESULT"], "w") as out:
-            json.dump(dict(_found, ran=sorted(_found["ran"])), out)
+            json.dump(dict(_found, ran=sorted(_found["ran"]), compiled=sorted(_found["compiled"])), out)
         exit_now(code)
 
     return _exit
