@@ -66,6 +66,8 @@ def child_attributes(sent, key, method):
 def _differences(sent, key, capture):
     """mp.env.added, removed, changed (and the values, under capture_values), variable by variable."""
     parent_env, child_env = sent["env"], _environment(key, capture)
+    if isinstance(parent_env, bytes):
+        parent_env = unpack_digests(parent_env)
     added = sorted(name for name in child_env if name not in parent_env)
     removed = sorted(name for name in parent_env if name not in child_env)
     changed = sorted(name for name in child_env if name in parent_env and child_env[name] != parent_env[name])
@@ -139,6 +141,23 @@ def _environment(key, capture_values):
         digest = keyed.copy()
         digest.update(name + b"\0" + value)
         digests[name] = digest.digest()
+    return digests
+
+
+def pack_digests(digests):
+    """``{name: digest}`` (bytes; digests of DIGEST_BYTES) as one bytes object: what a child is sent. It
+    reads them only when the environment differs, and one object costs it one allocation as it unpickles
+    its carrier, not two per variable. Each: the digest, then the name and a NUL (no name holds one)."""
+    return b"".join(digest + name + b"\0" for name, digest in digests.items())
+
+
+def unpack_digests(packed):
+    """What ``pack_digests`` packed, as a dict."""
+    digests, at = {}, 0
+    while at < len(packed):
+        end = packed.index(b"\0", at + DIGEST_BYTES)
+        digests[packed[at + DIGEST_BYTES:end]] = packed[at:at + DIGEST_BYTES]
+        at = end + 1
     return digests
 
 

@@ -32,7 +32,7 @@ import sys
 import time
 
 from mptrace import _log
-from mptrace._envcompare import _ENVIRONB, _cwd, _cwd_token, _environment, _whole_environment
+from mptrace._envcompare import _ENVIRONB, _cwd, _cwd_token, _environment, _whole_environment, pack_digests
 from mptrace._state import current_launch, state
 
 
@@ -49,8 +49,7 @@ def parent_side(key, capture_values, forkserver_now=None):
     if capture_values:
         sent["env"] = _environment(key, True)
     else:
-        digests, sent["all"] = _digests_at_start(key)
-        sent["env"] = dict(digests)
+        sent["env"], sent["all"] = _digests_at_start(key)
     if forkserver_now is not None:
         sent["fs"] = forkserver_now
     return sent
@@ -157,14 +156,14 @@ def _server_pid():
 
 
 def _digests_at_start(key):
-    """(the digest of each variable, the digest of them all) of os.environ for a start(): reused while it is
-    unchanged since the last start, which one C comparison of its dict tells."""
+    """(the digest of each variable, packed (see pack_digests); the digest of them all) of os.environ for a
+    start(): reused while it is unchanged since the last start, which one C comparison of its dict tells."""
     global _last_digests
     data = getattr(_ENVIRONB, "_data", None)  # POSIX: the dict behind os.environ(b)
     last_key, last_data, last_found = _last_digests
     if isinstance(data, dict) and last_key == key and last_data == data:
         return last_found
-    found = (_environment(key, False), _whole_environment(key))
+    found = (pack_digests(_environment(key, False)), _whole_environment(key))
     if isinstance(data, dict):
         _last_digests = (key, dict(data), found)
     return found

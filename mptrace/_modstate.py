@@ -735,8 +735,12 @@ def real_path(path):
 
 def resolve_module_paths():
     """In a fork server, once for all its children: which of the loaded modules are libraries'
-    (``_library_modules``), and the real directories of the rest."""
+    (``_library_modules``), and the real directories of the rest and of ``sys.path`` (where the modules
+    the children import come from: resolving a directory stats each of its parts)."""
     global _library_modules, _server_modules
+    for entry in sys.path:
+        if isinstance(entry, str) and os.path.isdir(entry):  # "": the working directory, the program's
+            real_path(os.path.join(os.path.abspath(entry), "-"))  # caches the directory's real path
     found = set()
     for name, module in list(sys.modules.items()):
         if name == "__main__" or module is None:

@@ -19,8 +19,11 @@ import os
 import sys
 import textwrap
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
+from mptrace._envcompare import DIGEST_BYTES, pack_digests, unpack_digests
 from tests.conftest import START_METHODS
 from tests.subprocesses import ROOT, run_traced
 from tests.test_cli import mptrace
@@ -268,3 +271,11 @@ def test_a_grandchild_compares_with_the_child_that_started_it(traced_capturing):
     assert list(grandchild["mp.env.added"]) == ["MPTRACE_TEST_GRANDCHILD_ONLY"]
     assert list(grandchild["mp.env.values"]) == ["MPTRACE_TEST_GRANDCHILD_ONLY: parent unset, child 'yes'"], \
         "capture_values reaches a grandchild started by a fork child"
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.dictionaries(st.binary(max_size=40).filter(lambda name: b"\0" not in name),
+                                  st.binary(min_size=DIGEST_BYTES, max_size=DIGEST_BYTES), max_size=30))
+def test_packed_digests_unpack_to_what_was_packed(digests):
+    """A child is sent its parent's variables' digests as one bytes object (digests hold any byte, NUL too)."""
+    assert unpack_digests(pack_digests(digests)) == digests
