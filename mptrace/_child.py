@@ -274,11 +274,11 @@ def prebuild_records(carrier):
     costs a fraction of what it costs a fresh child, where every function run for the first time costs
     page faults (a forkserver child shares its server's pages until it writes them).
     """
-    run = ChildRun(carrier)
-    run.build_run_span()
-    span = run.run_span
+    inherited = carrier["tree"]["res"]
+    own = _own_resource(inherited)
+    span = _run_span(None, carrier)
     span.start_time = _spool.PLACEHOLDERS[0]
-    carrier["pre"] = [run.own_resource, run.writer.header, _spool.template_of(span.encode_start())]
+    carrier["pre"] = [own, _spool.header_template(inherited, own), _spool.template_of(span.encode_start())]
 
 
 def prepare_fork_child(carrier, random_places=None):
@@ -342,13 +342,7 @@ class ChildRun:
         self.tree = carrier["tree"]
         inherited = self.tree["res"]
         prebuilt = carrier.get("pre")  # a spawn or forkserver child's, from its parent (see prebuild_records)
-        if prebuilt:
-            own, header = prebuilt[0], prebuilt[1]
-        else:
-            own, header = {semconv.OTEL_PROCESS_CREATION_TIME: _iso_now()}, None
-            if semconv.OTEL_SERVICE_INSTANCE_ID in inherited:  # one per process, as the SDK does after fork
-                own[semconv.OTEL_SERVICE_INSTANCE_ID] = _new_uuid4()
-        self.own_resource = own
+        own, header = (prebuilt[0], prebuilt[1]) if prebuilt else (_own_resource(inherited), None)
         self.resource = dict(inherited, **own)
         self.writer = _spool.SpoolWriter(self.tree["dir"], _spool.file_name(carrier["rsid"]), inherited, own,
                                          header=header)
@@ -378,23 +372,7 @@ class ChildRun:
         self.on_late_wiring = []
 
     def build_run_span(self):
-        method = self.carrier["method"]
-        attributes = {
-            semconv.START_METHOD: method,
-            semconv.PROCESS_NAME: self.carrier["name"],
-            semconv.STATE_INHERITED: method == "fork",
-            semconv.PARENT_PID: self.carrier["ppid"],
-        }
-        if method == "fork":
-            attributes[semconv.ARGS_CHANGED] = []  # nothing was pickled, so nothing changed
-            attributes[semconv.STATE_DIVERGED] = []  # a copy of the parent's memory
-        if not self.tree.get("rs", True):  # absent by choice, not because the child ended early (see _unreported)
-            attributes[semconv.RANDOM_OFF] = True
-        self.run_span = _litespan.LiteSpan(
-            self.writer, semconv.SPAN_PROCESS_RUN, self.carrier["tid"], self.carrier["psid"],
-            kind=_litespan.KIND_SERVER, attributes=attributes, sampled=self.carrier["sampled"],
-            span_id=self.carrier["rsid"], parent_remote=True, begin=False,
-        )
+        self.run_span = _run_span(self.writer, self.carrier)
 
     def module_watch(self):
         if self.watch is None:
@@ -462,6 +440,34 @@ class ChildRun:
             span.set_attribute(semconv.OTEL_ERROR_TYPE, str(exitcode))
             span.set_status(_litespan.STATUS_ERROR, "exit code %d" % exitcode)
         span.end()
+
+
+def _own_resource(inherited):
+    """The resource values a child has of its own: its creation time, and a service.instance.id of its own
+    when the root's resource has one (as the SDK makes one after a fork)."""
+    own = {semconv.OTEL_PROCESS_CREATION_TIME: _iso_now()}
+    if semconv.OTEL_SERVICE_INSTANCE_ID in inherited:
+        own[semconv.OTEL_SERVICE_INSTANCE_ID] = _new_uuid4()
+    return own
+
+
+def _run_span(writer, carrier):
+    """The child's mp.process.run, not begun."""
+    method = carrier["method"]
+    attributes = {
+        semconv.START_METHOD: method,
+        semconv.PROCESS_NAME: carrier["name"],
+        semconv.STATE_INHERITED: method == "fork",
+        semconv.PARENT_PID: carrier["ppid"],
+    }
+    if method == "fork":
+        attributes[semconv.ARGS_CHANGED] = []  # nothing was pickled, so nothing changed
+        attributes[semconv.STATE_DIVERGED] = []  # a copy of the parent's memory
+    if not carrier["tree"].get("rs", True):  # absent by choice, not because the child ended early (see _unreported)
+        attributes[semconv.RANDOM_OFF] = True
+    return _litespan.LiteSpan(
+        writer, semconv.SPAN_PROCESS_RUN, carrier["tid"], carrier["psid"], kind=_litespan.KIND_SERVER,
+        attributes=attributes, sampled=carrier["sampled"], span_id=carrier["rsid"], parent_remote=True, begin=False)
 
 
 _CLEAN_EXIT = {semconv.EXITCODE: 0, semconv.OTEL_PROCESS_EXIT_CODE: 0}

@@ -76,13 +76,40 @@ def dump_wrapper(wrapped, instance, args, kwargs):
     if span is None:
         return wrapped(*args, **kwargs)
     offset = _log.safely("measuring a pickle", file.tell)
-    pickler = HookSpyingPickler(file, protocol)
+    if channel == "preparation" and _log.safely("reading the preparation data", _holds_no_hook, obj):
+        pickler, hooks = reduction.ForkingPickler(file, protocol), ()  # what the original dump does
+    else:
+        pickler = HookSpyingPickler(file, protocol)
+        hooks = pickler.hooks
     try:
         pickler.dump(obj)
     except BaseException as exc:
         _log.safely("recording a failed pickle", _pickle_failed, span, launch, exc)
         raise
-    _log.safely("closing mp.pickle", _close_span, span, channel, file, offset, pickler.hooks, launch)
+    _log.safely("closing mp.pickle", _close_span, span, channel, file, offset, hooks, launch)
+
+
+# Types whose instances pickle without any hook, known by identity.
+_NO_HOOK_TYPES = frozenset(id(kind) for kind in (str, bytes, int, float, bool, type(None)))
+
+
+def _holds_no_hook(data):
+    """Whether multiprocessing's preparation data (a dict of names, paths, flags: see spawn.get_preparation_data)
+    holds nothing whose class has a pickling hook of the user's: then a spying pickler would find none, and
+    the plain one is used. One level of lists is looked into; anything else is judged by its class."""
+    if type(data) is not dict:
+        return False
+    for value in data.values():
+        kind = type(value)
+        if id(kind) in _NO_HOOK_TYPES:
+            continue
+        if kind is list or kind is tuple:
+            if all(id(type(item)) in _NO_HOOK_TYPES for item in value):
+                continue
+            return False
+        if not _fingerprint.is_library_class(kind):  # the authkey, mptrace's stowaway
+            return False
+    return True
 
 
 def _open_span(launch, channel):

@@ -156,3 +156,18 @@ def test_reduce_to_a_different_class_shows_the_type_change(traced, pickled_conte
     differences = event.attributes["mp.arg.differences"]
     assert "args[0]: was tests.targets.BecomesAnother, arrived tests.targets.Replacement" in differences
     assert "args[0].kind: was str(len=8), arrived str(len=11)" in differences
+
+
+def test_the_preparation_data_is_spied_on_when_it_could_hold_a_users_hook():
+    """Multiprocessing's preparation data holds names, paths and flags: pickled with the plain pickler, as no
+    hook of the user's can run. Anything else in it (a program that adds to it) gets the spying one."""
+    import multiprocessing.spawn
+
+    from mptrace._pickling import _holds_no_hook
+
+    data = multiprocessing.spawn.get_preparation_data("child")
+    assert _holds_no_hook(data)
+    assert not _holds_no_hook(dict(data, extra=targets.Dropping()))
+    assert not _holds_no_hook(dict(data, extra=[targets.Dropping()]))
+    assert not _holds_no_hook(dict(data, extra=[[]]))  # only one level of lists is looked into
+    assert not _holds_no_hook([data])
