@@ -376,11 +376,15 @@ class ChildRun:
 
     def module_watch(self):
         if self.watch is None:
-            from mptrace._modstate import ModuleWatch, adopt_library_paths
+            from mptrace._modstate import ModuleWatch, adopt_library_paths, adopt_server_watch
 
             adopt_library_paths(self.tree.get("lib"))
             include, exclude = self.tree.get("watch", ((), ()))
-            self.watch = self.inherited_watch or ModuleWatch(include, exclude, _digest_key(self.tree))
+            key = _digest_key(self.tree)
+            watch = self.inherited_watch
+            if watch is None and not include and not exclude and self.carrier["method"] == "forkserver":
+                watch = adopt_server_watch(key)  # the one its server made for its children
+            self.watch = watch or ModuleWatch(include, exclude, key)
         return self.watch
 
     def end_template_filled(self):

@@ -798,6 +798,28 @@ _STANDARD_LIBRARY = frozenset(getattr(sys, "stdlib_module_names", ())) | frozens
 # The modules a fork server found to be mptrace's, the standard library's or installed packages' (no
 # watch without include looks at them); its children inherit the answer (see resolve_module_paths).
 _library_modules = frozenset()
+# In a fork server, until a child takes it: the module watch of a child that chooses no modules to watch
+# or ignore, made before the server forks (see prepare_server_watch).
+_server_watch = None
+
+
+def prepare_server_watch():
+    """In a fork server, once for all its children: the module watch a child without watch_modules or
+    ignore_modules would make, its decisions about the server's own modules already taken."""
+    global _server_watch
+    watch = ModuleWatch()
+    watch.watched_modules()
+    _server_watch = watch
+
+
+def adopt_server_watch(key):
+    """In a forkserver child: the watch its server prepared (see prepare_server_watch), with the process
+    tree's digest key; None if there is none. Taken once: a process makes one watch."""
+    global _server_watch
+    watch, _server_watch = _server_watch, None
+    if watch is not None:
+        watch.key = key
+    return watch
 
 
 def _has_prefix(name, prefixes):

@@ -33,6 +33,7 @@ try:
     _modstate.load_fingerprint()  # which _modstate imports at first use: here, not in every child
     _modstate.library_paths()  # what every child's module watch needs (it imports sysconfig)
     _modstate.resolve_module_paths()  # which modules the children start with are libraries'
+    _modstate.prepare_server_watch()  # the module watch a child makes, for the server's modules
     sys.modules["mptrace._channels"].prebuild_picklers()  # the classes every child installs
     sys.modules["mptrace._stowaway"].prepare_loader()  # what unpickling a child's stowaway runs
     sys.modules["mptrace._child"].prepare_server()  # the patches every child would make

@@ -71,6 +71,12 @@ def test_a_forkserver_child_digests_the_environment_its_server_joined(child):
     assert "_envcompare:_joined_environment" not in child["ran"]
 
 
+def test_a_forkserver_child_takes_the_module_watch_its_server_made(child):
+    """Without watch_modules or ignore_modules, every child's watch starts alike: the server makes it once."""
+    assert "_modstate:adopt_server_watch" in child["ran"]
+    assert "_modstate:__init__" not in child["ran"]  # ModuleWatch's
+
+
 def test_a_forkserver_childs_module_watch_reads_only_the_applications_modules(child):
     """Not every module of sys.modules (each entry read is a page written): the ones its server did not find
     to be libraries', and those loaded since the fork; the generators of both are still hashed."""

@@ -117,6 +117,17 @@ def test_recorder_names_the_siblings_that_share_a_state(context, random_targets)
             recorder.assert_random_independent("drawer-0")
 
 
+def test_a_child_hashes_no_generator_of_an_ignored_module(context, random_targets):
+    """ignore_modules holds in every child: a forkserver child does not take the module watch its server made
+    for the children that choose nothing (see _modstate.prepare_server_watch)."""
+    with SpanRecorder(ignore_modules=["tests.random_targets"]) as recorder:
+        worker = context.Process(target=random_targets.draw)
+        worker.start()
+        worker.join()
+        states = recorder.process().random_states
+        assert not any(entry.startswith("tests.random_targets.") for entry in states), states
+
+
 def test_independent_generators_pass(context, random_targets):
     """One child alone shares nothing; assert_random_independent passes."""
     with SpanRecorder() as recorder:
