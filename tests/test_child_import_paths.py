@@ -10,6 +10,7 @@ import glob
 import json
 import pickle
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -148,9 +149,14 @@ def other_python():
     beside_this_one = os.path.join(os.path.dirname(sys.base_prefix), "*", "bin", "python3.*")  # pyenv's layout
     candidates = sorted(glob.glob(beside_this_one)) + [shutil.which("python3.%d" % minor) for minor in range(9, 15)]
     for command in filter(None, candidates):
-        found = subprocess.run([command, "-I", "-c", "import sys; print(sys.version_info[:2] >= (3, 9), "
-                                "sys.version_info[:2] != %r, sys.executable)" % (tuple(sys.version_info[:2]),)],
-                               capture_output=True, text=True)
+        if not re.fullmatch(r"python3\.\d+", os.path.basename(command)):  # not python3.10-gdb.py, say
+            continue
+        try:
+            found = subprocess.run([command, "-I", "-c", "import sys; print(sys.version_info[:2] >= (3, 9), "
+                                    "sys.version_info[:2] != %r, sys.executable)" % (tuple(sys.version_info[:2]),)],
+                                   capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):  # a dangling link, an interpreter that hangs
+            continue
         if found.returncode == 0 and found.stdout.startswith("True True "):
             return found.stdout.split(" ", 2)[2].strip()
     pytest.skip("no interpreter of another Python version here")
