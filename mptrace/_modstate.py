@@ -723,14 +723,20 @@ def real_path(path):
     if not isinstance(path, str) or not os.path.isabs(path):  # a relative one depends on the working directory
         return os.path.realpath(path)
     directory, base = os.path.split(path)
+    real = _real_directory(directory)
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    return os.path.join(real, base)
+
+
+def _real_directory(directory):
+    """``os.path.realpath(directory)`` (absolute), cached."""
     real = _real_directories.get(directory)
     if real is None:
         if len(_real_directories) >= _MAX_CACHED:
             _real_directories.clear()
         real = _real_directories[directory] = os.path.realpath(directory)
-    if os.path.islink(path):
-        return os.path.realpath(path)
-    return os.path.join(real, base)
+    return real
 
 
 def resolve_module_paths():
@@ -740,7 +746,7 @@ def resolve_module_paths():
     global _library_modules, _server_modules
     for entry in sys.path:
         if isinstance(entry, str) and os.path.isdir(entry):  # "": the working directory, the program's
-            real_path(os.path.join(os.path.abspath(entry), "-"))  # caches the directory's real path
+            _real_directory(os.path.abspath(entry))
     found = set()
     for name, module in list(sys.modules.items()):
         if name == "__main__" or module is None:

@@ -19,6 +19,7 @@ import copyreg
 from multiprocessing import reduction
 
 from mptrace import _fingerprint, _litespan, _log, semconv
+from mptrace._modstate import _ATOM_IDS
 from mptrace._state import launching, state
 
 _HOOK_NAMES = ("__reduce_ex__", "__reduce__", "__getstate__", "__getnewargs_ex__", "__getnewargs__")
@@ -89,10 +90,6 @@ def dump_wrapper(wrapped, instance, args, kwargs):
     _log.safely("closing mp.pickle", _close_span, span, channel, file, offset, hooks, launch)
 
 
-# Types whose instances pickle without any hook, known by identity.
-_NO_HOOK_TYPES = frozenset(id(kind) for kind in (str, bytes, int, float, bool, type(None)))
-
-
 def _holds_no_hook(data):
     """Whether multiprocessing's preparation data (a dict of names, paths, flags: see spawn.get_preparation_data)
     holds nothing whose class has a pickling hook of the user's: then a spying pickler would find none, and
@@ -101,10 +98,10 @@ def _holds_no_hook(data):
         return False
     for value in data.values():
         kind = type(value)
-        if id(kind) in _NO_HOOK_TYPES:
+        if id(kind) in _ATOM_IDS:  # str, int, None...: builtins, which pickle without a hook
             continue
         if kind is list or kind is tuple:
-            if all(id(type(item)) in _NO_HOOK_TYPES for item in value):
+            if all(id(type(item)) in _ATOM_IDS for item in value):
                 continue
             return False
         if not _fingerprint.is_library_class(kind):  # the authkey, mptrace's stowaway

@@ -166,14 +166,15 @@ def _compiled_loader():
     return _compiled
 
 
-_compiled_bootstraps = []
+_compiled_boot = None
 
 
 def _compiled_bootstrap():
     """``_BOOTSTRAP``'s code object, marshalled, once per process."""
-    if not _compiled_bootstraps:
-        _compiled_bootstraps.append(marshal.dumps(compile(_BOOTSTRAP, "<mptrace stowaway>", "exec")))
-    return _compiled_bootstraps[0]
+    global _compiled_boot
+    if _compiled_boot is None:
+        _compiled_boot = marshal.dumps(compile(_BOOTSTRAP, "<mptrace stowaway>", "exec"))
+    return _compiled_boot
 
 
 def child_reads_this_bytecode(method):
@@ -184,12 +185,12 @@ def child_reads_this_bytecode(method):
         return False
     if method != "forkserver":
         return True
-    module = sys.modules.get("multiprocessing.forkserver")
-    server = getattr(getattr(module, "_forkserver", None), "_forkserver_pid", None)
-    if server is None:  # none yet: the one this start() starts runs the executable above
-        return True
+    from mptrace._envdiff import _server_pid
     from mptrace._state import state
 
+    server = _server_pid()
+    if server is None:  # none yet: the one this start() starts runs the executable above
+        return True
     return server in state.forkservers_of_this_interpreter
 
 
