@@ -28,6 +28,7 @@ metaclass, ``setattr``) is not claimed.
 
 import ast
 import os
+import sys
 
 from mptrace import _log
 
@@ -207,6 +208,10 @@ def read(module):
     path = getattr(module, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py"):
         return None  # python -c, stdin, a notebook, a zipapp: nothing to read
+    if not os.path.isabs(path):  # "python app.py": relative to where the program began, not to where it is now
+        began_in = getattr(sys.modules.get("multiprocessing.process"), "ORIGINAL_DIR", None)
+        if began_in:  # as multiprocessing resolves it for a spawn child (spawn.get_preparation_data)
+            path = os.path.join(began_in, path)
     try:
         status = os.stat(path)
     except OSError:

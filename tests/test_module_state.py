@@ -1,5 +1,8 @@
 """Which module state each child inherited, and which it re-imported."""
 
+import json
+import multiprocessing
+import subprocess
 import sys
 
 import pytest
@@ -8,7 +11,7 @@ import mptrace
 from tests import targets
 from tests.programs import in_memory_pipeline
 from tests.spans import one
-from tests.subprocesses import run_traced
+from tests.subprocesses import ROOT, environment, run_traced
 
 
 def run_state_program(start_method, tmp_path):
@@ -394,3 +397,44 @@ def test_a_fork_starts_analyses_make_no_function_objects():
     *made, exit_codes = result.stdout.strip().splitlines()
     assert exit_codes == "exit codes [0, 0, 0, 0, 0, 0]"
     assert made == [], "made at every fork start:\n%s" % "\n".join(made)
+
+
+CHDIR_PROGRAM = """
+import multiprocessing, os, sys
+
+results = []
+
+
+def report():
+    pass
+
+
+if __name__ == "__main__":
+    results.extend([1, 2, 3])
+    os.makedirs("elsewhere", exist_ok=True)
+    os.chdir("elsewhere")  # the main module's __file__, "app.py", is relative to where the program began
+    child = multiprocessing.get_context(sys.argv[1]).Process(target=report)
+    child.start()
+    child.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_the_main_module_is_compared_after_the_program_changed_directory(tmp_path, method):
+    """``python app.py`` then ``os.chdir``: the main module's source is still read (from where the program
+    began, as multiprocessing finds it for the child), so its state is sent and compared, not left out."""
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip("no %s here" % method)
+    (tmp_path / "app.py").write_text(CHDIR_PROGRAM)
+    output = tmp_path / "spans.json"
+    result = subprocess.run([sys.executable, "-m", "tests.programs.run_traced", str(output), "app.py", method],
+                            capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                            env=environment({"PYTHONPATH": ROOT}))
+    assert result.returncode == 0, result.stderr
+    spans = json.loads(output.read_text())
+    [launch] = [s for s in spans if s["name"] == "mp.process"]
+    [run] = [s for s in spans if s["name"] == "mp.process.run"]
+    assert "__main__" not in launch["attributes"].get("mp.state.no_baseline", [])
+    assert "__main__.results" in launch["attributes"]["mp.state.not_portable"]
+    assert "__main__" in run["attributes"]["mp.state.compared"]
+    assert "__main__.results" in run["attributes"]["mp.state.diverged"]
