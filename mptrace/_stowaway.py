@@ -42,7 +42,7 @@ _LOADER_FUNCTIONS = '''
 import sys
 
 
-def load(location, origin, carrier):
+def load(location, origin, carrier, bundle=None):
     # How many modules there were, not which: a set of every name would write to the page of each
     # (a reference count), and a forkserver child shares those pages with its server. What this
     # adds comes after them in sys.modules, which keeps insertion order.
@@ -50,11 +50,14 @@ def load(location, origin, carrier):
     try:
         package = sys.modules.get("mptrace")
         if package is None:
-            load_package(location, origin)
+            load_package(location, origin, serve_bundle(bundle, origin) if bundle is not None else None)
         elif getattr(package.__spec__, "origin", None) != origin:
             raise ImportError("another mptrace is loaded here: %s" % package.__spec__)
         from mptrace._child import _activate
     except Exception as error:
+        for finder in [finder for finder in sys.meta_path if isinstance(finder, Bundled)]:
+            finder.close()
+            sys.meta_path.remove(finder)
         for name in list(sys.modules)[began_with:]:
             if name.partition(".")[0] == "mptrace":
                 del sys.modules[name]
@@ -67,13 +70,90 @@ def load(location, origin, carrier):
     _activate(carrier, began_with)
 
 
-def load_package(location, origin):
+def serve_bundle(path, origin):
+    # The modules the parent bundled (mptrace._bundle), served ahead of every other finder. A bundle
+    # that cannot be read serves nothing: the modules are imported as usual.
+    import marshal, os
+
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        first = os.pread(descriptor, 8192, 0)
+        digits, newline, rest = first.partition(b"\\n")
+        length = int(digits)
+        if len(rest) < length:
+            rest += os.pread(descriptor, length - len(rest), len(first))
+        index = marshal.loads(rest[:length])
+        if index["mptrace"][0] != origin:
+            raise ValueError(path)
+    except Exception:
+        os.close(descriptor)
+        return None
+    bundled = Bundled(descriptor, len(digits) + 1 + length, index)
+    sys.meta_path.insert(0, bundled)
+    return bundled
+
+
+class Bundled:
+    # Finds and loads the bundled modules: each is read and unmarshalled when it is imported; the import
+    # system does the rest, as for any module. Serves each module once, while the file is open, and only
+    # while its source file is the one bundled (gone or changed, it is imported as usual).
+    serves_mptrace_bundle = True  # how mptrace._child finds it
+
+    def __init__(self, descriptor, base, index):
+        self.descriptor = descriptor
+        self.base = base  # where the modules' code begins
+        self.index = index  # {name: (source path, where its code begins after base, its length)}
+
+    def find_spec(self, name, path=None, target=None):
+        entry = self.index.get(name)
+        if entry is None or self.descriptor is None:
+            return None
+        import importlib.machinery, os
+
+        try:  # the source file as it was bundled, as an import checks a .pyc against its source
+            stat = os.stat(entry[0])
+        except OSError:
+            return None
+        if int(stat.st_mtime) != entry[3] or stat.st_size != entry[4]:
+            return None
+        spec = importlib.machinery.ModuleSpec(name, self, origin=entry[0], is_package=name == "mptrace")
+        spec.has_location = True  # __file__, as a module imported from that file has
+        if name == "mptrace":
+            spec.submodule_search_locations = [os.path.dirname(entry[0])]
+        return spec
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        import marshal, os
+
+        origin, offset, length = self.index.pop(module.__spec__.name)[:3]
+        code = os.pread(self.descriptor, length, self.base + offset)
+        if len(code) != length:
+            raise ImportError("the bundle ends before " + module.__spec__.name)
+        exec(marshal.loads(code), module.__dict__)
+
+    def close(self):
+        import os
+
+        descriptor, self.descriptor = self.descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)
+
+
+def load_package(location, origin, bundled):
     import importlib.machinery, importlib.util
 
-    cached = location in sys.path_importer_cache
-    spec = importlib.machinery.PathFinder.find_spec("mptrace", [location])
-    if not cached:
-        sys.path_importer_cache.pop(location, None)
+    spec = bundled.find_spec("mptrace") if bundled is not None else None
+    if spec is None:
+        cached = location in sys.path_importer_cache
+        spec = importlib.machinery.PathFinder.find_spec("mptrace", [location])
+        if not cached:
+            sys.path_importer_cache.pop(location, None)
     if spec is None or spec.origin != origin:  # not in a directory or zip: a frozen application, say
         spec = importlib.util.find_spec("mptrace")
     if spec is None or spec.origin != origin or spec.loader is None:
@@ -87,7 +167,7 @@ def load_package(location, origin):
 '''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
 _LOADER = _LOADER_FUNCTIONS + """
 
-load(place[0], place[1], carrier)
+load(place[0], place[1], carrier, bundle)
 """
 
 # What unpickling the stowaway runs: the loader, compiled by the parent when the child's
@@ -104,7 +184,7 @@ except Exception:
     prepared = None
 if prepared is not None and prepared[0] == source:
     try:
-        prepared[1](place[0], place[1], carrier)
+        prepared[1](place[0], place[1], carrier, bundle)
     except Exception:
         pass
 else:
@@ -136,10 +216,26 @@ class Stowaway:
         self.same_interpreter = same_interpreter
 
     def __reduce__(self):
-        code, magic = _compiled_loader()
-        bootstrap = _MarshalledCode(_compiled_bootstrap()) if self.same_interpreter else _BOOTSTRAP
-        return exec, (bootstrap, {"code": code, "magic": None if self.same_interpreter else magic,
-                                  "source": _LOADER, "place": _place_of_mptrace(), "carrier": self.carrier})
+        try:
+            code, magic = _compiled_loader()
+            bootstrap = _MarshalledCode(_compiled_bootstrap()) if self.same_interpreter else _BOOTSTRAP
+            return exec, (bootstrap, {"code": code, "magic": None if self.same_interpreter else magic,
+                                      "source": _LOADER, "place": _place_of_mptrace(), "carrier": self.carrier,
+                                      "bundle": self._bundle()})
+        except Exception:  # the start goes on, as without mptrace: the child unpickles None and is not traced
+            from mptrace import _log
+
+            _log.internal_error("sending mptrace to a %s child" % self.carrier.get("method"))
+            return type(None), ()
+
+    def _bundle(self):
+        """The bundle of mptrace's modules (see _bundle) for a spawn child that runs this interpreter, or None.
+        A forkserver child finds them loaded in its server."""
+        if not self.same_interpreter or self.carrier.get("method") != "spawn":
+            return None
+        from mptrace import _bundle, _log
+
+        return _log.safely("bundling mptrace for a spawn child", _bundle.for_children, self.carrier["tree"]["dir"])
 
 
 class _MarshalledCode:

@@ -211,3 +211,37 @@ def queue_made_here(size):
     assert len(queue.get(timeout=30)) == size
     queue.close()
     queue.join_thread()
+
+
+def mptrace_modules():
+    """Where each of mptrace's modules this process holds came from ({name: (loader's class, __file__)}), and
+    which finders still serve the parent's bundle (see mptrace/_bundle.py)."""
+    found = {name: (type(module.__spec__.loader).__name__, module.__file__)
+             for name, module in list(sys.modules.items()) if name == "mptrace" or name.startswith("mptrace.")}
+    return found, [type(finder).__name__ for finder in sys.meta_path if getattr(finder, "serves_mptrace_bundle", False)]
+
+
+def report_mptrace_modules(outbox, *ignored):
+    outbox.put(mptrace_modules())
+
+
+_modules_at_start = []
+
+
+def note_mptrace_modules():
+    """A pool initializer: what the worker held before its first task."""
+    _modules_at_start.append(mptrace_modules())
+
+
+def noted_mptrace_modules(ignored):
+    return _modules_at_start[0]
+
+
+def start_spawn_grandchild_reporting_modules(outbox):
+    """Start a spawn child that reports where its mptrace modules came from (see mptrace_modules)."""
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=report_mptrace_modules, args=(outbox,))
+    child.start()
+    child.join()
+    if child.exitcode:
+        sys.exit(child.exitcode)
