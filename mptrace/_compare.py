@@ -29,7 +29,7 @@ from rich.text import Text
 
 from mptrace import _jaeger_json, _prerun, _runner, _unreported, semconv
 from mptrace._errors import UsageError
-from mptrace._tree import format_size, terminal_width  # terminal_width: 120 for files and pipes, not rich's 80
+from mptrace._tree import format_size, terminal_width, without_baseline  # terminal_width: 120 for files and pipes
 from mptrace.testing import start_methods
 
 ABSENT = "-"
@@ -312,8 +312,8 @@ def _facts(launch, run_span, spans):
         "arguments pickled": _pickled(launch, spans),
         "pickling hooks": _listed(attributes.get(semconv.PICKLE_HOOKS)),
         "arguments changed": _changed(run_span),
-        "state diverged": _diverged(run_span),
-        "state not portable": _listed(attributes.get(semconv.STATE_NOT_PORTABLE)),
+        "state diverged": _diverged(run_span, attributes),
+        "state not portable": _not_portable(attributes),
         "argument class state": _argument_class_state(attributes),
         "threads at fork": _threads_at_fork(attributes),
         "environment": _environment(run_span),
@@ -396,8 +396,9 @@ def _changed(run_span):
     return _listed(run_span.attributes.get(semconv.ARGS_CHANGED))
 
 
-def _diverged(run_span):
-    """Each differing path of the state the child saw differently, with both sides (or only the names)."""
+def _diverged(run_span, launch_attributes):
+    """Each differing path of the state the child saw differently, with both sides (or only the names); and
+    the main module, when the parent had no state of it to send (its source could not be read)."""
     not_compared = _not_compared(run_span)
     if not_compared:
         return not_compared
@@ -406,9 +407,22 @@ def _diverged(run_span):
         if name == semconv.EVENT_STATE_DIVERGED:
             differences.extend(str(d) for d in attributes.get(semconv.STATE_DIFFERENCES) or
                                [attributes.get(semconv.STATE_NAME)])
-    if differences:
-        return "; ".join(differences)
-    return _listed(run_span.attributes.get(semconv.STATE_DIVERGED))
+    shown = "; ".join(differences) if differences else _listed(run_span.attributes.get(semconv.STATE_DIVERGED))
+    if launch_attributes.get(semconv.ARGS_PICKLED) and "__main__" in (
+            launch_attributes.get(semconv.STATE_NO_BASELINE) or ()):
+        unknown = "not compared: " + without_baseline(["__main__"])
+        return unknown if shown == ABSENT else shown + "; " + unknown
+    return shown
+
+
+def _not_portable(attributes):
+    """Module state changed since import, and the modules it cannot be told for (no baseline)."""
+    shown = _listed(attributes.get(semconv.STATE_NOT_PORTABLE))
+    no_baseline = attributes.get(semconv.STATE_NO_BASELINE)
+    if not no_baseline:
+        return shown
+    unknown = "not known: " + without_baseline([str(name) for name in no_baseline])
+    return unknown if shown == ABSENT else shown + "; " + unknown
 
 
 def _environment(run_span):

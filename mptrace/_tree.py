@@ -673,7 +673,20 @@ def _state_lines(process):
     if too_large:
         lines.append(Text("state not compared (too large to compare in full): " + _listing(sorted(set(too_large))),
                           QUIET))
+    no_baseline = _names(_attr(process.launch, sc.STATE_NO_BASELINE))
+    if no_baseline:
+        lines.append(Text("state not known (nothing to compare it with): " + without_baseline(no_baseline), QUIET))
     return lines
+
+
+def without_baseline(names):
+    """Modules whose state has no baseline, and why: the main module's comes from its source, any other's
+    from when it was imported, if mptrace was installed by then."""
+    parts = ["__main__ (its source could not be read)"] if "__main__" in names else []
+    others = [name for name in names if name != "__main__"]
+    if others:
+        parts.append("imported before install(): " + _listing(others))
+    return "; ".join(parts)
 
 
 def _state_too_large(process):

@@ -438,3 +438,74 @@ def test_the_main_module_is_compared_after_the_program_changed_directory(tmp_pat
     assert "__main__.results" in launch["attributes"]["mp.state.not_portable"]
     assert "__main__" in run["attributes"]["mp.state.compared"]
     assert "__main__.results" in run["attributes"]["mp.state.diverged"]
+
+
+SOURCE_GOES_PROGRAM = """
+import multiprocessing, os, sys
+from helper import show
+LIMIT = 1
+if __name__ == "__main__":
+    LIMIT = 99
+    os.rename(__file__, __file__ + ".gone")  # the source goes away (a deploy replaced it, say)
+    try:
+        child = multiprocessing.get_context("fork").Process(target=show)
+        child.start()
+        child.join()
+    finally:
+        os.rename(__file__ + ".gone", __file__)
+"""
+
+BEFORE_INSTALL_PROGRAM = """
+import multiprocessing, sys
+import settings  # imported before install(): no baseline of its state
+import mptrace
+from mptrace import _tree
+from tests.programs import in_memory_pipeline
+provider, exporter = in_memory_pipeline()
+mptrace.install(tracer_provider=provider)
+settings.MODE = "test"
+child = multiprocessing.get_context("fork").Process(target=settings.show)
+child.start()
+child.join()
+mptrace.flush()
+_tree.render(list(exporter.get_finished_spans()), file=sys.stdout, color=False)
+"""
+
+
+def test_the_tree_says_when_the_main_modules_state_cannot_be_known(tmp_path):
+    """Its source gone, the main module has no baseline: the fork child inherits a changed LIMIT, and the tree
+    says it cannot tell rather than showing nothing (with the source it says "not portable")."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    (tmp_path / "helper.py").write_text("def show():\n    import __main__\n    print('child sees', __main__.LIMIT)\n")
+    (tmp_path / "app.py").write_text(SOURCE_GOES_PROGRAM)
+    result = subprocess.run([sys.executable, "-m", "mptrace", "run", "--no-trace-file", "app.py"],
+                            capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                            env=environment({"PYTHONPATH": ROOT, "NO_COLOR": "1"}))
+    assert result.returncode == 0, result.stderr
+    assert "child sees 99" in result.stdout
+    assert "state not known (nothing to compare it with): __main__ (its source could not be read)" in result.stderr
+
+
+def test_the_tree_says_which_modules_were_imported_before_install(tmp_path):
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    (tmp_path / "settings.py").write_text("MODE = 'prod'\n\ndef show():\n    print('child sees', MODE)\n")
+    (tmp_path / "prog.py").write_text(BEFORE_INSTALL_PROGRAM)
+    result = subprocess.run([sys.executable, "prog.py"], capture_output=True, text=True, timeout=120,
+                            cwd=str(tmp_path), env=environment({"PYTHONPATH": ROOT}))
+    assert result.returncode == 0, result.stderr
+    assert "child sees test" in result.stdout
+    assert "state not known (nothing to compare it with): imported before install(): settings" in result.stdout
+
+
+def test_compare_says_what_it_cannot_know_of_module_state():
+    """mptrace compare's rows: the changes it knows, then what it cannot tell, never a bare "-" for that."""
+    from mptrace import _compare, semconv
+
+    fork_launch = {semconv.STATE_NO_BASELINE: ["__main__", "settings"], semconv.STATE_NOT_PORTABLE: ["app.X"]}
+    assert _compare._not_portable(fork_launch) == (
+        "app.X; not known: __main__ (its source could not be read); imported before install(): settings")
+    assert _compare._not_portable({semconv.STATE_NO_BASELINE: ["settings"]}) == (
+        "not known: imported before install(): settings")
+    assert _compare._not_portable({}) == _compare.ABSENT
