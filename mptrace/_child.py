@@ -539,7 +539,7 @@ def _begin_run(process):
         _log.safely("installing the start trampolines", _install_trampolines)
         _record_what_arrived(run, process)
     pool_worker = getattr(getattr(process, "_target", None), "__module__", None) in _WORKER_MODULES
-    record_random_states(run, pool_worker)
+    record_random_states(run)
     _watch_for_failure(run)
     _wire_opentelemetry(run, inherited_provider)
     if pool_worker:
@@ -584,22 +584,23 @@ def _compare_environment(run):
                                                              run.carrier["method"]))
 
 
-def record_random_states(run, pool_worker=False):
+def record_random_states(run):
     """mp.random.states: the generators this child starts with, by keyed hash (see _randomstate).
 
     When run() begins; a pool or executor worker with an initializer again when the initializer has returned
     (reseeding there is how programs fix the sharing, and its tasks draw from what the initializer left).
-    A pool's workers usually end killed by its terminate(), before their run span ends: for them the states
-    go into a START written again, which the span the collector ends for them keeps.
+
+    The states, and a spawn or forkserver child's comparisons of what arrived, then go into a START written
+    again: a child that ends without ending its run span (killed by terminate(), os._exit, a crash; a pool's
+    workers end so) has its span ended by the collector from the last START it wrote, with them. Without
+    them the trace could not tell "nothing differs" from "not known" (see _unreported).
     """
     if run.random_places == [] and run.random_attributes is not None:
         return  # a fork child with no generator: its parent recorded that (see prepare_fork_child)
     if run.tree.get("rs", True):
         _log.safely("hashing the random generators' states", _record_random_states, run)
     hashed = (run.random_attributes or {}).get(semconv.RANDOM_STATES)
-    if pool_worker and (hashed or run.carrier["method"] != "fork"):
-        # A spawn/forkserver worker's comparisons of what arrived go in too, hashes or not: without
-        # them the trace could not tell "nothing differs" from "not known" (see _unreported).
+    if hashed or run.carrier["method"] != "fork":
         _log.safely("writing the run span's start again", run.run_span.rewrite_start)
 
 

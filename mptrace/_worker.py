@@ -426,7 +426,7 @@ class WorkerRole(_channels.ThreadRole):
         else:
             from mptrace import _child
 
-            _child.record_random_states(self.run, True)  # what the tasks start from: an initializer may reseed
+            _child.record_random_states(self.run)  # what the tasks start from: an initializer may reseed
         span.end()
 
     # -- the worker ends ---------------------------------------------------

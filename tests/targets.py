@@ -245,3 +245,9 @@ def start_spawn_grandchild_reporting_modules(outbox):
     child.join()
     if child.exitcode:
         sys.exit(child.exitcode)
+
+
+def signal_ready_then_sleep_with(ready, anything):
+    """``signal_ready_then_sleep``, with an argument to compare."""
+    ready.set()
+    time.sleep(60)

@@ -108,3 +108,23 @@ def test_killed_by_signal(traced, context, start_method, how, signal_name, exitc
     assert is_error(run) and signal_name in run.status.description
     # The span the child ended just before it was killed survived the kill.
     assert one(spans, "user-work").end_time is not None
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_a_child_killed_in_its_target_keeps_what_it_compared(traced, pickled_context, how):
+    """Compared when run() began, written before the target runs: a child killed later (terminate(), kill(),
+    a crash, os._exit) still says what arrived changed, and its random generators' states, not "not known"."""
+    from mptrace import semconv
+
+    ready = pickled_context.Event()
+    process = pickled_context.Process(target=targets.signal_ready_then_sleep_with, args=(ready, targets.Dropping()))
+    process.start()
+    assert ready.wait(30)
+    getattr(process, how)()
+    process.join(30)
+    assert process.exitcode in (-15, -9)
+    run = one(traced.spans(), "mp.process.run")
+    assert run.attributes[semconv.SPAN_SYNTHESIZED] is True
+    assert "args[1]" in run.attributes[semconv.ARGS_CHANGED]
+    assert semconv.RANDOM_STATES in run.attributes
+    assert semconv.STATE_COMPARED in run.attributes
