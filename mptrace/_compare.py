@@ -449,7 +449,10 @@ def _environment(run_span):
 def _ended(launch, run_span):
     code = launch.attributes.get(semconv.EXITCODE)
     signal_name = launch.attributes.get(semconv.EXIT_SIGNAL)
-    text = "killed by %s" % signal_name if signal_name else ("exit %s" % code if code is not None else "not observed")
+    stopped_by = launch.attributes.get(semconv.END_REASON)  # who sent the signal on purpose, if anyone
+    text = "exit %s" % code if code is not None else "not observed"
+    if signal_name:
+        text = "%s (%s)" % (signal_name, stopped_by) if stopped_by else "killed by %s" % signal_name
     error = _failure_before_run(launch, run_span) or _error(run_span) or (
         _error(launch) if code not in (None, 0) else None)
     return "%s: %s" % (text, error) if error else text

@@ -18,6 +18,7 @@ PATCH_POINTS = (
     ("multiprocessing.process", "BaseProcess", "start", "_parent.start_wrapper"),
     ("multiprocessing.process", "BaseProcess", "_bootstrap", "_child.bootstrap_wrapper"),
     ("multiprocessing.popen_fork", "Popen", "__init__", "_parent.popen_init_wrapper"),
+    ("multiprocessing.popen_fork", "Popen", "_send_signal", "_parent.send_signal_wrapper"),
     ("multiprocessing.spawn", None, "get_preparation_data", "_parent.preparation_data_wrapper"),
     ("multiprocessing.reduction", None, "dump", "_pickling.dump_wrapper"),
     ("multiprocessing.forkserver", "ForkServer", "ensure_running", "_envdiff.ensure_running_wrapper"),

@@ -29,8 +29,8 @@ from mptrace._state import launching, state
 class Launch:
     """One child between start() and its exit, as its parent tracks it."""
 
-    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by", "inherited_fds",
-                 "pending")
+    __slots__ = ("process", "span", "carrier", "popen", "child_run", "module_state", "stopped_by", "stop_signal",
+                 "inherited_fds", "pending")
 
     def __init__(self, process, span, carrier):
         self.process = process
@@ -39,7 +39,8 @@ class Launch:
         self.popen = None
         self.child_run = None  # fork only: the child's state, built before the fork
         self.module_state = None  # watched module state at start(), for spawn/forkserver children
-        self.stopped_by = None  # who terminates the child on purpose (its pool), if anyone
+        self.stopped_by = None  # who stopped the child on purpose (its pool, its parent...), if anyone (see STOPPED)
+        self.stop_signal = None  # with which signal (a name): the child ended so only if it died of that one
         self.inherited_fds = None  # fork only: the descriptors it inherits (an _fds.Inherited)
         # Attributes found before the child is launched, set on the span in one call (see set_pending).
         self.pending = {}
@@ -524,19 +525,21 @@ def _child_exited(launch, returncode, pid, observed_at=None):
         attributes[semconv.EXIT_SIGNAL] = signal_name
     span.set_attributes(attributes)  # one call: the SDK takes its lock once
     _log.safely("checking that the child reported", _note_if_untraced, launch)
-    stopped = launch.stopped_by is not None and signal_name == "SIGTERM"
-    if stopped:  # its pool's terminate(): how a pool ends, not a failure
-        span.set_attribute(semconv.END_REASON, launch.stopped_by)
-    elif returncode != 0:
+    stopped = launch.stopped_by if signal_name is not None and signal_name == launch.stop_signal else None
+    if stopped:
+        span.set_attribute(semconv.END_REASON, stopped)
+    on_purpose = stopped in semconv.ENDED_AS_EXPECTED  # its pool's terminate(): how a pool ends
+    if returncode != 0 and not on_purpose:
         failure = _log.safely("reading a failure before run()", _failure_before_run, launch, returncode)
         if failure:
             span.set_attributes(failure)
             _set_error(span, _prerun.status_description(failure))
         else:
             span.set_attribute(semconv.OTEL_ERROR_TYPE, signal_name or str(returncode))
-            _set_error(span, "killed by %s" % signal_name if signal_name else "exit code %d" % returncode)
+            killed = "killed by %s" % signal_name + (" (%s)" % stopped if stopped else "")
+            _set_error(span, killed if signal_name else "exit code %d" % returncode)
     span.end(observed_at)
-    _report_exit(launch.carrier["rsid"], returncode, signal_name, launch.stopped_by if stopped else None, observed_at)
+    _report_exit(launch.carrier["rsid"], returncode, signal_name, stopped if on_purpose else None, observed_at)
 
 
 # mp.child.untraced_reason when the child left no note (see _stowaway).
@@ -581,7 +584,30 @@ def stopped_by_pool(process):
     """``process`` is a worker its pool is about to terminate: that is not a failure."""
     launch = state.children.get(id(getattr(process, "_popen", None)))
     if launch is not None:
-        launch.stopped_by = "terminated by its pool"
+        launch.stopped_by, launch.stop_signal = semconv.END_BY_POOL, "SIGTERM"
+
+
+def send_signal_wrapper(wrapped, instance, args, kwargs):
+    """``Popen._send_signal(sig)``: terminate() and kill(), and what multiprocessing sends its daemon children at
+    exit. The child is stopped on purpose: its mp.process says by whom (see semconv.END_BY_POOL and after)."""
+    _log.safely("noting who stops a child", _note_stopped, instance, args[0] if args else kwargs.get("sig"))
+    return wrapped(*args, **kwargs)
+
+
+def _note_stopped(popen, sig):
+    launch = state.children.get(id(popen))
+    if launch is None or launch.stopped_by is not None or getattr(popen, "returncode", None) is not None:
+        return  # not traced, its pool's (see stopped_by_pool), or over already
+    import signal
+
+    name = signal.Signals(sig).name
+    import multiprocessing.util as mp_util
+
+    if getattr(mp_util, "_exiting", False) and name == "SIGTERM":
+        launch.stopped_by = semconv.END_AT_EXIT
+    else:
+        launch.stopped_by = semconv.STOPPED_BY_PARENT.get(name, "sent %s by its parent" % name)
+    launch.stop_signal = name
 
 
 def _signal_name(returncode):

@@ -41,7 +41,6 @@ MAX_VALUE = 40  # characters of a described value (state, differences) shown
 FAILURE_SHOWN = 160  # characters of a child's failure on its process line
 DEFAULT_WIDTH = 100
 PLAIN_WIDTH = 10000  # summary_lines never wraps
-POOL_TERMINATED = "terminated by its pool"  # mp.process.end_reason of a worker its pool stopped: not an error
 POOL_ENDINGS = {"exit": "ended at exit", "broken": "broken", "failed": "failed to start"}  # else "ended by join", "ended by terminate", ...
 EXCEPTION_EVENT = "exception"  # OpenTelemetry's exception event and its attributes
 EXCEPTION_TYPE, EXCEPTION_MESSAGE = "exception.type", "exception.message"
@@ -589,7 +588,7 @@ def _pickle_failure_lines(index, process):
 
 def _synthesized_lines(process):
     """Spans the process never ended (os._exit, a signal): its own account of the end is missing."""
-    if _str(process.attr(sc.END_REASON)) == POOL_TERMINATED:  # expected: the pool stopped it mid-wait
+    if _str(process.attr(sc.END_REASON)) in sc.ENDED_AS_EXPECTED:  # expected: the pool stopped it mid-wait
         return []
     cut = [s for s in process.recorded if _attr(s, sc.SPAN_SYNTHESIZED) is True]
     if _attr(process.run, sc.SPAN_SYNTHESIZED) is True and process.run not in cut:

@@ -115,6 +115,9 @@ def test_children_not_joined_are_ended_at_parent_exit(start_method, tmp_path):
     assert ("mp.process.run", "worker") in by_name
     daemon = by_name[("mp.process", "daemon")]
     assert daemon["attributes"]["mp.exit.signal"] == "SIGTERM"  # multiprocessing terminates daemons at exit
+    # Killed by a signal, so an error; and said who sent it.
+    assert daemon["attributes"]["mp.process.end_reason"] == "terminated at exit: a daemon process"
+    assert daemon["status"] == "ERROR"
     daemon_run = by_name[("mp.process.run", "daemon")]
     assert daemon_run["attributes"]["mp.span.synthesized"] is True
 

@@ -128,3 +128,28 @@ def test_a_child_killed_in_its_target_keeps_what_it_compared(traced, pickled_con
     assert "args[1]" in run.attributes[semconv.ARGS_CHANGED]
     assert semconv.RANDOM_STATES in run.attributes
     assert semconv.STATE_COMPARED in run.attributes
+
+
+@pytest.mark.parametrize("how, signal_name, who", [("terminate", "SIGTERM", "terminated by its parent"),
+                                                  ("kill", "SIGKILL", "killed by its parent")])
+def test_a_child_its_parent_stopped_says_so(traced, context, how, signal_name, who):
+    """Still an error (the child was killed in its work), and mp.process says who sent the signal."""
+    from mptrace import _tree
+
+    ready = context.Event()
+    process = run_child(traced, context, targets.signal_ready_then_sleep, (ready,),
+                        lambda process: ready.wait(30) and getattr(process, how)())
+    spans = traced.spans()
+    launch = one(spans, "mp.process")
+    assert launch.attributes["mp.exit.signal"] == signal_name
+    assert launch.attributes["mp.process.end_reason"] == who
+    assert is_error(launch) and who in launch.status.description
+    assert any("%s (%s)" % (signal_name, who) in line for line in _tree.summary_lines(spans))
+
+
+def test_a_child_that_exits_before_the_signal_is_not_said_to_be_stopped(traced, context):
+    process = run_child(traced, context, targets.succeed)
+    process.terminate()  # too late: it exited already (multiprocessing sends nothing then)
+    launch = one(traced.spans(), "mp.process")
+    assert launch.attributes["mp.exitcode"] == 0
+    assert "mp.process.end_reason" not in launch.attributes
