@@ -137,8 +137,8 @@ def test_a_child_its_parent_stopped_says_so(traced, context, how, signal_name, w
     from mptrace import _tree
 
     ready = context.Event()
-    process = run_child(traced, context, targets.signal_ready_then_sleep, (ready,),
-                        lambda process: ready.wait(30) and getattr(process, how)())
+    run_child(traced, context, targets.signal_ready_then_sleep, (ready,),
+              lambda process: ready.wait(30) and getattr(process, how)())
     spans = traced.spans()
     launch = one(spans, "mp.process")
     assert launch.attributes["mp.exit.signal"] == signal_name
