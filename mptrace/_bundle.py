@@ -114,9 +114,27 @@ def _code_of_the_child_side():
         if not (spec is not None and spec.has_location and isinstance(origin, str) and origin.endswith(".py")):
             raise ImportError("%s is not loaded from a source file: %r" % (name, spec))
         source = os.stat(origin)  # what the child checks: the source must still be this one
-        code = importlib.machinery.SourceFileLoader(name, origin).get_code(name)
-        codes[name] = (origin, marshal.dumps(code), int(source.st_mtime), source.st_size)
+        code = _current_bytecode(origin, source)
+        if code is None:  # no .pyc, an old one, a hash-checked one: as the import would, here once
+            code = marshal.dumps(importlib.machinery.SourceFileLoader(name, origin).get_code(name))
+        codes[name] = (origin, code, int(source.st_mtime), source.st_size)
     return codes
+
+
+def _current_bytecode(origin, source):
+    """The marshalled code in the ``.pyc`` an import of ``origin`` would take, as it is (not unmarshalled and
+    marshalled again: that was most of the bundle's cost); None unless it is this interpreter's, checked by
+    timestamp, and says it was compiled from the source as it is (``source``: its stat)."""
+    import importlib.util
+
+    try:
+        with open(importlib.util.cache_from_source(origin), "rb") as file:
+            data = file.read()
+    except (OSError, NotImplementedError, ValueError):  # no .pyc; no cache tag; a pycache_prefix mismatch
+        return None
+    header = importlib.util.MAGIC_NUMBER + b"\0\0\0\0" + (
+        (int(source.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (source.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+    return data[16:] if data[:16] == header else None
 
 
 def _write(path, codes):

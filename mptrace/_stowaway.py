@@ -129,13 +129,15 @@ class Bundled:
         return None
 
     def exec_module(self, module):
-        import marshal, os
+        import _imp, marshal, os
 
         origin, offset, length = self.index.pop(module.__spec__.name)[:3]
         code = os.pread(self.descriptor, length, self.base + offset)
         if len(code) != length:
             raise ImportError("the bundle ends before " + module.__spec__.name)
-        exec(marshal.loads(code), module.__dict__)
+        code = marshal.loads(code)
+        _imp._fix_co_filename(code, origin)  # as an import does: a .pyc compiled where the sources were before
+        exec(code, module.__dict__)
 
     def close(self):
         import os

@@ -153,3 +153,36 @@ def test_a_module_is_served_only_while_its_source_is_the_one_bundled(tmp_path):
     finally:
         sys.meta_path.remove(finder)
         finder.close()
+
+
+def test_the_bundle_takes_a_current_pyc_as_it_is_and_fixes_where_its_code_says_it_came_from(tmp_path):
+    """The parent copies a .pyc's code without unmarshalling it when the .pyc matches its source (as an import
+    checks it), else compiles; the child gives the code its source's path, as an import does for a .pyc
+    compiled elsewhere (a vendored copy with its __pycache__)."""
+    import importlib.util
+    import py_compile
+    import sys
+
+    package = tmp_path / "mptrace"
+    package.mkdir()
+    source = package / "__init__.py"
+    source.write_text("def where():\n    return where.__code__.co_filename\n")
+    pyc = py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)),
+                             dfile="/elsewhere/mptrace/__init__.py", doraise=True)
+    with open(pyc, "rb") as compiled:
+        assert _bundle._current_bytecode(str(source), os.stat(str(source))) == compiled.read()[16:]
+    stat = os.stat(str(source))
+    path = _bundle._write(str(tmp_path / "b.bundle"), {
+        "mptrace": (str(source), _bundle._current_bytecode(str(source), stat), int(stat.st_mtime), stat.st_size)})
+    loader = {}
+    exec(_stowaway._LOADER_FUNCTIONS, loader)
+    finder = loader["serve_bundle"](path, str(source))
+    try:
+        module = importlib.util.module_from_spec(finder.find_spec("mptrace"))
+        finder.exec_module(module)
+        assert module.where() == str(source)
+    finally:
+        sys.meta_path.remove(finder)
+        finder.close()
+    source.write_text("def where():\n    return 'changed'\n")
+    assert _bundle._current_bytecode(str(source), os.stat(str(source))) is None
