@@ -598,16 +598,23 @@ def _note_stopped(popen, sig):
     launch = state.children.get(id(popen))
     if launch is None or launch.stopped_by is not None or getattr(popen, "returncode", None) is not None:
         return  # not traced, its pool's (see stopped_by_pool), or over already
-    import signal
-
-    name = signal.Signals(sig).name
     import multiprocessing.util as mp_util
 
-    if getattr(mp_util, "_exiting", False) and name == "SIGTERM":
+    name = signal.Signals(sig).name
+    if name == "SIGTERM" and _on_an_executors_thread():
+        launch.stopped_by = semconv.END_BY_EXECUTOR
+    elif name == "SIGTERM" and getattr(mp_util, "_exiting", False):
         launch.stopped_by = semconv.END_AT_EXIT
     else:
         launch.stopped_by = semconv.STOPPED_BY_PARENT.get(name, "sent %s by its parent" % name)
     launch.stop_signal = name
+
+
+def _on_an_executors_thread():
+    """Whether a ProcessPoolExecutor's own thread is running (it terminates the workers of a broken one)."""
+    executor_module = sys.modules.get("concurrent.futures.process")
+    manager_thread = getattr(executor_module, "_ExecutorManagerThread", None)  # 3.9+
+    return isinstance(manager_thread, type) and isinstance(threading.current_thread(), manager_thread)
 
 
 def _signal_name(returncode):

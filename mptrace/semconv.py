@@ -51,12 +51,15 @@ STATE_REASON = "mp.state.reason"  # event attribute: why it could not be compare
 PARENT_PID = "mp.parent.pid"  # the pid of the process that called start()
 SPAN_SYNTHESIZED = "mp.span.synthesized"  # ended by the collector for a dead process
 END_REASON = "mp.process.end_reason"  # why mp.process ended without an observed exit, or who stopped the child
-# Its values for a child that died of the signal sent it on purpose. By its pool's terminate(): how a pool
-# ends, not a failure (ENDED_AS_EXPECTED). By multiprocessing at exit (a daemon process), by the program's own
-# terminate() or kill() (STOPPED_BY_PARENT, by signal): killed by a signal, still an error, and said by whom.
+# Its values for a child that died of the signal sent it on purpose. By its pool's terminate(), by its
+# executor when the executor broke (its failure is on the executor and its tasks): how they end, not a
+# failure of the worker's (ENDED_AS_EXPECTED). By multiprocessing at exit (a daemon process), by the
+# program's own terminate() or kill() (STOPPED_BY_PARENT, by signal): killed by a signal, still an error, and
+# said by whom.
 END_BY_POOL = "terminated by its pool"
+END_BY_EXECUTOR = "terminated by its executor"
 END_AT_EXIT = "terminated at exit: a daemon process"
-ENDED_AS_EXPECTED = (END_BY_POOL,)
+ENDED_AS_EXPECTED = (END_BY_POOL, END_BY_EXECUTOR)
 STOPPED_BY_PARENT = {"SIGTERM": "terminated by its parent", "SIGKILL": "killed by its parent"}
 # A spawn/forkserver child that failed before run() (on mp.process.run, and on mp.process once the
 # parent has seen the exit): in which phase of its start, with what, where, and what to do.

@@ -194,3 +194,28 @@ def test_a_call_that_cannot_be_pickled_is_named_under_its_executor(traced, conte
         ("iterable[3]", "ProcessPoolExecutor.map", "lock", 1),  # chunk 1 of size 2, its second item
         ("iterables[1][1]", "ProcessPoolExecutor.map", "lock", 1),
     ])
+
+
+def test_the_workers_a_broken_executor_terminates_say_so_and_are_not_failures(traced):
+    """A worker dies; the executor breaks and terminates the other, busy one: that one's mp.process says its
+    executor stopped it, as a pool's terminate() does, and the failure is on the executor and its tasks.
+    Under fork only, where both workers run from the first submit (a spawn executor starts its second worker
+    on the second submit, and may finish the busy task before it sees the first die)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    executor = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+    busy = executor.submit(targets.slow_pid, 20)
+    time.sleep(0.5)  # the slow task has begun in one worker
+    with pytest.raises(BrokenProcessPool):
+        executor.submit(targets.os_exit, 3).result(30)
+    with pytest.raises(BrokenProcessPool):
+        busy.result(30)
+    executor.shutdown(wait=True)
+    spans = traced.spans()
+    stopped = [s for s in named(spans, "mp.process") if s.attributes.get("mp.exit.signal") == "SIGTERM"]
+    assert len(stopped) == 1, [dict(s.attributes) for s in named(spans, "mp.process")]
+    assert stopped[0].attributes["mp.process.end_reason"] == "terminated by its executor"
+    assert not is_error(stopped[0])
+    assert one(spans, "mp.pool").attributes["mp.pool.end"] == "broken"
