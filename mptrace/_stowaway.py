@@ -76,8 +76,8 @@ def serve_bundle(path, origin):
     import marshal, os
 
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except Exception:
         return None
     try:
         first = os.pread(descriptor, 8192, 0)
