@@ -188,7 +188,8 @@ def one_run(arm, method, starts, burst, target_dir):
 
 def compile_mptrace():
     """Write mptrace's bytecode now: with PYTHONDONTWRITEBYTECODE set, a module edited since its .pyc was
-    written is compiled again in every spawn and forkserver child, which an installed package never is."""
+    written is compiled again wherever it is loaded (the parent's bundle for spawn children, the fork server,
+    every program), which an installed package never is."""
     import compileall
 
     compileall.compile_dir(os.path.join(ROOT, "mptrace"), quiet=1)
