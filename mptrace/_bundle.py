@@ -89,13 +89,14 @@ def for_children(directory):
 
 
 def _name():
-    """The bundle's file name: the interpreter's bytecode (its magic number) and the package's place."""
+    """The bundle's file name: the interpreter's bytecode (its magic number) and the package's place (the
+    origin a child checks the bundle against: see _stowaway's serve_bundle)."""
     import importlib.util
-    import sys
     import zlib
 
-    return "%s-%08x%s" % (importlib.util.MAGIC_NUMBER.hex(), zlib.crc32(os.fsencode(sys.modules["mptrace"].__file__)),
-                          SUFFIX)
+    from mptrace._stowaway import origin_of_mptrace
+
+    return "%s-%08x%s" % (importlib.util.MAGIC_NUMBER.hex(), zlib.crc32(os.fsencode(origin_of_mptrace())), SUFFIX)
 
 
 def _code_of_the_child_side():

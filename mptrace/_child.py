@@ -546,7 +546,7 @@ def _begin_run(process):
         from mptrace import _worker
 
         _log.safely("tracing a pool worker's tasks", _worker.recognise, run, process)
-    if fresh_interpreter:
+    if run.carrier["method"] == "spawn":  # only a spawn child is sent the bundle (see _stowaway)
         _stop_serving_the_bundle()
     return run
 
@@ -555,8 +555,7 @@ def _stop_serving_the_bundle():
     """The modules of mptrace a spawn child needed came from its parent's bundle (see _bundle); from its target
     on, imports are the program's own, and go as without mptrace."""
     for finder in [finder for finder in sys.meta_path if getattr(finder, "serves_mptrace_bundle", False)]:
-        finder.close()
-        sys.meta_path.remove(finder)
+        finder.stop()
 
 
 # Where Pool's and ProcessPoolExecutor's worker functions live (see _worker).

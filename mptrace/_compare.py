@@ -410,8 +410,7 @@ def _diverged(run_span, launch_attributes):
     shown = "; ".join(differences) if differences else _listed(run_span.attributes.get(semconv.STATE_DIVERGED))
     if launch_attributes.get(semconv.ARGS_PICKLED) and "__main__" in (
             launch_attributes.get(semconv.STATE_NO_BASELINE) or ()):
-        unknown = "not compared: " + without_baseline(["__main__"])
-        return unknown if shown == ABSENT else shown + "; " + unknown
+        return _and(shown, "not compared: " + without_baseline(["__main__"]))
     return shown
 
 
@@ -421,7 +420,11 @@ def _not_portable(attributes):
     no_baseline = attributes.get(semconv.STATE_NO_BASELINE)
     if not no_baseline:
         return shown
-    unknown = "not known: " + without_baseline([str(name) for name in no_baseline])
+    return _and(shown, "not known: " + without_baseline([str(name) for name in no_baseline]))
+
+
+def _and(shown, unknown):
+    """A row's known values, then what it cannot tell."""
     return unknown if shown == ABSENT else shown + "; " + unknown
 
 

@@ -39,7 +39,7 @@ class Launch:
         self.popen = None
         self.child_run = None  # fork only: the child's state, built before the fork
         self.module_state = None  # watched module state at start(), for spawn/forkserver children
-        self.stopped_by = None  # who stopped the child on purpose (its pool, its parent...), if anyone (see STOPPED)
+        self.stopped_by = None  # who stopped the child on purpose (its pool, its parent...), if anyone (semconv.END_*)
         self.stop_signal = None  # with which signal (a name): the child ended so only if it died of that one
         self.inherited_fds = None  # fork only: the descriptors it inherits (an _fds.Inherited)
         # Attributes found before the child is launched, set on the span in one call (see set_pending).
@@ -536,8 +536,10 @@ def _child_exited(launch, returncode, pid, observed_at=None):
             _set_error(span, _prerun.status_description(failure))
         else:
             span.set_attribute(semconv.OTEL_ERROR_TYPE, signal_name or str(returncode))
-            killed = "killed by %s" % signal_name + (" (%s)" % stopped if stopped else "")
-            _set_error(span, killed if signal_name else "exit code %d" % returncode)
+            if signal_name:
+                _set_error(span, "killed by %s" % signal_name + (" (%s)" % stopped if stopped else ""))
+            else:
+                _set_error(span, "exit code %d" % returncode)
     span.end(observed_at)
     _report_exit(launch.carrier["rsid"], returncode, signal_name, stopped if on_purpose else None, observed_at)
 

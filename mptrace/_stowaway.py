@@ -56,8 +56,7 @@ def load(location, origin, carrier, bundle=None):
         from mptrace._child import _activate
     except Exception as error:
         for finder in [finder for finder in sys.meta_path if isinstance(finder, Bundled)]:
-            finder.close()
-            sys.meta_path.remove(finder)
+            finder.stop()
         for name in list(sys.modules)[began_with:]:
             if name.partition(".")[0] == "mptrace":
                 del sys.modules[name]
@@ -139,9 +138,12 @@ class Bundled:
         _imp._fix_co_filename(code, origin)  # as an import does: a .pyc compiled where the sources were before
         exec(code, module.__dict__)
 
-    def close(self):
+    def stop(self):
+        # Serves nothing more: off sys.meta_path, its file closed.
         import os
 
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
         descriptor, self.descriptor = self.descriptor, None
         if descriptor is not None:
             os.close(descriptor)

@@ -151,8 +151,7 @@ def test_a_module_is_served_only_while_its_source_is_the_one_bundled(tmp_path):
         assert finder.find_spec("mptrace") is not None
         assert loader["serve_bundle"](path, "/elsewhere/mptrace/__init__.py") is None  # another package's
     finally:
-        sys.meta_path.remove(finder)
-        finder.close()
+        finder.stop()
 
 
 def test_the_bundle_takes_a_current_pyc_as_it_is_and_fixes_where_its_code_says_it_came_from(tmp_path):
@@ -161,7 +160,6 @@ def test_the_bundle_takes_a_current_pyc_as_it_is_and_fixes_where_its_code_says_i
     compiled elsewhere (a vendored copy with its __pycache__)."""
     import importlib.util
     import py_compile
-    import sys
 
     package = tmp_path / "mptrace"
     package.mkdir()
@@ -182,7 +180,6 @@ def test_the_bundle_takes_a_current_pyc_as_it_is_and_fixes_where_its_code_says_i
         finder.exec_module(module)
         assert module.where() == str(source)
     finally:
-        sys.meta_path.remove(finder)
-        finder.close()
+        finder.stop()
     source.write_text("def where():\n    return 'changed'\n")
     assert _bundle._current_bytecode(str(source), os.stat(str(source))) is None
