@@ -18,6 +18,8 @@ if __name__ == "__main__":
     digest_settings.TABLE["key19"] = -19
     digest_settings.ROWS[19] = -19
     digest_settings.NESTED["outer"]["inner"]["deep"] = "test"
+    digest_settings.LONG[4000] = -1.0
+    digest_settings.SCORES["item2999"] = -2999
     digest_settings.SETTINGS.db.connection.port = 5433
     process = multiprocessing.get_context(sys.argv[1]).Process(target=digest_settings.report)
     process.start()

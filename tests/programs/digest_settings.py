@@ -8,6 +8,9 @@ FROZEN = frozenset({1, 2, 3})
 TABLE = {"key%02d" % index: index for index in range(20)}  # items past the 16 a fingerprint shows
 ROWS = list(range(20))
 NESTED = {"outer": {"inner": {"deep": "prod"}}}  # below the depth limit of module state
+# Thousands of plain values, as a program's tables are: their content is digested in one pass.
+LONG = [index / 8 for index in range(5000)]
+SCORES = {"item%04d" % index: index for index in range(3000)}
 
 
 class Settings:
