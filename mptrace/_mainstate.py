@@ -98,9 +98,24 @@ def _note_if_not_portable(found, name, value, owner, source, facts, key):
         if fact[0] and not _holds_only_process_handles(value):
             found[name] = fact[1]
     elif not _as_written(value, literals[name]):  # perhaps changed: its fingerprint tells
+        if type(value) in _GROWN_IN_PLACE and _visibly_changed(name, value, source):
+            found[name] = {name: NOT_WALKED}
+            return
         fingerprint = _fingerprint_of(name, value, key, _atom_fingerprints(owner, key))
         if _main_name_not_portable(name, fingerprint, _literal_fingerprints(source, key), source):
             found[name] = fingerprint
+
+
+# The containers a program fills as it goes (its results): a literal at import, thousands of items later.
+_GROWN_IN_PLACE = (list, dict, set)
+
+
+def _visibly_changed(name, value, source):
+    """Whether a literal's value differs from it where a fingerprint shows it without digests (a size, one of
+    the first items): then it changed, and its content need not be read, which takes a digest of all of it
+    (a fork child is sent no state: that it changed is all the start needs)."""
+    shallow = _fingerprint_of(name, value, None)  # process handles are no state: it says so, as always
+    return _main_name_not_portable(name, shallow, _literal_fingerprints(source, None), source)
 
 
 # The fingerprint of a name only the source decides, its value not walked (see main_not_portable_for_fork):
@@ -161,10 +176,10 @@ def _as_written(value, literal):
         if kind not in _SAME_SHAPE or id(now) in opened or budget <= 0:
             return False  # a container held twice is fingerprinted differently (see _fingerprint._walk)
         opened.add(id(now))
+        if kind.__len__(now) != len(was):  # before listing them: a results list grown to thousands, say
+            return False
         now_items = list(dict.items(now)) if kind is dict else list(kind.__iter__(now))
         budget -= len(now_items)
-        if len(now_items) != len(was):
-            return False
         if kind is dict:
             for (now_key, now_value), (was_key, was_value) in zip(now_items, dict.items(was)):
                 pending.append((now_key, was_key))  # in order: a fingerprint shows a dict's first items
@@ -249,15 +264,21 @@ def _main_name_not_portable(name, fingerprint, literals, source):
     return not _is_handles(fingerprint, name) and bool(source.set_after_import(name))
 
 
-# The fingerprints of the main module's literals: [(source, key, {name: fingerprint})]. Its source, once parsed,
+# The fingerprints of the main module's literals: [(source, {key: {name: fingerprint}})]. Its source, once parsed,
 # does not change (a changed file is parsed again, a new MainSource), nor do the literals it holds.
 _literals_fingerprinted = [None]
 
 
 def _literal_fingerprints(source, key):
+    """{name: fingerprint} of the source's literals, with digests under ``key`` (None: without digests)."""
     cached = _literals_fingerprinted[0]  # read once: another thread may start a process too
-    if cached is None or cached[0] is not source or cached[1] != key:
-        cached = _literals_fingerprinted[0] = (source, key, {
-            name: _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
-            for name, value in source.literals.items()})
-    return cached[2]
+    if cached is None or cached[0] is not source:
+        cached = _literals_fingerprinted[0] = (source, {})
+    by_key = cached[1]
+    found = by_key.get(key)
+    if found is None:
+        if len(by_key) >= 4:  # keys of earlier install()s
+            by_key.clear()
+        found = by_key[key] = {name: _fingerprint.fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+                               for name, value in source.literals.items()}
+    return found

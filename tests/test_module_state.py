@@ -382,6 +382,26 @@ def test_a_fork_start_with_more_names_than_kept_fingerprints_only_what_may_have_
     assert [name for name, _ in fingerprinted] == ["LIMITS"]
 
 
+def test_a_fork_start_tells_a_grown_results_list_changed_without_reading_all_of_it(tmp_path, monkeypatch):
+    """A results list written as ``[]`` and grown to thousands of items differs from its literal in its size:
+    a fork start (which sends no state) says so without digesting its content, at every start. A change only
+    the content shows (an item past the first 16, the size kept) is still told, through the digest."""
+    from mptrace import _fingerprint, _modstate
+
+    path = tmp_path / "main_program.py"
+    path.write_text("RESULTS = []\nSCORES = {}\nTABLE = [%s]\n" % ", ".join(str(n) for n in range(20)))
+    main, _ = _main_module_and_fingerprints(path, monkeypatch, RESULTS=[n / 8 for n in range(10000)],
+                                            SCORES={"k%d" % n: n for n in range(5000)}, TABLE=list(range(20)))
+    digested = []
+    digest = _fingerprint._Walk.digest
+    monkeypatch.setattr(_fingerprint._Walk, "digest", lambda walk, value: digested.append(value) or digest(walk, value))
+    watch = _modstate.ModuleWatch(key=b"k" * 16)
+    assert watch.state_at_start(fork=True)[1] == ["__main__.RESULTS", "__main__.SCORES"]
+    assert [len(value) for value in digested if len(value) > 20] == [], "a grown container was digested"
+    main.TABLE[19] = -19
+    assert watch.state_at_start(fork=True)[1] == ["__main__.RESULTS", "__main__.SCORES", "__main__.TABLE"]
+
+
 def test_a_fork_starts_analyses_make_no_function_objects():
     """What the parent works out before each fork (module state, threads, inherited descriptors, random
     generators) runs no comprehension, generator expression or lambda once the first starts are behind it:
