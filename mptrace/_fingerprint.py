@@ -442,7 +442,12 @@ def _children(path, value):
 
 def is_process_handle(value):
     """Processes, queues, connections, pools, executors: handles to other processes."""
-    module = getattr(type(value), "__module__", None) or ""
+    return is_handle_type(type(value))
+
+
+def is_handle_type(kind):
+    """Whether instances of ``kind`` are process handles (see is_process_handle): by where it is defined."""
+    module = getattr(kind, "__module__", None) or ""
     return module.startswith(("multiprocessing", "concurrent.futures"))
 
 

@@ -324,23 +324,30 @@ def own_namespace(obj):
 
 
 def _holds_only_process_handles(value):
-    """A handle, or a non-empty list, tuple, set or dict (its values) of nothing but handles."""
-    if (_fingerprint or load_fingerprint()).is_process_handle(value):
+    """A handle, or a non-empty list, tuple, set or dict (its values) of nothing but handles.
+
+    Read at every start(). A long list of results is not walked: its first item is no handle. A list of
+    every Process the program started (thousands, in a long run) is, but in C: whether an object is a handle
+    depends on its type alone, so the items' types are gathered (``set(map(type, ...))``) and each asked once.
+    """
+    fingerprints = _fingerprint or load_fingerprint()
+    if fingerprints.is_process_handle(value):
         return True
-    if isinstance(value, (list, tuple)):  # read up to the first item that is no handle: a long list of
-        items = (list if isinstance(value, list) else tuple).__iter__(value)  # results is not walked
+    if isinstance(value, (list, tuple)):
+        items = (list if isinstance(value, list) else tuple).__iter__(value)
     elif isinstance(value, (set, frozenset)):
         items = list((set if isinstance(value, set) else frozenset).__iter__(value))  # no error if it changes
     elif isinstance(value, dict):
         items = list(dict.values(value))
     else:
         return False
-    found = False
-    for item in items:
-        if not (_fingerprint or load_fingerprint()).is_process_handle(item):
+    first = next(iter(items), _MISSING)  # from a list's own iterator: the first item, the rest left to map()
+    if first is _MISSING or not fingerprints.is_process_handle(first):
+        return False
+    for kind in set(map(type, items)):  # a loop, not all() of a generator: no function object made per start
+        if not fingerprints.is_handle_type(kind):
             return False
-        found = True
-    return found
+    return True
 
 
 def _is_handles(fingerprint, name):

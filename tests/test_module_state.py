@@ -402,6 +402,28 @@ def test_a_fork_start_tells_a_grown_results_list_changed_without_reading_all_of_
     assert watch.state_at_start(fork=True)[1] == ["__main__.RESULTS", "__main__.SCORES", "__main__.TABLE"]
 
 
+def test_a_list_of_every_process_started_is_read_by_its_types(monkeypatch):
+    """A program that keeps every Process it started has that list read at every start(): whether it holds
+    only process handles is asked of its items' types (one here), not of each of its thousands of items; a
+    list of results is not walked past its first item."""
+    from mptrace import _fingerprint, _modstate
+
+    asked = []
+    is_process_handle = _fingerprint.is_process_handle
+    monkeypatch.setattr(_fingerprint, "is_process_handle", lambda value: asked.append(value) or
+                        is_process_handle(value))
+    processes = [multiprocessing.get_context("spawn").Process(target=print) for _ in range(3000)]
+    assert _modstate._holds_only_process_handles(processes)
+    assert _modstate._holds_only_process_handles({n: process for n, process in enumerate(processes)})
+    assert len(asked) <= 4, "each item was asked"
+    assert not _modstate._holds_only_process_handles(processes + [1])
+    assert not _modstate._holds_only_process_handles([1.0] + processes)
+    assert not _modstate._holds_only_process_handles([])
+    del asked[:]
+    assert not _modstate._holds_only_process_handles([n / 8 for n in range(10000)])
+    assert len(asked) == 2  # the list, then its first item
+
+
 def test_a_fork_starts_analyses_make_no_function_objects():
     """What the parent works out before each fork (module state, threads, inherited descriptors, random
     generators) runs no comprehension, generator expression or lambda once the first starts are behind it:
