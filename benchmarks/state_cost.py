@@ -9,14 +9,15 @@ a spawn or forkserver child's parent holds), and the content of a large
 container is digested to tell whether it changed. So the cost of a start can
 grow with the program's state; this measures by how much.
 
-The program (a file, run as ``__main__``) fills ``results``, a list of
-``--items`` floats, in its main block, then times start+join of an empty
-target. Arms as in ``process_start.py``: each a fresh interpreter, the
+The program (a file, run as ``__main__``) fills ``results`` with ``--items``
+items in its main block, then times start+join of an empty target. ``--shape``
+says what an item is: a float, a row (a tuple of an int, a string and a float),
+or a record (a dict of the same three, by name). Arms as in ``process_start.py``: each a fresh interpreter, the
 application's provider (``BatchSpanProcessor``) in both, ``install()`` before
 the first start in the traced one; runs alternate; figures are medians.
 
     python benchmarks/state_cost.py [--methods fork,forkserver,spawn] [--items 0,1000,10000] [--runs 3]
-                                    [--starts 10]
+                                    [--starts 10] [--shape float|row|record]
 """
 
 import argparse
@@ -56,12 +57,14 @@ def application_provider():
 
 
 if __name__ == "__main__":
-    arm, method, items, starts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    arm, method, items, starts, shape = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     application_provider()
     if arm == "traced":
         import mptrace
         mptrace.install()
-    results.extend(float(i) / 7 for i in range(items))  # what the program has done so far
+    make = {"float": lambda i: i / 7, "row": lambda i: (i, "item %d" % i, i / 7),
+            "record": lambda i: {"id": i, "name": "item %d" % i, "value": i / 7}}[shape]
+    results.extend(make(i) for i in range(items))  # what the program has done so far
     context = multiprocessing.get_context(method)
     times, failed = [], 0
     for run in range(3 + starts):  # 3 warm-up starts: the fork server starts there
@@ -76,13 +79,16 @@ if __name__ == "__main__":
 '''
 
 
-def one_run(arm, method, items, starts, target_dir):
+SHAPES = ("float", "row", "record")
+
+
+def one_run(arm, method, items, starts, shape, target_dir):
     program = os.path.join(target_dir, "state_cost_program.py")
     if not os.path.exists(program):
         with open(program, "w") as source:
             source.write(PROGRAM)
     result = subprocess.run([sys.executable, program, "traced" if arm == "traced" else "provider", method,
-                             str(items), str(starts)],
+                             str(items), str(starts), shape],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
                             capture_output=True, text=True, cwd=target_dir, timeout=900)
     if result.returncode:
@@ -99,6 +105,7 @@ def main():
     parser.add_argument("--items", default="0,1000,10000", help="sizes of the results list, comma-separated")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per arm (at least 3)")
     parser.add_argument("--starts", type=int, default=10, help="timed starts per run")
+    parser.add_argument("--shape", default="float", choices=SHAPES, help="what each item of the results is")
     options = parser.parse_args()
     if options.runs < 3:
         parser.error("--runs must be at least 3, got %d" % options.runs)
@@ -111,12 +118,13 @@ def main():
     for method in options.methods.split(","):
         for size in sizes:
             found = alternate_runs(ARMS, options.runs,
-                                   lambda arm, target_dir: one_run(arm, method, size, options.starts, target_dir))
+                                   lambda arm, target_dir: one_run(arm, method, size, options.starts, options.shape,
+                                                                   target_dir))
             provider, traced = (statistics.median(found[arm]) for arm in ARMS)
             print("%-11s %8d %10.2f %9.2f %9.2fx" % (method, size, provider, traced, traced / provider))
     print("(%d alternating runs per arm, each in a fresh interpreter; median of %d starts per run; "
-          "results: the main module's list of floats; Python %s, %d cores)" % (
-              options.runs, options.starts, sys.version.split()[0], os.cpu_count() or 0))
+          "results: the main module's list of %ss; Python %s, %d cores)" % (
+              options.runs, options.starts, options.shape, sys.version.split()[0], os.cpu_count() or 0))
 
 
 if __name__ == "__main__":

@@ -223,14 +223,26 @@ def test_a_container_of_plain_values_is_digested_in_one_pass(monkeypatch):
     monkeypatch.setattr(_fingerprint._Walk, "token", counted)
     key = b"k" * 16
     for value in ([index / 8 for index in range(10000)], tuple(range(10000)), {"k%d" % i: i for i in range(5000)},
-                  {"w%d" % i for i in range(5000)}, frozenset(range(5000))):
+                  {"w%d" % i for i in range(5000)}, frozenset(range(5000)),
+                  # tables: rows, records, and dicts of them
+                  [(i, "name%d" % i, i / 8) for i in range(4000)], {(i, "a") for i in range(3000)},
+                  [{"id": i, "name": "name%d" % i, "value": i / 8} for i in range(3000)],
+                  {"k%d" % i: [i, i / 8] for i in range(3000)},
+                  {"section%d" % i: {"host": "h%d" % i, "port": i} for i in range(3000)}):
         del tokens[:]
         entries = _fingerprint.fingerprint([("x", value)], key=key)
         assert " #" in entries["x"] and not entries["x"].endswith("#?")  # digested, not "cannot tell"
-        assert len(tokens) == 1, type(value)  # the container's own: none per item
+        # The container's own token, and those of what the fingerprint shows of its first 16 items: none per item.
+        assert len(tokens) <= 1 + _fingerprint.MAX_ITEMS * 3, (type(value), len(tokens))
 
 
 @pytest.mark.parametrize("plain, other", [
+    ([{"a": 1, "b": 2}] * 20, [{"a": 1, "b": 2}] * 19 + [{"a": 1, "b": 3}]),  # a record's value
+    ([{"a": 1, "b": 2}] * 20, [{"a": 1, "b": 2}] * 19 + [{"a": 1, "c": 2}]),  # a record's key
+    ([{"a": 1}] * 20, [[("a", 1)]] * 20),  # a record is not its pairs
+    ([(1, 2)] * 20, [[1, 2]] * 20),  # nor a tuple a list
+    ([(1, 2)] * 20, [(1, 2)] * 19 + [(1, 2, 3)]),
+    ({"k%d" % i: [i] for i in range(20)}, {**{"k%d" % i: [i] for i in range(19)}, "k19": [19.0]}),
     ([1, 2.5, "a", b"b", None, True, 3j], [1, 2.5, "a", b"b", None, 1, 3j]),  # True is not 1
     ([0.0] * 20, [0.0] * 19 + [-0.0]),  # nor -0.0 0.0
     ([1.0] * 20, [1.0] * 19 + [1]),  # nor 1 1.0

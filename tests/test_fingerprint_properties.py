@@ -134,10 +134,17 @@ def test_module_state_reused_between_starts_is_the_state_taken_afresh(namespace,
 plain_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.complex_numbers(),
                          st.text(max_size=8), st.binary(max_size=8))
 plain_keys = st.one_of(st.integers(), st.text(max_size=8), st.binary(max_size=8), st.floats(), st.none())
+plain_rows = st.one_of(st.lists(plain_leaves, max_size=4), st.tuples(plain_leaves, plain_leaves))
+plain_records = st.one_of(st.dictionaries(st.text(max_size=4), plain_leaves, max_size=4),
+                          st.dictionaries(st.integers(-3, 3), plain_leaves, max_size=4))
 plain_containers = st.one_of(
     st.lists(plain_leaves, max_size=40), st.lists(plain_leaves, max_size=40).map(tuple),
     st.sets(plain_keys, max_size=40), st.frozensets(plain_keys, max_size=40),
-    st.dictionaries(plain_keys, plain_leaves, max_size=40))
+    st.dictionaries(plain_keys, plain_leaves, max_size=40),
+    # tables: rows, records, and dicts of them
+    st.lists(plain_rows, max_size=30), st.sets(st.tuples(plain_keys, plain_keys), max_size=30),
+    st.lists(plain_records, max_size=30), st.dictionaries(plain_keys, plain_rows, max_size=30),
+    st.dictionaries(st.text(max_size=4), plain_records, max_size=30))
 
 
 def _digested(value):
@@ -156,6 +163,18 @@ def test_a_plain_container_has_the_digest_of_its_content_whatever_its_objects(va
         assert _digested(value)["x"] == _digested(type(value)(reversed(list(value))))["x"]
     if isinstance(value, dict):
         assert _digested(value)["x"] == _digested(dict(reversed(list(value.items()))))["x"]
+    reordered = _records_reordered(value)
+    if reordered is not None:
+        assert _digested(value)["x"] == _digested(reordered)["x"]
+
+
+def _records_reordered(value):
+    """``value`` with each record (a dict inside it) filled in the reverse order; None if it holds none."""
+    inner = list(value.values()) if isinstance(value, dict) else list(value)
+    if not inner or not all(isinstance(item, dict) for item in inner):
+        return None
+    turn = lambda record: dict(reversed(list(record.items())))  # noqa: E731
+    return {k: turn(v) for k, v in value.items()} if isinstance(value, dict) else [turn(r) for r in value]
 
 
 @settings(max_examples=300, deadline=None)
@@ -166,6 +185,22 @@ def test_a_plain_list_with_any_item_changed_has_another_digest(items, data):
     changed = list(items)
     changed[index] = new
     assert _digested(items) != _digested(changed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=3), plain_leaves, min_size=1, max_size=4), min_size=1,
+                max_size=30), st.data())
+def test_a_table_with_any_value_changed_has_another_digest(records, data):
+    """A value deep in a table of records (or of rows: the same records as tuples) changed: another digest."""
+    index = data.draw(st.integers(0, len(records) - 1))
+    field = data.draw(st.sampled_from(sorted(records[index])))
+    was = records[index][field]
+    new = data.draw(plain_leaves.filter(lambda leaf: marshal.dumps(leaf, 2) != marshal.dumps(was, 2)))
+    changed = [dict(record) for record in records]
+    changed[index][field] = new
+    assert _digested(records) != _digested(changed)
+    rows = [tuple(record.items()) for record in records]
+    assert _digested(rows) != _digested([tuple(record.items()) for record in changed])
 
 # -- the main module under fork: only what its source says may count is read ----------------------------
 
