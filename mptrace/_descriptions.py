@@ -65,18 +65,56 @@ def hidden_change(description):
 
 
 def differences(before, after):
-    """``[(path, kind)]`` of the deepest paths where two fingerprints differ (see ``compare``).
+    """``[(path, kind)]`` of the deepest paths where two fingerprints differ (see ``compare``), in path
+    order (``[2]`` before ``[10]``).
 
     A path is left out when a path below it differs too: the deeper one says
     where (below a path that cannot tell, any deeper finding will do; below
-    one that changed, only a change), unless its type changed.
+    one that changed, only a change), unless its type changed. Items only one
+    side holds are told one by one when they are few (``mixed[1]: parent
+    Queue, child <missing>``); more of them (a list that grew, a dict that
+    lost keys) are told by their container, whose description shows both
+    sizes, when nothing else differs below it: ``results: parent
+    list(len=20000), child list(len=0)``, not sixteen items each missing on
+    one side.
     """
-    found = [(path, compare(before.get(path), after.get(path))) for path in sorted(set(before) | set(after))]
+    found = [(path, compare(before.get(path), after.get(path)))
+             for path in sorted(set(before) | set(after), key=_path_order)]
     found = [(path, kind) for path, kind in found if kind is not None]
     changed = [path for path, kind in found if kind != "unknown"]
     listed = [path for path, _ in found]
-    return [(path, kind) for path, kind in found if _type_changed(before.get(path), after.get(path))
-            or not any(_below(other, path) for other in (listed if kind == "unknown" else changed))]
+    deepest = [(path, kind) for path, kind in found if _type_changed(before.get(path), after.get(path))
+               or not any(_below(other, path) for other in (listed if kind == "unknown" else changed))]
+    return _told_by_their_containers(deepest, found, before, after)
+
+
+MAX_ONE_SIDED = 3  # items only one side holds, told one by one under a container; more: the container
+
+
+def _told_by_their_containers(deepest, found, before, after):
+    """``deepest`` with the items only one side holds replaced by their container (see differences)."""
+    for container, kind in found:  # outermost first: a path sorts before those below it
+        if kind != "visible" or before.get(container) is None or after.get(container) is None:
+            continue
+        below = [path for path, _ in deepest if _below(path, container)]
+        if len(below) > MAX_ONE_SIDED and all(before.get(path) is None or after.get(path) is None
+                                              for path in below):
+            deepest = [item for item in deepest if item[0] not in below and item[0] != container]
+            deepest.append((container, kind))
+    return sorted(deepest, key=lambda item: _path_order(item[0]))
+
+
+def _path_order(path):
+    """A path's sort key: its runs of digits as numbers, so that ``[2]`` comes before ``[10]``."""
+    key, run, digits = [], [], False
+    for char in path + "\0":  # the end closes the last run
+        if char.isdigit() != digits or char == "\0":
+            if run:
+                text = "".join(run)
+                key.append((1, int(text), text) if digits else (0, 0, text))
+            run, digits = [], char.isdigit()
+        run.append(char)
+    return key
 
 
 def _type_changed(was, now):

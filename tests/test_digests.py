@@ -270,6 +270,26 @@ def test_a_container_holding_a_subclass_is_digested_item_by_item():
     assert _fingerprint.fingerprint([("x", before)], key=key) != _fingerprint.fingerprint([("x", [1] * 20)], key=key)
 
 
+def test_items_only_one_side_holds_are_told_by_their_container_when_there_are_many():
+    """A results list the parent filled and the child never did: one line with both sizes, not the first
+    sixteen items each missing on one side; a few such items are told one by one; paths in their order."""
+    from mptrace import _descriptions
+
+    def told(parent, child):
+        before = _fingerprint.fingerprint([("results", parent)], max_depth=2)
+        after = _fingerprint.fingerprint([("results", child)], max_depth=2)
+        return [(path, before.get(path), after.get(path)) for path, _ in _descriptions.differences(before, after)]
+
+    assert told([n / 8 for n in range(20000)], []) == [("results", "list(len=20000)", "list(len=0)")]
+    assert told({"k%d" % n: n for n in range(40)}, {}) == [("results", "dict(len=40)", "dict(len=0)")]
+    assert told([1, 2], [1, 2, "late", 4]) == [("results[2]", None, "str(len=4)"), ("results[3]", None, "4")]
+    # An item that differs on both sides is told, and so is every item only one side holds, in index order.
+    assert [path for path, _, _ in told(list(range(12)), [0, -1] + list(range(2, 16)))] == \
+        ["results[1]", "results[12]", "results[13]", "results[14]", "results[15]"]
+    assert [path for path, _, _ in told(list(range(12)), list(range(8)) + [-8, -9, -10, -11])] == \
+        ["results[8]", "results[9]", "results[10]", "results[11]"]
+
+
 def test_a_fingerprint_too_large_to_digest_cannot_tell(monkeypatch):
     monkeypatch.setattr(_fingerprint, "MAX_DIGEST_BYTES", 1000)
     key = b"k" * 16
