@@ -356,7 +356,9 @@ class Collector:
             self._files.pop(name, None)
 
     def _synthesize_end(self, record, resource, exitcode, signal_name, when, reason, stopped_by=None):
-        record = dict(record, et=max(when, _int(record.get("st"))), ev=[], a=dict(record.get("a") or {}))
+        # The events are those its last START carried (see LiteSpan.rewrite_start), if any.
+        record = dict(record, et=max(when, _int(record.get("st"))), ev=record.get("ev") or [],
+                      a=dict(record.get("a") or {}))
         attributes = record["a"]
         attributes[semconv.SPAN_SYNTHESIZED] = True
         if exitcode is not None:

@@ -105,16 +105,27 @@ def _told_by_their_containers(deepest, found, before, after):
 
 
 def _path_order(path):
-    """A path's sort key: its runs of digits as numbers, so that ``[2]`` comes before ``[10]``."""
-    key, run, digits = [], [], False
-    for char in path + "\0":  # the end closes the last run
-        if char.isdigit() != digits or char == "\0":
-            if run:
-                text = "".join(run)
-                key.append((1, int(text), text) if digits else (0, 0, text))
-            run, digits = [], char.isdigit()
+    """A path's sort key: its runs of decimal digits in numeric order, so that ``[2]`` comes before ``[10]``.
+
+    A run is compared by its length without leading zeros, then as text: the order of the numbers, with no
+    int() to fail on a run too long for one, or on a digit int() refuses (``²`` is a digit, not a decimal).
+    """
+    key, run, decimal = [], [], False
+    for char in path:
+        if char.isdecimal() != decimal:
+            key.append(_run_order(run, decimal))
+            run, decimal = [], not decimal
         run.append(char)
+    key.append(_run_order(run, decimal))
     return key
+
+
+def _run_order(run, decimal):
+    text = "".join(run)
+    if not decimal:
+        return 0, 0, text, text
+    number = text.lstrip("0")
+    return 1, len(number), number, text
 
 
 def _type_changed(was, now):

@@ -157,11 +157,14 @@ class LiteSpan:
         self.end(end_time)
 
     def rewrite_start(self):
-        """Record the start again, with the attributes set so far: if this process dies before
-        ending the span (a pool's workers do, by its terminate()), the root ends it from the last
-        START it finds (see _collector), with them."""
+        """Record the start again, with the attributes and events set so far: if this process dies
+        before ending the span (a pool's workers do, by its terminate()), the root ends it from the
+        last START it finds (see _collector), with them (a diverged name's differences are events)."""
         if self.sampled and self.end_time is None:
-            self._writer.write_body(self._encode(_spool.START))
+            body = self._encode(_spool.START)
+            if self.events:
+                body = body[:-1] + b',"ev":' + _spool.encode_value(self.events) + b"}"
+            self._writer.write_body(body)
 
     # -- the subset of the OpenTelemetry Span API that mptrace uses ---------
 

@@ -290,6 +290,18 @@ def test_items_only_one_side_holds_are_told_by_their_container_when_there_are_ma
         ["results[8]", "results[9]", "results[10]", "results[11]"]
 
 
+def test_paths_are_told_in_the_order_of_their_numbers_whatever_their_digits():
+    """Indices in numeric order; a key holding a digit that is no decimal (``²``), or a number too long for
+    int(), is ordered too, never an error (an error here would leave a child's comparison untold)."""
+    from mptrace import _descriptions
+
+    paths = ["x[10]", "x[2]", "x", "x[1].a", "x[0][10]", "x[0][9]", "x['06²']", "x[%s]" % ("9" * 5000), "x[007]"]
+    assert sorted(paths, key=_descriptions._path_order) == [
+        "x", "x[0][9]", "x[0][10]", "x[1].a", "x[2]", "x[007]", "x[10]", "x[%s]" % ("9" * 5000), "x['06²']"]
+    before = {"x": "dict(len=2)", "x['²']": "1", "x['10']": "2"}
+    assert _descriptions.differences(before, dict(before, **{"x['²']": "3"})) == [("x['²']", "visible")]
+
+
 def test_a_fingerprint_too_large_to_digest_cannot_tell(monkeypatch):
     monkeypatch.setattr(_fingerprint, "MAX_DIGEST_BYTES", 1000)
     key = b"k" * 16

@@ -128,6 +128,10 @@ def test_a_child_killed_in_its_target_keeps_what_it_compared(traced, pickled_con
     assert "args[1]" in run.attributes[semconv.ARGS_CHANGED]
     assert semconv.RANDOM_STATES in run.attributes
     assert semconv.STATE_COMPARED in run.attributes
+    # What changed, path by path, too: the events that say it were written with the START.
+    [changed] = [event for event in run.events if event.name == semconv.EVENT_ARG_CHANGED]
+    assert changed.attributes[semconv.ARG] == "args[1]"
+    assert changed.attributes[semconv.ARG_DIFFERENCES]
 
 
 @pytest.mark.parametrize("how, signal_name, who", [("terminate", "SIGTERM", "terminated by its parent"),
