@@ -149,21 +149,29 @@ TARGET_MODULE = "def noop():\n    pass\n"
 # The start of the programs start_versions.py and start_faults.py run: the application's provider (a
 # BatchSpanProcessor whose exporter drops spans) as the global provider, install() when argv[1] is
 # "traced", and the empty target from its own module.
+# The application's provider, a function a program defines (state_cost.py's calls it in its main block only).
+APPLICATION_PROVIDER = r'''
+def application_provider():
+    """The application's own provider, as in production: a BatchSpanProcessor (exporting nowhere)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
+    return provider
+'''
+
 PROVIDER_AND_TARGET = r'''
 import sys
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+''' + APPLICATION_PROVIDER + r'''
 
-
-class Drop(SpanExporter):
-    def export(self, spans):
-        return SpanExportResult.SUCCESS
-
-
-provider = TracerProvider()
-provider.add_span_processor(BatchSpanProcessor(Drop()))
-trace.set_tracer_provider(provider)
+provider = application_provider()
 if sys.argv[1] == "traced":
     import mptrace
     mptrace.install()

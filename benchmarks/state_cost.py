@@ -27,12 +27,13 @@ import statistics
 import subprocess
 import sys
 
-from process_start import ROOT, alternate_runs, compile_mptrace
+from process_start import APPLICATION_PROVIDER, ROOT, alternate_runs, compile_mptrace
 
 ARMS = ("provider only", "traced")
 
-# The program's top level runs again in every spawn child, and once in the fork server (which preloads the main
-# module): as in a well-made program, it only defines things; its main block sets up tracing and starts.
+# The program's top level runs again in every spawn and forkserver child (on 3.9-3.13 the fork server never
+# preloads the main module): as in a well-made program, it only defines things; its main block sets up tracing
+# and starts.
 PROGRAM = r'''
 import multiprocessing, statistics, sys, time
 
@@ -41,20 +42,7 @@ from process_start_target import noop  # importable by spawn and forkserver chil
 results = []
 
 
-def application_provider():
-    """The application's own provider, as in production: a BatchSpanProcessor (exporting nowhere)."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Drop(SpanExporter):
-        def export(self, spans):
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Drop()))
-    trace.set_tracer_provider(provider)
-
+''' + APPLICATION_PROVIDER + r'''
 
 if __name__ == "__main__":
     arm, method, items, starts, shape = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
