@@ -170,10 +170,11 @@ class _Walk:
             base = set if isinstance(value, set) else frozenset
             if not self._affordable(base.__len__(value)):
                 return None
-            plain = _plain_items_token(kind, list(base.__iter__(value)), ordered=False)
+            items = list(base.__iter__(value))
+            plain = _plain_items_token(kind, items, ordered=False)
             if plain is not None:
                 return self._spent(plain)
-            tokens = [self.token(item, depth + 1) for item in list(base.__iter__(value))]
+            tokens = [self.token(item, depth + 1) for item in items]
             return None if None in tokens else _hash(kind, *sorted(tokens))  # unordered
         named = [(b"a" + name.encode("utf-8", "replace"), attribute)
                  for name, attribute in _public_attributes(value, limit=None)]

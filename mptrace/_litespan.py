@@ -161,10 +161,7 @@ class LiteSpan:
         before ending the span (a pool's workers do, by its terminate()), the root ends it from the
         last START it finds (see _collector), with them (a diverged name's differences are events)."""
         if self.sampled and self.end_time is None:
-            body = self._encode(_spool.START)
-            if self.events:
-                body = body[:-1] + b',"ev":' + _spool.encode_value(self.events) + b"}"
-            self._writer.write_body(body)
+            self._writer.write_body(self._encode(_spool.START, with_events=bool(self.events)))
 
     # -- the subset of the OpenTelemetry Span API that mptrace uses ---------
 
@@ -211,11 +208,15 @@ class LiteSpan:
 
     # -- serialisation -----------------------------------------------------
 
-    def _encode(self, record_type):
+    def _encode(self, record_type, with_events=False):
         """``_record(record_type)`` as JSON, its fixed fields formatted directly (a task span's
-        records are written per task: this halves their cost)."""
+        records are written per task: this halves their cost). ``with_events``: a START with the
+        events so far too (an END always has them)."""
         if type(self.trace_id) is not int or type(self.start_time) is not int:
-            return _spool.encode_body(self._record(record_type))
+            record = self._record(record_type)
+            if with_events:
+                record["ev"] = self.events
+            return _spool.encode_body(record)
         encode = _spool.encode_value
         name = _encoded_names.get(self.name)
         if name is None:
@@ -231,6 +232,8 @@ class LiteSpan:
                                                                                  self.status_description]))
             if self.links:
                 body += b',"ln":' + encode(self.links)
+        elif with_events:
+            body += b',"ev":' + encode(self.events)
         return body + b"}"
 
     def _encode_compact_end(self):
