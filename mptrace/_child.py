@@ -74,7 +74,27 @@ def prepare_server():
     _envcompare.note_server_environment()
     _patch_for_children()
     _watch_for_failure(None)
+    _collect_young_objects_before_each_fork(os.getpid())
     _server_prepared = True
+
+
+def _collect_young_objects_before_each_fork(server_pid):
+    """In the fork server: collect the young generation just before each fork, so that a child begins with
+    an empty one and its own first collection (if it makes one) walks only objects it made.
+
+    A child inherits the server's young objects and its allocation count. A traced child allocates a few
+    hundred objects before run(); starting from the server's count, about one in four reached the threshold,
+    and its collection wrote to every page that holds one of the server's young objects, a copy-on-write
+    fault each (some 40 more per child on average). Only the server's own forks, only while the program has
+    the collector enabled: the timing of a collection is all that changes, as it would with any allocation.
+    """
+    import gc
+
+    def before_fork():
+        if os.getpid() == server_pid and gc.isenabled():
+            gc.collect(0)
+
+    os.register_at_fork(before=before_fork)
 
 
 def _patch_for_children():

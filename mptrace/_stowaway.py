@@ -38,7 +38,7 @@ NOTE_SUFFIX = ".untraced"
 
 # Runs in the child, in a namespace of its own that holds ``place`` and ``carrier``.
 # Python 3.9 syntax; nothing but builtins and modules every spawn child has loaded.
-_LOADER_FUNCTIONS = '''
+_LOADER_CORE = '''
 import sys
 
 
@@ -55,7 +55,7 @@ def load(location, origin, carrier, bundle=None):
             raise ImportError("another mptrace is loaded here: %s" % package.__spec__)
         from mptrace._child import _activate
     except Exception as error:
-        for finder in [finder for finder in sys.meta_path if isinstance(finder, Bundled)]:
+        for finder in [finder for finder in sys.meta_path if getattr(finder, "serves_mptrace_bundle", False)]:
             finder.stop()
         for name in list(sys.modules)[began_with:]:
             if name.partition(".")[0] == "mptrace":
@@ -68,6 +68,29 @@ def load(location, origin, carrier, bundle=None):
         return
     _activate(carrier, began_with)
 
+
+def load_package(location, origin, bundled):
+    import importlib.machinery, importlib.util
+
+    spec = bundled.find_spec("mptrace") if bundled is not None else None
+    if spec is None:
+        cached = location in sys.path_importer_cache
+        spec = importlib.machinery.PathFinder.find_spec("mptrace", [location])
+        if not cached:
+            sys.path_importer_cache.pop(location, None)
+    if spec is None or spec.origin != origin:  # not in a directory or zip: a frozen application, say
+        spec = importlib.util.find_spec("mptrace")
+    if spec is None or spec.origin != origin or spec.loader is None:
+        raise ImportError("the parent's mptrace cannot be loaded: no " + origin)
+    if not hasattr(spec.loader, "exec_module"):  # 3.9's zipimporter
+        spec.loader.load_module("mptrace")
+        return
+    package = sys.modules["mptrace"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+'''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
+
+# The bundle's finder: only a spawn child that is sent a bundle (see Stowaway._bundle) runs this part.
+_LOADER_BUNDLE = '''
 
 def serve_bundle(path, origin):
     # The modules the parent bundled (mptrace._bundle), served ahead of every other finder. A bundle
@@ -147,37 +170,24 @@ class Bundled:
         descriptor, self.descriptor = self.descriptor, None
         if descriptor is not None:
             os.close(descriptor)
-
-
-def load_package(location, origin, bundled):
-    import importlib.machinery, importlib.util
-
-    spec = bundled.find_spec("mptrace") if bundled is not None else None
-    if spec is None:
-        cached = location in sys.path_importer_cache
-        spec = importlib.machinery.PathFinder.find_spec("mptrace", [location])
-        if not cached:
-            sys.path_importer_cache.pop(location, None)
-    if spec is None or spec.origin != origin:  # not in a directory or zip: a frozen application, say
-        spec = importlib.util.find_spec("mptrace")
-    if spec is None or spec.origin != origin or spec.loader is None:
-        raise ImportError("the parent's mptrace cannot be loaded: no " + origin)
-    if not hasattr(spec.loader, "exec_module"):  # 3.9's zipimporter
-        spec.loader.load_module("mptrace")
-        return
-    package = sys.modules["mptrace"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(package)
-
-'''.replace("NOTE_SUFFIX", repr(NOTE_SUFFIX))
-_LOADER = _LOADER_FUNCTIONS + """
+'''
+_LOADER_FUNCTIONS = _LOADER_CORE + _LOADER_BUNDLE
+_CALL = """
 
 load(place[0], place[1], carrier, bundle)
 """
+# What a child is sent: with the bundle's finder only when it is sent a bundle. A forkserver child is sent the
+# smaller one (some 3 KB of code against 8.5): every byte of the preparation data is pickled by the parent,
+# written through a pipe, and read and allocated by the child on its start-up path.
+_LOADER = _LOADER_FUNCTIONS + _CALL
+_LOADER_PLAIN = _LOADER_CORE + _CALL
 
 # What unpickling the stowaway runs: the loader, compiled by the parent when the child's
 # interpreter reads the same bytecode (compiling it costs a child about 1 ms), else its source.
 # A fork server that preloaded mptrace (see _preload) holds the loader's functions already, defined from this
-# very source: its children call them (unmarshalling and running the loader cost a child some 40 pages).
+# very source: its children call them (unmarshalling and running the loader cost a child some 40 pages). The
+# server's are known by ``loader_id``, a digest of their source; the source itself travels only to a child that
+# may have to compile it (another interpreter), so that it can be left out of what the others unpickle.
 # This code itself comes compiled by the parent when it knows the child runs its interpreter (see
 # child_reads_this_bytecode): ``magic`` is None then, and the check it makes otherwise is not needed.
 _BOOTSTRAP = """
@@ -186,7 +196,7 @@ try:
     prepared = getattr(sys.modules.get("mptrace._stowaway"), "prepared_loader", None)
 except Exception:
     prepared = None
-if prepared is not None and prepared[0] == source:
+if prepared is not None and prepared[0] == loader_id:
     try:
         prepared[1](place[0], place[1], carrier, bundle)
     except Exception:
@@ -200,7 +210,7 @@ else:
                 raise ValueError(magic)
         loader = marshal.loads(code)
     except Exception:
-        loader = source
+        loader = source  # None when the parent knows this interpreter reads its code: exec raises, untraced
     try:
         exec(loader)
     except Exception:
@@ -221,11 +231,14 @@ class Stowaway:
 
     def __reduce__(self):
         try:
-            code, magic = _compiled_loader()
-            bootstrap = _MarshalledCode(_compiled_bootstrap()) if self.same_interpreter else _BOOTSTRAP
-            return exec, (bootstrap, {"code": code, "magic": None if self.same_interpreter else magic,
-                                      "source": _LOADER, "place": _place_of_mptrace(), "carrier": self.carrier,
-                                      "bundle": self._bundle()})
+            bundle = self._bundle()
+            code, magic = _compiled_loader(with_bundle=bundle is not None)
+            source = _LOADER if bundle is not None else _LOADER_PLAIN
+            same = self.same_interpreter
+            bootstrap = _MarshalledCode(_compiled_bootstrap()) if same else _BOOTSTRAP
+            return exec, (bootstrap, {"code": code, "magic": None if same else magic, "source": None if same else source,
+                                      "loader_id": loader_id(), "place": _place_of_mptrace(),
+                                      "carrier": self.carrier, "bundle": bundle})
         except Exception:  # the start goes on, as without mptrace: the child unpickles None and is not traced
             from mptrace import _log
 
@@ -253,17 +266,34 @@ class _MarshalledCode:
         return marshal.loads, (self.data,)
 
 
-_compiled = None
+_compiled = {}  # with_bundle -> (the loader's code, marshalled; the bytecode's magic number)
 
 
-def _compiled_loader():
-    """(the loader's code object, marshalled; the bytecode's magic number), once per process."""
-    global _compiled
-    if _compiled is None:
+def _compiled_loader(with_bundle):
+    """(the loader's code object, marshalled; the bytecode's magic number), once per process and variant:
+    ``with_bundle``, the loader that can serve a bundle of mptrace's modules (see _bundle)."""
+    compiled = _compiled.get(with_bundle)
+    if compiled is None:
         import importlib.util
 
-        _compiled = (marshal.dumps(compile(_LOADER, "<mptrace stowaway>", "exec")), importlib.util.MAGIC_NUMBER)
-    return _compiled
+        source = _LOADER if with_bundle else _LOADER_PLAIN
+        compiled = _compiled[with_bundle] = (marshal.dumps(compile(source, "<mptrace stowaway>", "exec")),
+                                             importlib.util.MAGIC_NUMBER)
+    return compiled
+
+
+_loader_id = None
+
+
+def loader_id():
+    """A digest of the loader's functions as a fork server prepares them (see prepare_loader): a child calls
+    its server's only when they are the very ones this process would send."""
+    global _loader_id
+    if _loader_id is None:
+        from mptrace._blake import blake2b
+
+        _loader_id = blake2b(_LOADER_CORE.encode(), digest_size=16).hexdigest()
+    return _loader_id
 
 
 _compiled_boot = None
@@ -302,7 +332,7 @@ def runs_this_interpreter():
     return bool(executable) and bool(sys.executable) and os.fsdecode(executable) == os.fsdecode(sys.executable)
 
 
-# In a fork server (see prepare_loader): (the loader's source, its load function).
+# In a fork server (see prepare_loader): (loader_id(), its load function).
 prepared_loader = None
 
 
@@ -310,8 +340,8 @@ def prepare_loader():
     """In a fork server, once for all its children: the loader's functions, defined as a child would."""
     global prepared_loader
     namespace = {}
-    exec(compile(_LOADER_FUNCTIONS, "<mptrace stowaway>", "exec"), namespace)
-    prepared_loader = (_LOADER, namespace["load"])
+    exec(compile(_LOADER_CORE, "<mptrace stowaway>", "exec"), namespace)  # a forkserver child is sent no bundle
+    prepared_loader = (loader_id(), namespace["load"])
 
 
 _place = None

@@ -227,7 +227,7 @@ def test_unpickling_the_stowaway_loads_the_parents_mptrace(tmp_path, bare_python
     from mptrace import _stowaway
 
     if bytecode == "source":
-        monkeypatch.setattr(_stowaway, "_compiled", (b"not code", b"\0\0\r\n"))
+        monkeypatch.setattr(_stowaway, "_compiled", {False: (b"not code", b"\0\0\r\n"), True: (b"not code", b"\0\0\r\n")})
     report = unpickle_a_stowaway(bare_python, tmp_path)
     assert report["mptrace"] == os.path.join(ROOT, "mptrace", "__init__.py") and report["activated"]
     assert not list(tmp_path.glob("*" + _stowaway.NOTE_SUFFIX))

@@ -104,3 +104,76 @@ def test_the_modules_since_the_fork_are_those_after_the_servers_last(monkeypatch
     assert found[2][1] is sys.modules["mptrace_test_again"]
     monkeypatch.setattr(_modstate, "_server_modules", (last, types.ModuleType(last), own))
     assert _modstate._modules_since_server() is None
+
+
+def test_a_forkserver_child_is_sent_neither_the_loaders_source_nor_the_bundles_finder():
+    """A child of this interpreter is sent the loader compiled, without the source (only another interpreter
+    may need to compile it), and a child sent no bundle without the bundle's finder: the preparation data
+    went from 18 KB to 8 KB, all of it pickled, piped, read and allocated on the child's start-up path."""
+    import pickle
+
+    from mptrace import _stowaway
+
+    carrier = {"tree": {"dir": "/nowhere"}, "rsid": 7, "method": "forkserver"}
+    sent = pickle.dumps(_stowaway.Stowaway(carrier, same_interpreter=True))
+    assert b"def load(" not in sent and b"Bundled" not in sent and b"pread" not in sent
+    assert _stowaway.loader_id().encode() in sent
+    assert len(sent) < 6000
+    to_another_interpreter = pickle.dumps(_stowaway.Stowaway(carrier, same_interpreter=False))
+    assert _stowaway._LOADER_PLAIN.encode() in to_another_interpreter  # its fallback: source it compiles
+
+
+YOUNG_OBJECTS_AT_FORK = r'''
+import gc, os, sys
+
+sys.path.insert(0, sys.argv[1])
+from mptrace import _child
+
+class Marker:
+    pass
+
+def fork_and_look(markers):
+    """Whether the child finds these markers among its young objects (its gen0), as its first collection would."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        young = {id(obj) for obj in gc.get_objects(generation=0)}
+        os.write(write, b"1" if any(id(marker) in young for marker in markers) else b"0")
+        os._exit(0)
+    os.close(write)
+    found = os.read(read, 1)
+    os.waitpid(pid, 0)
+    return found == b"1"
+
+def markers():
+    gc.collect()  # a young generation of a few objects: 300 more cannot reach the threshold (700)
+    return [Marker() for _ in range(300)]
+
+before = fork_and_look(markers())
+_child._collect_young_objects_before_each_fork(os.getpid())
+after = fork_and_look(markers())
+gc.disable()
+disabled = fork_and_look(markers())
+gc.enable()
+# Another process than the server (a child of it that forks): left alone.
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, b"1" if fork_and_look(markers()) else b"0")
+    os._exit(0)
+os.close(write)
+elsewhere = os.read(read, 1) == b"1"
+os.waitpid(pid, 0)
+print(before, after, disabled, elsewhere)
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_the_fork_server_collects_its_young_objects_before_each_fork():
+    """A child inherits the server's young generation and allocation count; a traced child, which allocates a
+    few hundred objects before run(), then often collected it and wrote every page that held one. The server
+    collects it just before each of its forks: its own, only while the collector is enabled."""
+    result = subprocess.run([sys.executable, "-c", YOUNG_OBJECTS_AT_FORK, ROOT], capture_output=True, text=True,
+                            timeout=60, env=environment())
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.split() == ["True", "False", "True", "True"]
