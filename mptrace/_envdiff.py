@@ -74,7 +74,7 @@ def ensure_running_wrapper(wrapped, instance, args, kwargs):
     finally:
         if preload is not None:
             _log.safely("restoring the fork server's preload list", _restore_preload, server, preload)
-    _log.safely("noting when the fork server started", _note_server_start, before, now)
+    _log.safely("noting when the fork server started", _note_server_start, before, now, preload is not None)
     return result
 
 
@@ -138,7 +138,8 @@ def _specs_of_mptrace():
                 sys.path_importer_cache.pop(entry, None)
 
 
-def _note_server_start(before, now):
+def _note_server_start(before, now, preloading):
+    """``preloading``: whether the server was started with mptrace's child side on its preload list."""
     pid = _server_pid()
     if pid is not None and pid != before:
         launch = current_launch()
@@ -148,6 +149,8 @@ def _note_server_start(before, now):
 
         if runs_this_interpreter():  # the executable it was started with, just now
             state.forkservers_of_this_interpreter.add(pid)
+            if preloading:
+                state.forkservers_preloading_mptrace.add(pid)
 
 
 def _server_pid():

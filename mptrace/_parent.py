@@ -461,10 +461,13 @@ def preparation_data_wrapper(wrapped, instance, args, kwargs):
     data = wrapped(*args, **kwargs)
     launch = launching.__dict__.get("launch")
     if launch is not None and isinstance(data, dict):
-        from mptrace._stowaway import Stowaway, child_reads_this_bytecode
+        from mptrace._stowaway import Stowaway, child_reads_this_bytecode, server_prepared_the_loader
 
-        same = _log.safely("telling the child's interpreter", child_reads_this_bytecode, launch.carrier.get("method"))
-        data["mptrace"] = Stowaway(launch.carrier, same_interpreter=bool(same))
+        method = launch.carrier.get("method")
+        same = _log.safely("telling the child's interpreter", child_reads_this_bytecode, method)
+        prepared = same and method == "forkserver" and _log.safely(
+            "telling whether the fork server prepared the loader", server_prepared_the_loader)
+        data["mptrace"] = Stowaway(launch.carrier, same_interpreter=bool(same), server_has_loader=bool(prepared))
     return data
 
 

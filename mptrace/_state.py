@@ -36,6 +36,9 @@ class State:
         self.forkservers = {}
         # The pids of those that run this very interpreter (see _stowaway.child_reads_this_bytecode).
         self.forkservers_of_this_interpreter = set()
+        # The pids of those that preloaded this mptrace's child side (see _envdiff._add_preload): their children
+        # call the loader the server prepared, with nothing to unmarshal (see _stowaway.Stowaway).
+        self.forkservers_preloading_mptrace = set()
         # Root only.
         self.root = None
         # Child only.

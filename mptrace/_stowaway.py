@@ -223,14 +223,19 @@ class Stowaway:
 
     ``same_interpreter``: the child runs this process's interpreter (see
     child_reads_this_bytecode), so it gets code compiled here, not source.
+    ``server_has_loader``: a forkserver child whose server preloaded this mptrace (see _envdiff): it is sent
+    no code at all, only a call of the loader its server prepared (see _call_the_servers_loader).
     """
 
-    def __init__(self, carrier, same_interpreter=False):
+    def __init__(self, carrier, same_interpreter=False, server_has_loader=False):
         self.carrier = carrier
         self.same_interpreter = same_interpreter
+        self.server_has_loader = server_has_loader
 
     def __reduce__(self):
         try:
+            if self.server_has_loader:
+                return _call_the_servers_loader(self.carrier)
             bundle = self._bundle()
             code, magic = _compiled_loader(with_bundle=bundle is not None)
             source = _LOADER if bundle is not None else _LOADER_PLAIN
@@ -253,6 +258,52 @@ class Stowaway:
         from mptrace import _bundle, _log
 
         return _log.safely("bundling mptrace for a spawn child", _bundle.for_children, self.carrier["tree"]["dir"])
+
+
+def _call_the_servers_loader(carrier):
+    """The stowaway of a forkserver child whose server preloaded this mptrace, as builtins only (unpickling
+    it can fail to find nothing): ``next(map(getattr(sys.modules.get("mptrace._stowaway"), "enter_from_server",
+    exec), [loader source], [namespace]))``.
+
+    In the child that is a call of ``enter_from_server`` below, which calls the loader the server prepared.
+    Unmarshalling the bootstrap's code object cost a forkserver child about 100 us (every object it makes
+    writes to pages it shares with its server). Should the server hold no mptrace after all (its preload
+    failed), the call is ``exec`` of the loader's source: slower, and the same loader.
+    """
+    modules = _Call(getattr, _Call(__import__, "sys"), "modules")
+    entry = _Call(getattr, _Call(dict.get, modules, "mptrace._stowaway"), "enter_from_server", exec)
+    namespace = {"loader_id": loader_id(), "place": _place_of_mptrace(), "carrier": carrier, "bundle": None}
+    return next, (_Call(map, entry, [_LOADER_PLAIN], [namespace]),)
+
+
+class _Call:
+    """Unpickles as ``function(*args)``; ``args`` may hold other calls, made first."""
+
+    def __init__(self, function, *args):
+        self.function = function
+        self.args = args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+def enter_from_server(source, namespace):
+    """In a forkserver child, as it unpickles its stowaway (see _call_the_servers_loader): the loader its
+    server prepared, when it is the very one the parent would send; else ``source``, run as the stowaway
+    runs it. Never raises: the child then runs untraced."""
+    try:
+        prepared = prepared_loader
+        if prepared is not None and prepared[0] == namespace["loader_id"]:
+            place = namespace["place"]
+            prepared[1](place[0], place[1], namespace["carrier"], None)
+            return None
+    except Exception:
+        return None
+    try:
+        exec(source, namespace)
+    except Exception:
+        pass
+    return None
 
 
 class _MarshalledCode:
@@ -322,6 +373,14 @@ def child_reads_this_bytecode(method):
     if server is None:  # none yet: the one this start() starts runs the executable above
         return True
     return server in state.forkservers_of_this_interpreter
+
+
+def server_prepared_the_loader():
+    """Whether the running fork server preloaded this mptrace, and with it the loader (see _preload)."""
+    from mptrace._envdiff import _server_pid
+    from mptrace._state import state
+
+    return _server_pid() in state.forkservers_preloading_mptrace
 
 
 def runs_this_interpreter():

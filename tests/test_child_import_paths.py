@@ -207,12 +207,13 @@ print(json.dumps({
 '''
 
 
-def unpickle_a_stowaway(bare_python, tmp_path):
+def unpickle_a_stowaway(bare_python, tmp_path, server_has_loader=False):
     """Unpickle a Stowaway in an isolated interpreter without mptrace; what it saw after, as a dict."""
     from mptrace import _stowaway
 
     stowaway = tmp_path / "stowaway.pickle"
-    stowaway.write_bytes(pickle.dumps({"mptrace": _stowaway.Stowaway({"tree": {"dir": str(tmp_path)}, "rsid": 7})}))
+    sent = _stowaway.Stowaway({"tree": {"dir": str(tmp_path)}, "rsid": 7}, server_has_loader=server_has_loader)
+    stowaway.write_bytes(pickle.dumps({"mptrace": sent}))
     result = subprocess.run([bare_python, "-I", "-S", "-c", UNPICKLE, str(stowaway)], capture_output=True, text=True,
                             cwd=str(tmp_path), env=environment(), timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -221,14 +222,16 @@ def unpickle_a_stowaway(bare_python, tmp_path):
     return report
 
 
-@pytest.mark.parametrize("bytecode", ["compiled", "source"])
+@pytest.mark.parametrize("bytecode", ["compiled", "source", "the server's"])
 def test_unpickling_the_stowaway_loads_the_parents_mptrace(tmp_path, bare_python, bytecode, monkeypatch):
-    """In an interpreter without mptrace; from source when the child's bytecode differs from the parent's."""
+    """In an interpreter without mptrace; from source when the child's bytecode differs from the parent's, and
+    when the stowaway calls the loader of a fork server that turns out to hold no mptrace (its preload failed)."""
     from mptrace import _stowaway
 
     if bytecode == "source":
-        monkeypatch.setattr(_stowaway, "_compiled", {False: (b"not code", b"\0\0\r\n"), True: (b"not code", b"\0\0\r\n")})
-    report = unpickle_a_stowaway(bare_python, tmp_path)
+        not_code = (b"not code", b"\0\0\r\n")
+        monkeypatch.setattr(_stowaway, "_compiled", {False: not_code, True: not_code})
+    report = unpickle_a_stowaway(bare_python, tmp_path, server_has_loader=bytecode == "the server's")
     assert report["mptrace"] == os.path.join(ROOT, "mptrace", "__init__.py") and report["activated"]
     assert not list(tmp_path.glob("*" + _stowaway.NOTE_SUFFIX))
 

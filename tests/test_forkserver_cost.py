@@ -45,6 +45,17 @@ def test_a_forkserver_child_of_this_interpreter_compiles_no_stowaway(child):
     assert child["compiled"] == ["<mptrace stowaway>"]
 
 
+def test_a_forkserver_child_of_a_running_server_unpickles_only_a_call_of_the_loader_it_prepared(child):
+    """Once the parent knows its server preloaded this mptrace, the stowaway is a call of builtins that ends in
+    the server's loader: no code object to unmarshal (about 100 us a child), no module-level code to run."""
+    second = child["second"]
+    assert second["traced"] and second["exitcode"] == 0
+    assert second["compiled"] == [] and not second["unmarshalled"]
+    assert "_stowaway:enter_from_server" in second["ran"]
+    assert "_child:_activate" in second["ran"]
+    assert "_stowaway:enter_from_server" not in child["ran"]  # the first: the server was not running yet
+
+
 def test_a_forkserver_child_installs_the_picklers_its_server_built(child):
     """Building a class is among the costliest things a child did; the server builds both picklers once."""
     assert "_channels:channel_pickler" not in child["ran"]
@@ -177,3 +188,28 @@ def test_the_fork_server_collects_its_young_objects_before_each_fork():
                             timeout=60, env=environment())
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert result.stdout.split() == ["True", "False", "True", "True"]
+
+
+def test_a_forkserver_child_calls_its_servers_loader_only_when_it_is_the_one_its_parent_would_send(monkeypatch):
+    """enter_from_server: the prepared loader when its digest is the parent's; else the source it was sent, run
+    as the stowaway runs it; and it never raises (the child then runs untraced)."""
+    from mptrace import _stowaway
+
+    calls = []
+    namespace = {"loader_id": _stowaway.loader_id(), "place": ("/dir", "/dir/mptrace/__init__.py"),
+                 "carrier": {"rsid": 7}, "ran": []}
+    monkeypatch.setattr(_stowaway, "prepared_loader", (_stowaway.loader_id(), lambda *args: calls.append(args)))
+    assert _stowaway.enter_from_server("ran.append('source')", namespace) is None
+    assert calls == [("/dir", "/dir/mptrace/__init__.py", {"rsid": 7}, None)] and namespace["ran"] == []
+    monkeypatch.setattr(_stowaway, "prepared_loader", ("another mptrace's", lambda *args: calls.append(args)))
+    _stowaway.enter_from_server("ran.append('source')", namespace)
+    assert len(calls) == 1 and namespace["ran"] == ["source"]
+    monkeypatch.setattr(_stowaway, "prepared_loader", None)
+    assert _stowaway.enter_from_server("raise RuntimeError('the loader failed')", namespace) is None
+
+    def failing(*args):
+        raise RuntimeError("the prepared loader failed")
+
+    monkeypatch.setattr(_stowaway, "prepared_loader", (_stowaway.loader_id(), failing))
+    assert _stowaway.enter_from_server("ran.append('again')", namespace) is None
+    assert namespace["ran"] == ["source"]  # not run a second time after a prepared loader that failed

@@ -1,4 +1,4 @@
-"""What a traced forkserver child does of mptrace's work outside its target (a start-up guard).
+"""What traced forkserver children do of mptrace's work outside their target (a start-up guard).
 
     cd tests/programs && python forkserver_child_work.py RESULT.json
 
@@ -14,7 +14,8 @@ which the server loaded, holds one too. RESULT.json gets:
   (``<string>``: source it compiled);
 * ``modules_read``: how many modules the child's module watch looked at, when
   it could leave out those its server found to be libraries' (else absent);
-* ``random_states``: the child's mp.random.states, and its exit code.
+* ``random_states``: the child's mp.random.states, and its exit code;
+* ``second``: the same of a second child, started once the server runs (and whether it was traced).
 """
 
 import json
@@ -54,8 +55,8 @@ def _record(frame, event, arg):
 def _report_at_exit(exit_now):
     def _exit(code):
         sys.setprofile(None)
-        with open(os.environ["MPTRACE_TEST_RESULT"], "w") as out:
-            json.dump(dict(_found, ran=sorted(_found["ran"]), compiled=sorted(_found["compiled"])), out)
+        with open(os.environ["MPTRACE_TEST_RESULT"], "a") as out:  # a line per child
+            out.write(json.dumps(dict(_found, ran=sorted(_found["ran"]), compiled=sorted(_found["compiled"]))) + "\n")
         exit_now(code)
 
     return _exit
@@ -81,14 +82,18 @@ def main(result_file):
     mptrace.install(tracer_provider=provider)
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["forkserver_child_work"])
-    process = context.Process(target=tests.random_targets.draw)
-    process.start()
-    process.join()
+    exit_codes = []
+    for _ in range(2):  # the first starts the server; the second finds it running
+        process = context.Process(target=tests.random_targets.draw)
+        process.start()
+        process.join()
+        exit_codes.append(process.exitcode)
     mptrace.flush()
-    [run] = [span for span in exporter.get_finished_spans() if span.name == "mp.process.run"]
+    runs = [span for span in exporter.get_finished_spans() if span.name == "mp.process.run"]
     with open(result_file) as found:
-        result = json.load(found)
-    result.update(random_states=list(run.attributes["mp.random.states"]), exitcode=process.exitcode)
+        result, second = [json.loads(line) for line in found]
+    result.update(random_states=list(runs[0].attributes["mp.random.states"]), exitcode=exit_codes[0],
+                  second=dict(second, exitcode=exit_codes[1], traced=len(runs) == 2))
     with open(result_file, "w") as out:
         json.dump(result, out)
 
