@@ -228,7 +228,10 @@ def test_a_container_of_plain_values_is_digested_in_one_pass(monkeypatch):
                   [(i, "name%d" % i, i / 8) for i in range(4000)], {(i, "a") for i in range(3000)},
                   [{"id": i, "name": "name%d" % i, "value": i / 8} for i in range(3000)],
                   {"k%d" % i: [i, i / 8] for i in range(3000)},
-                  {"section%d" % i: {"host": "h%d" % i, "port": i} for i in range(3000)}):
+                  {"section%d" % i: {"host": "h%d" % i, "port": i} for i in range(3000)},
+                  # rows holding records and rows: results kept as (step, {metrics}), or as nested pairs
+                  [(i, {"loss": i / 8, "accuracy": 0.5}) for i in range(3000)],
+                  [[i, (i / 8, {"ok": True})] for i in range(3000)], {"run%d" % i: (i, [i, i]) for i in range(3000)}):
         del tokens[:]
         entries = _fingerprint.fingerprint([("x", value)], key=key)
         assert " #" in entries["x"] and not entries["x"].endswith("#?")  # digested, not "cannot tell"
@@ -251,6 +254,14 @@ def test_a_container_of_plain_values_is_digested_in_one_pass(monkeypatch):
     ({"k%d" % i: i for i in range(20)}, {**{"k%d" % i: i for i in range(19)}, "k20": 19}),
     (set(range(20)), set(range(19)) | {20}),
     ({1.5, float("inf")} | set(range(18)), {1.5, float("-inf")} | set(range(18))),
+    # rows holding records or rows
+    ([(i, {"loss": 0.5}) for i in range(20)], [(i, {"loss": 0.5}) for i in range(19)] + [(19, {"loss": 0.25})]),
+    ([(i, {"loss": 0.5}) for i in range(20)], [(i, {"loss": 0.5}) for i in range(19)] + [(19, {"lost": 0.5})]),
+    ([(i, {"a": 1}) for i in range(20)], [(i, [("a", 1)]) for i in range(20)]),  # a record is not its pairs
+    ([(i, (1, 2)) for i in range(20)], [(i, [1, 2]) for i in range(20)]),  # nor a tuple a list, deeper down
+    ([[i, (1, 2)] for i in range(20)], [(i, (1, 2)) for i in range(20)]),
+    ([(i, (1, (2, 3))) for i in range(20)], [(i, (1, (2, 3))) for i in range(19)] + [(19, (1, (2, 4)))]),
+    ([(i, {"a": 1}) for i in range(20)], [({"a": 1}, i) for i in range(20)]),  # columns are not interchangeable
 ])
 def test_a_plain_container_that_differs_anywhere_has_another_digest(plain, other):
     key = b"k" * 16

@@ -144,7 +144,13 @@ plain_containers = st.one_of(
     # tables: rows, records, and dicts of them
     st.lists(plain_rows, max_size=30), st.sets(st.tuples(plain_keys, plain_keys), max_size=30),
     st.lists(plain_records, max_size=30), st.dictionaries(plain_keys, plain_rows, max_size=30),
-    st.dictionaries(st.text(max_size=4), plain_records, max_size=30))
+    st.dictionaries(st.text(max_size=4), plain_records, max_size=30),
+    # rows holding records and rows (results kept as (step, {metrics}), nested pairs), in lists, sets and dicts
+    st.lists(st.tuples(plain_leaves, plain_records), max_size=30),
+    st.lists(st.tuples(plain_leaves, st.tuples(plain_leaves, plain_records)), max_size=30),
+    st.lists(st.lists(st.lists(plain_leaves, min_size=2, max_size=2), min_size=3, max_size=3), max_size=20),
+    st.sets(st.tuples(plain_keys, st.tuples(plain_keys, plain_keys)), max_size=20),
+    st.dictionaries(plain_keys, st.tuples(plain_leaves, plain_records), max_size=20))
 
 
 def _digested(value):
@@ -169,12 +175,27 @@ def test_a_plain_container_has_the_digest_of_its_content_whatever_its_objects(va
 
 
 def _records_reordered(value):
-    """``value`` with each record (a dict inside it) filled in the reverse order; None if it holds none."""
-    inner = list(value.values()) if isinstance(value, dict) else list(value)
-    if not inner or not all(isinstance(item, dict) for item in inner):
+    """``value`` with each record (a dict inside it, in rows too) filled in the reverse order; None if it holds
+    none."""
+    if not _holds_a_record(value):
         return None
-    turn = lambda record: dict(reversed(list(record.items())))  # noqa: E731
-    return {k: turn(v) for k, v in value.items()} if isinstance(value, dict) else [turn(r) for r in value]
+    if isinstance(value, dict):
+        return dict((key, _records_turned(item)) for key, item in value.items())
+    return type(value)(_records_turned(item) for item in value)
+
+
+def _holds_a_record(value):
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_a_record(item) for item in value)
+
+
+def _records_turned(value):
+    if isinstance(value, dict):
+        return dict(reversed([(key, _records_turned(item)) for key, item in value.items()]))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_records_turned(item) for item in value)
+    return value
 
 
 @settings(max_examples=300, deadline=None)
@@ -201,6 +222,24 @@ def test_a_table_with_any_value_changed_has_another_digest(records, data):
     assert _digested(records) != _digested(changed)
     rows = [tuple(record.items()) for record in records]
     assert _digested(rows) != _digested([tuple(record.items()) for record in changed])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(), st.dictionaries(st.text(max_size=3), plain_leaves, min_size=1, max_size=4)),
+                min_size=1, max_size=30), st.data())
+def test_rows_holding_records_with_any_value_changed_have_another_digest(rows, data):
+    """Results kept as (step, {metrics}): a metric changed anywhere, or a step, gives another digest."""
+    index = data.draw(st.integers(0, len(rows) - 1))
+    step, record = rows[index]
+    changed = [(s, dict(r)) for s, r in rows]
+    if data.draw(st.booleans()):
+        field = data.draw(st.sampled_from(sorted(record)))
+        new = data.draw(plain_leaves.filter(lambda leaf: marshal.dumps(leaf, 2) != marshal.dumps(record[field], 2)))
+        changed[index][1][field] = new
+    else:
+        changed[index] = (step + 1, changed[index][1])
+    assert _digested(rows) != _digested(changed)
+
 
 # -- the main module under fork: only what its source says may count is read ----------------------------
 
