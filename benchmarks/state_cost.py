@@ -12,13 +12,14 @@ grow with the program's state; this measures by how much.
 The program (a file, run as ``__main__``) fills ``results`` with ``--items``
 items in its main block, then times start+join of an empty target. ``--shape``
 says what an item is: a float, a row (a tuple of an int, a string and a float),
-a record (a dict of the same three, by name), or nested: a row holding a record
-(``(step, {"loss": ..., "accuracy": ...})``). Arms as in ``process_start.py``: each a fresh interpreter, the
+a record (a dict of the same three, by name), nested: a row holding a record
+(``(step, {"loss": ..., "accuracy": ...})``), or json: a record holding a list
+and a record. Arms as in ``process_start.py``: each a fresh interpreter, the
 application's provider (``BatchSpanProcessor``) in both, ``install()`` before
 the first start in the traced one; runs alternate; figures are medians.
 
     python benchmarks/state_cost.py [--methods fork,forkserver,spawn] [--items 0,1000,10000] [--runs 3]
-                                    [--starts 10] [--shape float|row|record|nested]
+                                    [--starts 10] [--shape float|row|record|nested|json]
 """
 
 import argparse
@@ -53,7 +54,8 @@ if __name__ == "__main__":
         mptrace.install()
     make = {"float": lambda i: i / 7, "row": lambda i: (i, "item %d" % i, i / 7),
             "record": lambda i: {"id": i, "name": "item %d" % i, "value": i / 7},
-            "nested": lambda i: (i, {"loss": i / 7, "accuracy": 1 / (i + 1)})}[shape]
+            "nested": lambda i: (i, {"loss": i / 7, "accuracy": 1 / (i + 1)}),
+            "json": lambda i: {"id": i, "tags": ["tag %d" % i, "new"], "size": {"w": i, "h": 2}}}[shape]
     results.extend(make(i) for i in range(items))  # what the program has done so far
     context = multiprocessing.get_context(method)
     times, failed = [], 0
@@ -69,7 +71,7 @@ if __name__ == "__main__":
 '''
 
 
-SHAPES = ("float", "row", "record", "nested")
+SHAPES = ("float", "row", "record", "nested", "json")
 
 
 def one_run(arm, method, items, starts, shape, target_dir):

@@ -249,8 +249,9 @@ _RECORDS = frozenset((dict,))
 def _plain_form(items):
     """(form, values inside the items, the items' types) for ``items`` (a list) if they are plain: plain
     values; or rows, lists and tuples of plain values (a table's); or records, dicts of plain values whose
-    keys sort together (see _SORTABLE_TOGETHER); or rows of plain values, records and rows again (see
-    _nested_rows_form). None otherwise. Each check is a pass in C over one level.
+    keys sort together (see _SORTABLE_TOGETHER); or tables nested a few levels: rows holding records or
+    rows, records holding rows or records (see _nested_rows_form, _records_form). None otherwise. Each check
+    is a pass in C over one level or one column.
     The values inside count against the walk's budget, never more than the walk would have counted.
 
     The form is what marshal writes for them, and depends on their content alone: rows as they are, a record
@@ -258,42 +259,65 @@ def _plain_form(items):
     (Ellipsis is no plain value, so no row or plain item has a record's form.)
     """
     types = set(map(type, items))
+    found = _column_form(items, types, MAX_NESTED_LEVELS)
+    return (found[0], found[1], types) if found is not None else None
+
+
+MAX_NESTED_LEVELS = 3  # rows or records in rows or records, three deep: deeper ones are walked
+
+
+def _column_form(items, types, levels):
+    """(form, values counted) of ``items`` (their ``types``) if they are all plain, all records or all rows (see
+    _plain_form); None otherwise."""
     if _PLAIN_TYPES.issuperset(types):
-        return items, 0, types
+        return items, 0
+    if types == _RECORDS:
+        return _records_form(items, levels)
     if _ROWS.issuperset(types):
         inner = list(chain.from_iterable(items))
-        if _PLAIN_TYPES.issuperset(map(type, inner)):
-            return items, len(inner), types
-        nested = _nested_rows_form(items, types, MAX_NESTED_ROWS)
-        return (nested[0], nested[1], types) if nested is not None else None
-    if types == _RECORDS:
-        records = _records_form(items)
-        return (records[0], records[1], types) if records is not None else None
+        if _PLAIN_TYPES.issuperset(map(type, inner)):  # a table: its rows may differ in length
+            return items, len(inner)
+        return _nested_rows_form(items, types, levels)
     return None
 
 
-def _records_form(items):
-    """(form, keys counted) of dicts of plain values whose keys sort together (see _plain_form); None if not."""
+def _records_form(items, levels):
+    """(form, values counted) of dicts whose keys are plain values that sort together, and whose values are
+    plain, or (all records having the same keys) whose every column is a column's form (see _column_form).
+    None otherwise. ``{"id": 1, "tags": ["a", "b"]}``, JSON-like, is such a record."""
     keys = list(chain.from_iterable(items))
-    if _sortable_together(set(map(type, keys))) and _PLAIN_TYPES.issuperset(
-            map(type, chain.from_iterable(map(dict.values, items)))):
+    if not _sortable_together(set(map(type, keys))):
+        return None
+    if _PLAIN_TYPES.issuperset(map(type, chain.from_iterable(map(dict.values, items)))):
         return list(zip(repeat(Ellipsis), map(sorted, map(dict.items, items)))), len(keys)
-    return None
-
-
-MAX_NESTED_ROWS = 3  # rows in rows in rows: deeper ones are walked
+    if levels <= 1:
+        return None
+    key_sets = set(map(frozenset, items))
+    if len(key_sets) != 1:  # records of other keys: no columns
+        return None
+    names = sorted(key_sets.pop())
+    forms, counted = [], len(keys)
+    for name in names:
+        column = list(map(itemgetter(name), items))
+        found = _column_form(column, set(map(type, column)), levels - 1)
+        if found is None:
+            return None
+        forms.append(zip(repeat(name), found[0]))
+        counted += found[1]
+    # Each record's pairs in key order, as sorted(dict.items()) gives them for plain values.
+    return list(zip(repeat(Ellipsis), map(list, zip(*forms)))), counted
 
 
 def _nested_rows_form(rows, types, levels):
     """(form, values counted) of rows of one type (all lists or all tuples) and one length whose columns are
-    each plain values, records (see _records_form) or such rows again; None otherwise.
+    each plain values, records or rows again (see _column_form); None otherwise.
 
     ``results.append((step, {"loss": ..., "accuracy": ...}))`` makes such a table: a row holding a record.
     The rows are turned into columns (``zip``, in C), each column takes its form in a pass or two in C, and
     the forms are zipped back into rows of the same type: a few calls per column, however many rows. Walked
-    value by value, 200 such rows cost a spawn or forkserver start some 4 ms, at every start.
+    value by value, 2,000 such rows cost a spawn or forkserver start some 15 ms, at every start.
     """
-    if levels <= 0 or len(types) != 1:
+    if levels <= 1 or len(types) != 1:
         return None
     widths = set(map(len, rows))
     if len(widths) != 1 or 0 in widths:  # ragged rows (zip would cut them), or empty ones (plain already)
@@ -301,25 +325,11 @@ def _nested_rows_form(rows, types, levels):
     forms, counted = [], 0
     for column in zip(*rows):
         column = list(column)
-        column_types = set(map(type, column))
-        if _PLAIN_TYPES.issuperset(column_types):
-            form = column
-        elif column_types == _RECORDS:
-            records = _records_form(column)
-            if records is None:
-                return None
-            form, more = records
-            counted += more
-        elif _ROWS.issuperset(column_types):
-            inner = _nested_rows_form(column, column_types, levels - 1)
-            if inner is None:
-                return None
-            form, more = inner
-            counted += more
-        else:
+        found = _column_form(column, set(map(type, column)), levels - 1)
+        if found is None:
             return None
-        forms.append(form)
-        counted += len(column)
+        forms.append(found[0])
+        counted += len(column) + found[1]
     joined = zip(*forms)
     return (list(map(list, joined)) if list in types else list(joined)), counted
 

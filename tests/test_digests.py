@@ -231,7 +231,9 @@ def test_a_container_of_plain_values_is_digested_in_one_pass(monkeypatch):
                   {"section%d" % i: {"host": "h%d" % i, "port": i} for i in range(3000)},
                   # rows holding records and rows: results kept as (step, {metrics}), or as nested pairs
                   [(i, {"loss": i / 8, "accuracy": 0.5}) for i in range(3000)],
-                  [[i, (i / 8, {"ok": True})] for i in range(3000)], {"run%d" % i: (i, [i, i]) for i in range(3000)}):
+                  [[i, (i / 8, {"ok": True})] for i in range(3000)], {"run%d" % i: (i, [i, i]) for i in range(3000)},
+                  # records holding rows or records, JSON-like
+                  [{"id": i, "tags": ["t%d" % i, "b"], "size": {"w": i, "h": 2}} for i in range(2000)]):
         del tokens[:]
         entries = _fingerprint.fingerprint([("x", value)], key=key)
         assert " #" in entries["x"] and not entries["x"].endswith("#?")  # digested, not "cannot tell"
@@ -262,6 +264,13 @@ def test_a_container_of_plain_values_is_digested_in_one_pass(monkeypatch):
     ([[i, (1, 2)] for i in range(20)], [(i, (1, 2)) for i in range(20)]),
     ([(i, (1, (2, 3))) for i in range(20)], [(i, (1, (2, 3))) for i in range(19)] + [(19, (1, (2, 4)))]),
     ([(i, {"a": 1}) for i in range(20)], [({"a": 1}, i) for i in range(20)]),  # columns are not interchangeable
+    # records holding rows or records
+    ([{"id": i, "tags": ["a"]} for i in range(20)],
+     [{"id": i, "tags": ["a"]} for i in range(19)] + [{"id": 19, "tags": ["b"]}]),
+    ([{"id": i, "tags": ["a"]} for i in range(20)], [{"id": i, "tags": ("a",)} for i in range(20)]),
+    ([{"id": i, "tags": ["a"]} for i in range(20)], [{"id": i, "tag": ["a"]} for i in range(20)]),
+    ([{"id": i, "at": {"x": 1}} for i in range(20)],
+     [{"id": i, "at": {"x": 1}} for i in range(19)] + [{"id": 19, "at": {"y": 1}}]),
 ])
 def test_a_plain_container_that_differs_anywhere_has_another_digest(plain, other):
     key = b"k" * 16

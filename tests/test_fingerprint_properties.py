@@ -150,7 +150,10 @@ plain_containers = st.one_of(
     st.lists(st.tuples(plain_leaves, st.tuples(plain_leaves, plain_records)), max_size=30),
     st.lists(st.lists(st.lists(plain_leaves, min_size=2, max_size=2), min_size=3, max_size=3), max_size=20),
     st.sets(st.tuples(plain_keys, st.tuples(plain_keys, plain_keys)), max_size=20),
-    st.dictionaries(plain_keys, st.tuples(plain_leaves, plain_records), max_size=20))
+    st.dictionaries(plain_keys, st.tuples(plain_leaves, plain_records), max_size=20),
+    # records holding rows and records, all with the same keys (JSON-like)
+    st.lists(st.fixed_dictionaries({"id": plain_leaves, "tags": st.lists(plain_leaves, max_size=3),
+                                    "at": plain_records}), max_size=20))
 
 
 def _digested(value):
