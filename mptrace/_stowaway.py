@@ -24,7 +24,10 @@ activates the child (``mptrace._child._activate``). It changes neither
 or another ``mptrace`` is loaded already, the child runs untraced: the loader
 takes back what it added to ``sys.modules``, leaves a note in the spool
 directory saying why, and returns. The parent reads the note when it observes
-the child's exit (``take_note``).
+the child's exit (``take_note``). A forkserver child whose server preloaded
+this mptrace (see _preload) is sent a call, of builtins too, of the loader its
+server defined from the same source (``_call_the_servers_loader``): nothing to
+unmarshal or compile.
 
 In a traced child, ``mptrace`` in ``sys.modules`` is the parent's package, so
 the program's own ``import mptrace`` there gives what it gave in the parent.
@@ -241,9 +244,9 @@ class Stowaway:
             source = _LOADER if bundle is not None else _LOADER_PLAIN
             same = self.same_interpreter
             bootstrap = _MarshalledCode(_compiled_bootstrap()) if same else _BOOTSTRAP
-            return exec, (bootstrap, {"code": code, "magic": None if same else magic, "source": None if same else source,
-                                      "loader_id": loader_id(), "place": _place_of_mptrace(),
-                                      "carrier": self.carrier, "bundle": bundle})
+            return exec, (bootstrap, {"code": code, "magic": None if same else magic,
+                                      "source": None if same else source, "loader_id": loader_id(),
+                                      "place": _place_of_mptrace(), "carrier": self.carrier, "bundle": bundle})
         except Exception:  # the start goes on, as without mptrace: the child unpickles None and is not traced
             from mptrace import _log
 
@@ -261,9 +264,9 @@ class Stowaway:
 
 
 def _call_the_servers_loader(carrier):
-    """The stowaway of a forkserver child whose server preloaded this mptrace, as builtins only (unpickling
-    it can fail to find nothing): ``next(map(getattr(sys.modules.get("mptrace._stowaway"), "enter_from_server",
-    exec), [loader source], [namespace]))``.
+    """The stowaway of a forkserver child whose server preloaded this mptrace, made of builtins only (so that
+    unpickling it finds everything it names in any interpreter): ``next(map(getattr(sys.modules.get(
+    "mptrace._stowaway"), "enter_from_server", exec), [loader source], [namespace]))``.
 
     In the child that is a call of ``enter_from_server`` below, which calls the loader the server prepared.
     Unmarshalling the bootstrap's code object cost a forkserver child about 100 us (every object it makes
