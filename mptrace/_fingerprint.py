@@ -274,9 +274,8 @@ def _column_form(items, types, levels):
     if types == _RECORDS:
         return _records_form(items, levels)
     if _ROWS.issuperset(types):
-        inner = list(chain.from_iterable(items))
-        if _PLAIN_TYPES.issuperset(map(type, inner)):  # a table: its rows may differ in length
-            return items, len(inner)
+        if _PLAIN_TYPES.issuperset(map(type, chain.from_iterable(items))):  # a table: rows may differ in length
+            return items, sum(map(len, items))
         return _nested_rows_form(items, types, levels)
     return None
 
@@ -285,18 +284,18 @@ def _records_form(items, levels):
     """(form, values counted) of dicts whose keys are plain values that sort together, and whose values are
     plain, or (all records having the same keys) whose every column is a column's form (see _column_form).
     None otherwise. ``{"id": 1, "tags": ["a", "b"]}``, JSON-like, is such a record."""
-    keys = list(chain.from_iterable(items))
-    if not _sortable_together(set(map(type, keys))):
+    if not _sortable_together(set(map(type, chain.from_iterable(items)))):  # the keys' types
         return None
+    counted = sum(map(len, items))  # the keys
     if _PLAIN_TYPES.issuperset(map(type, chain.from_iterable(map(dict.values, items)))):
-        return list(zip(repeat(Ellipsis), map(sorted, map(dict.items, items)))), len(keys)
+        return list(zip(repeat(Ellipsis), map(sorted, map(dict.items, items)))), counted
     if levels <= 1:
         return None
     key_sets = set(map(frozenset, items))
     if len(key_sets) != 1:  # records of other keys: no columns
         return None
     names = sorted(key_sets.pop())
-    forms, counted = [], len(keys)
+    forms = []
     for name in names:
         column = list(map(itemgetter(name), items))
         found = _column_form(column, set(map(type, column)), levels - 1)
