@@ -18,12 +18,20 @@ children (fork) with as many alive at once as there are cores, and its
 traced runs check that every child's run span arrived.
 
     python benchmarks/process_start.py [--methods fork,forkserver,spawn,burst] [--runs 3] [--starts 10]
-                                       [--span-floor] [--floor]
+                                       [--span-floor] [--floor] [--app]
 
 ``--span-floor`` adds a fourth arm: the provider-only program making one SDK
 span of its own around each start+join, which shows what a single span per
 child costs on the machine (mptrace makes one, mp.process, and hands the
 child's run span to the same processors).
+
+``--app`` runs the same program as a file, ``app.py``, that first imports
+what an application using OpenTelemetry imports at its top level (the SDK,
+some of the standard library). Each spawn and forkserver child re-imports it,
+and those libraries with it, as an application's children do; the ``-c``
+program's children re-import nothing. The re-import dominates such a start, so
+the ratio says less there than the milliseconds mptrace adds, which are
+printed too.
 
 ``--floor`` adds a "floor" arm under fork and burst: the provider-only
 program with ``floor_tracer.install()`` (this folder) before the first start,
@@ -56,7 +64,8 @@ PROGRAM = r'''
 import multiprocessing, os, statistics, sys, time
 
 ARM, METHOD, STARTS, BURST = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-if ARM != "no OpenTelemetry":
+# The program itself (as app.py, see --app, its spawn and forkserver children re-import it as __mp_main__).
+if __name__ == "__main__" and ARM != "no OpenTelemetry":
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -72,10 +81,10 @@ if ARM != "no OpenTelemetry":
     provider.add_span_processor(BatchSpanProcessor(CountRuns()))
     trace.set_tracer_provider(provider)
     tracer = provider.get_tracer("benchmark")
-if ARM == "traced":
+if __name__ == "__main__" and ARM == "traced":
     import mptrace
     mptrace.install()
-if ARM == "floor":  # its spool directory where mptrace makes its own, the same way (no tempfile: see _install)
+if __name__ == "__main__" and ARM == "floor":  # its spool directory where mptrace makes its own, the same way (no tempfile: see _install)
     import floor_tracer
     parent = [d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm") if d and os.access(d, os.W_OK | os.X_OK)]
     spool = os.path.join((parent or [os.getcwd()])[0], "floor-" + os.urandom(8).hex())
@@ -143,6 +152,19 @@ if __name__ == "__main__":
     print(per_start * 1e3, children, arrived, failed)
 '''
 
+# --app: the same program as a file, app.py, that first imports what an application using OpenTelemetry
+# imports at its top level. Each spawn and forkserver child re-imports it, and those libraries with it (the
+# -c program's children re-import nothing): mptrace's child then meets some 140 modules it did not load
+# itself, and a loaded OpenTelemetry SDK to wire.
+APP_IMPORTS = r'''
+import argparse, dataclasses, decimal, email.utils, http.client, json, logging, sys, urllib.request, uuid
+if sys.argv[1] != "no OpenTelemetry":
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+'''
+APP_PROGRAM = APP_IMPORTS + PROGRAM
 
 TARGET_MODULE = "def noop():\n    pass\n"
 
@@ -171,17 +193,23 @@ PROVIDER_AND_TARGET = r'''
 import sys
 ''' + APPLICATION_PROVIDER + r'''
 
-provider = application_provider()
-if sys.argv[1] == "traced":
+if __name__ == "__main__":  # not in a spawn or forkserver child re-importing app.py (see APP_IMPORTS)
+    provider = application_provider()
+if __name__ == "__main__" and sys.argv[1] == "traced":
     import mptrace
     mptrace.install()
 from process_start_target import noop  # importable by spawn and forkserver children
 '''
 
 
-def one_run(arm, method, starts, burst, target_dir):
+def one_run(arm, method, starts, burst, target_dir, app=False):
     path = [ROOT, target_dir] + ([BENCHMARKS] if arm == "floor" else [])  # floor_tracer, for that arm only
-    result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts), str(burst)],
+    program = ["-c", PROGRAM]
+    if app:
+        program = [os.path.join(target_dir, "app.py")]
+        with open(program[0], "w") as file:
+            file.write(APP_PROGRAM)
+    result = subprocess.run([sys.executable] + program + [arm, method, str(starts), str(burst)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
                             capture_output=True, text=True, cwd=target_dir, timeout=900)
     if result.returncode:
@@ -220,9 +248,9 @@ def alternate_runs(arms, runs, one):
     return found
 
 
-def measure(method, runs, starts, burst, arms=ARMS):
+def measure(method, runs, starts, burst, arms=ARMS, app=False):
     """{arm: median ms per start}: runs alternate the arms, in a rotating order."""
-    found = alternate_runs(arms, runs, lambda arm, target_dir: one_run(arm, method, starts, burst, target_dir))
+    found = alternate_runs(arms, runs, lambda arm, target_dir: one_run(arm, method, starts, burst, target_dir, app))
     return {arm: statistics.median(values) for arm, values in found.items()}
 
 
@@ -238,6 +266,10 @@ def main():
     parser.add_argument("--floor", action="store_true",
                         help="also run, under fork and burst, the provider-only program with floor_tracer.py: "
                              "the least a tracer of mptrace's design does per fork child")
+    parser.add_argument("--app", action="store_true",
+                        help="run the program as a file that imports an application's libraries at top level "
+                             "(OpenTelemetry's SDK, some of the standard library): spawn and forkserver children "
+                             "re-import them, as an application's do; also prints traced - provider in ms")
     options = parser.parse_args()
     if options.runs < 3:
         parser.error("--runs must be at least 3, got %d" % options.runs)
@@ -251,7 +283,7 @@ def main():
     for method in options.methods.split(","):
         with_floor = options.floor and method in FLOOR_METHODS
         medians = measure(method, options.runs, options.starts, options.burst,
-                          arms + (("floor",) if with_floor else ()))
+                          arms + (("floor",) if with_floor else ()), options.app)
         bare, provider, traced = (medians[arm] for arm in ARMS)
         floor_columns = ""
         if with_floor:
@@ -263,7 +295,10 @@ def main():
             method, bare, provider, traced, traced / provider, traced / bare, TARGETS.get(method, float("nan")),
             " %9.2f %9.2fx" % (medians["one span"], medians["one span"] / provider) if one_span else "",
             floor_columns))
-    print("(%d alternating runs per arm, each in a fresh interpreter; %s; Python %s, %d cores)" % (
+        if options.app:
+            print("%-11s %+8.2f ms added per start (traced - provider only)" % ("", traced - provider))
+    print("(%s%d alternating runs per arm, each in a fresh interpreter; %s; Python %s, %d cores)" % (
+        "the program as a file importing an application's libraries (--app); " if options.app else "",
         options.runs, "median of %d starts per run, burst: %d children" % (options.starts, options.burst),
         sys.version.split()[0], os.cpu_count() or 0))
     if options.floor:

@@ -9,11 +9,15 @@ start+join of an empty target (after 3 warm-up starts) and reports its median.
 Printed: the median over runs of each arm, its ratio to the provider-only
 arm, and every run's figure (the spread says how far to trust a difference).
 
-    python benchmarks/start_versions.py OLD_REF [NEW_REF] [--method fork] [--runs 7] [--starts 60] [--cpu]
+    python benchmarks/start_versions.py OLD_REF [NEW_REF] [--method fork] [--runs 7] [--starts 60] [--cpu | --faults] [--app]
 
 OLD_REF and NEW_REF are git revisions of this repository (NEW_REF: the
 working tree when left out); ``--cpu`` reports CPU time per start (the
-program and its children) instead of wall time.
+program, its children and a fork server with its children) instead of wall
+time, ``--faults`` their page faults, which a shared machine's noise moves
+far less than time; ``--app`` runs the program
+as a file that imports an application's libraries first, which spawn and
+forkserver children re-import (see ``process_start.py --app``).
 """
 
 import argparse
@@ -25,15 +29,26 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from process_start import PROVIDER_AND_TARGET, TARGET_MODULE  # noqa: E402
+from process_start import APP_IMPORTS, PROVIDER_AND_TARGET, TARGET_MODULE  # noqa: E402
 
 PROGRAM = PROVIDER_AND_TARGET + r'''
-import multiprocessing, resource, statistics, time
+import multiprocessing, multiprocessing.forkserver, os, resource, statistics, time
 
 
-def cpu_seconds():
+def usage():
+    """(CPU seconds, page faults) so far of this program, of the children it reaped (fork, spawn) and, under
+    forkserver, of the fork server with the children it reaped (the server is not this program's to reap
+    until it exits, so getrusage leaves it and them out)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    faults = own.ru_minflt + own.ru_majflt + children.ru_minflt + children.ru_majflt
+    server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    if server:
+        with open("/proc/%d/stat" % server) as stat:  # after its name: minflt cminflt majflt cmajflt at 7-10,
+            fields = stat.read().rpartition(")")[2].split()  # utime stime cutime cstime (ticks) at 11-14
+        faults += sum(int(fields[i]) for i in (7, 8, 9, 10))
+        cpu += sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    return cpu, faults
 
 
 if __name__ == "__main__":
@@ -41,7 +56,7 @@ if __name__ == "__main__":
     starts, wall = int(sys.argv[3]), []
     for i in range(starts + 3):
         if i == 3:
-            cpu_began = cpu_seconds()
+            began_using = usage()
         began = time.perf_counter()
         process = context.Process(target=noop)
         process.start()
@@ -49,8 +64,8 @@ if __name__ == "__main__":
         wall.append(time.perf_counter() - began)
         if process.exitcode != 0:
             sys.exit("a child exited with %s" % process.exitcode)
-    cpu = (cpu_seconds() - cpu_began) / starts
-    print((cpu if sys.argv[4] == "cpu" else statistics.median(wall[3:])) * 1e3)
+    cpu, faults = ((now - then) / starts for now, then in zip(usage(), began_using))
+    print({"cpu": cpu * 1e3, "faults": faults, "wall": statistics.median(wall[3:]) * 1e3}[sys.argv[4]])
 '''
 
 
@@ -70,9 +85,14 @@ def export_version(ref, into):
     return path, into
 
 
-def one_run(paths, traced, method, starts, measure, cwd):
+def one_run(paths, traced, method, starts, measure, cwd, app=False):
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-    result = subprocess.run([sys.executable, "-c", PROGRAM, "traced" if traced else "plain", method, str(starts),
+    program = ["-c", PROGRAM]
+    if app:  # a file that imports an application's libraries first (see process_start.APP_IMPORTS)
+        program = [os.path.join(cwd, "app.py")]
+        with open(program[0], "w") as file:
+            file.write(APP_IMPORTS + PROGRAM)
+    result = subprocess.run([sys.executable] + program + ["traced" if traced else "plain", method, str(starts),
                              measure], env=environment, capture_output=True, text=True, cwd=cwd)
     if result.returncode:
         raise SystemExit("a run failed:\n" + result.stderr)
@@ -86,9 +106,17 @@ def main():
     parser.add_argument("--method", default="fork", choices=("fork", "spawn", "forkserver"))
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--starts", type=int, default=60)
-    parser.add_argument("--cpu", action="store_true", help="CPU ms per start (program and children), not wall")
+    parser.add_argument("--cpu", action="store_true",
+                        help="CPU ms per start (program, children and fork server; the server's in 10 ms ticks), "
+                             "not wall")
+    parser.add_argument("--faults", action="store_true",
+                        help="page faults per start (program, children and fork server), not wall: steadier than "
+                             "time on a shared machine")
+    parser.add_argument("--app", action="store_true",
+                        help="the program as a file that imports an application's libraries at top level, which "
+                             "spawn and forkserver children re-import (see process_start.py --app)")
     options = parser.parse_args()
-    measure = "cpu" if options.cpu else "wall"
+    measure = "cpu" if options.cpu else "faults" if options.faults else "wall"
     # Each program runs in an empty directory of its own, as a program runs in its project's: not in the
     # temporary directory, whose thousands of entries on a busy machine every spawn and forkserver child
     # would list at its first import (the current directory is on a -c program's sys.path).
@@ -100,12 +128,13 @@ def main():
         arms.update((name, []) for name in paths)
         for _ in range(options.runs):
             arms["provider only"].append(one_run(paths[options.old], False, options.method, options.starts, measure,
-                                                 run_dir))
+                                                 run_dir, options.app))
             for name, path in paths.items():
-                arms[name].append(one_run(path, True, options.method, options.starts, measure, run_dir))
+                arms[name].append(one_run(path, True, options.method, options.starts, measure, run_dir, options.app))
     baseline = statistics.median(arms["provider only"])
-    print("%s start+join, %s ms per start, median of %d runs of %d starts" % (
-        options.method, measure, options.runs, options.starts))
+    print("%s start+join%s, %s per start, median of %d runs of %d starts" % (
+        options.method, " (--app)" if options.app else "", "page faults" if options.faults else measure + " ms",
+        options.runs, options.starts))
     for name, values in arms.items():
         median = statistics.median(values)
         print("%-14s %8.2f  %5.2fx   %s" % (name, median, median / baseline, " ".join("%.2f" % v for v in values)))

@@ -13,7 +13,6 @@ is bounded.
 """
 
 import contextlib
-import queue
 import threading
 import time
 
@@ -55,6 +54,8 @@ class Deadline:
         is shutting down (atexit handlers), and then nothing can be waited for with a bound."""
         if self._helper is not None:
             return self._helper.is_alive()
+        import queue  # here, not at the top: a spawn child loads this module with OpenTelemetry, and never waits
+
         calls = queue.SimpleQueue()
         helper = threading.Thread(target=_serve, args=(calls,), name="mptrace-handover", daemon=True)
         try:

@@ -396,9 +396,10 @@ class ChildRun:
 
     def module_watch(self):
         if self.watch is None:
-            from mptrace._modstate import ModuleWatch, adopt_library_paths, adopt_server_watch
+            from mptrace._modstate import ModuleWatch, adopt_library_files, adopt_library_paths, adopt_server_watch
 
             adopt_library_paths(self.tree.get("lib"))
+            adopt_library_files(self.carrier.get("libf"))
             include, exclude = self.tree.get("watch", ((), ()))
             key = _digest_key(self.tree)
             watch = self.inherited_watch

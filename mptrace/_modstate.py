@@ -567,11 +567,18 @@ class ModuleWatch:
         return decision
 
     def _decide(self, name, module):
+        path = getattr(module, "__file__", None)
+        if path is not None and _parent_library_files.get(name) == path and not _has_prefix(name, self.include):
+            _library_files[name] = path  # and so for this process's own children
+            return False  # as the parent found; its name alone could only make it watched if included
         if not self.wanted_name(name):
             return False
         if _has_prefix(name, self.include) or name == "__main__":
             return True
-        return _is_application_module(module, self._library_paths)
+        application = _is_application_module(module, self._library_paths)
+        if not application and type(path) is str and os.path.isabs(path):
+            _library_files[name] = path
+        return application
 
     def record_baseline(self, module):
         name = getattr(module, "__name__", None)
@@ -727,6 +734,42 @@ def _is_application_module(module, library_paths):
     return not real_path(path).startswith(library_paths)
 
 
+# Modules found to be a library's by their file, {name: absolute file}. A spawn or forkserver child re-imports
+# what its main module imports, mostly libraries, and deciding each by its file's real path costs it a few
+# microseconds a module (a stat or more): the parent sends what it found (library_files_to_carry), and the
+# child takes the parent's answer for a module of the same name loaded from the very same file.
+_library_files = {}
+_carried_library_files = (0, None)  # (len(_library_files) when joined, the joined text)
+_parent_library_files = {}  # in a child: what its parent sent (adopt_library_files)
+
+
+def library_files_to_carry():
+    """The library modules this process found by their files, as one text (name NUL file NUL ...) that
+    pickles in one piece; None if there are none. Joined again only when more were found."""
+    global _carried_library_files
+    count, text = _carried_library_files
+    if count != len(_library_files):
+        entries = []
+        for name, path in list(_library_files.items()):
+            if "\0" not in name and "\0" not in path:
+                entries.append(name)
+                entries.append(path)
+        text = "\0".join(entries) or None
+        _carried_library_files = (len(_library_files), text)
+    return text
+
+
+def adopt_library_files(carried):
+    """In a spawn or forkserver child: the library modules its parent found by their files (see
+    library_files_to_carry); anything unexpected is ignored (the child then decides by itself)."""
+    global _parent_library_files
+    if type(carried) is not str or not carried:
+        return
+    entries = carried.split("\0")
+    if len(entries) % 2 == 0:
+        _parent_library_files = dict(zip(entries[::2], entries[1::2]))
+
+
 _real_directories = {}  # directory -> its realpath: modules come from a few directories, and realpath stats each part
 
 
@@ -747,8 +790,22 @@ def _real_directory(directory):
     if real is None:
         if len(_real_directories) >= _MAX_CACHED:
             _real_directories.clear()
-        real = _real_directories[directory] = os.path.realpath(directory)
+        real = _real_directories[directory] = _resolve_directory(directory)
     return real
+
+
+def _resolve_directory(directory):
+    """``os.path.realpath(directory)``, from its parent's (cached): one ``lstat`` when the parent is known.
+
+    ``realpath`` stats every part of a path, some 20 us for a package's directory. A child that imports a
+    library's package tree at start-up (its main module's imports) resolves dozens of them, siblings that
+    share all but their last part. The real path of ``parent/name`` is the parent's real path joined with
+    ``name`` unless ``name`` is itself a link; ``.``, ``..`` and the root are left to ``realpath``.
+    """
+    parent, name = os.path.split(directory)
+    if not name or name in (".", "..") or not parent or parent == directory or os.path.islink(directory):
+        return os.path.realpath(directory)
+    return os.path.join(_real_directory(parent), name)
 
 
 def resolve_module_paths():

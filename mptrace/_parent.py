@@ -412,6 +412,10 @@ def _record_method(launch, popen):
         _fingerprint_arguments(launch)
         if launch.module_state:
             launch.carrier["state"] = launch.module_state
+        _modstate = sys.modules.get("mptrace._modstate")  # loaded wherever a module watch decided anything
+        library_files = _modstate.library_files_to_carry() if _modstate is not None else None
+        if library_files:
+            launch.carrier["libf"] = library_files
         from mptrace._child import prebuild_records
 
         _log.safely("encoding the child's first records", prebuild_records, launch.carrier)

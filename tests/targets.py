@@ -213,6 +213,24 @@ def queue_made_here(size):
     queue.join_thread()
 
 
+def queue_made_in_a_span(size):
+    """queue_made_here, inside a span of this child's own. The span says whether mptrace's channel counting
+    was loaded before (in a spawn child it is not: OpenTelemetry is wired at run() before it is loaded)."""
+    with trace.get_tracer("tests").start_as_current_span("child-work") as span:
+        span.set_attribute("test.channels_loaded_before", "mptrace._channels" in sys.modules)
+        queue_made_here(size)
+
+
+def report_resolved_directories(outbox):
+    """The directories this child resolved to tell the application's modules from libraries', and the
+    modules whose answer its parent sent."""
+    from mptrace import _modstate
+
+    outbox.put((list(_modstate._real_directories), list(_modstate._parent_library_files)))
+    outbox.close()
+    outbox.join_thread()
+
+
 def mptrace_modules():
     """Where each of mptrace's modules this process holds came from ({name: (loader's class, __file__)}), and
     which finders still serve the parent's bundle (see mptrace/_bundle.py)."""

@@ -142,6 +142,24 @@ def test_a_queue_a_child_makes_while_it_runs_counts_with_the_trees_thresholds(tr
     assert totals(run, "queue")["unpickled"] == (1, pickled_size(BIG))
 
 
+def test_a_queue_a_child_makes_in_its_own_span_counts_on_that_span(traced, context):
+    """A spawn child wires OpenTelemetry at run() and loads what counts pickles only when its code imports a
+    channel module: from then on, pickles count on the span current where they are made, not on the run."""
+    child = context.Process(target=targets.queue_made_in_a_span, args=(len(BIG),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    spans = traced.spans()
+    work, run = one(spans, "child-work"), one(spans, "mp.process.run")
+    if context.get_start_method() == "spawn":
+        assert work.attributes["test.channels_loaded_before"] is False  # else this test shows nothing
+    big_put = one(spans, "mp.pickle", **{"mp.pickle.channel": "queue"})
+    big_get = one(spans, "mp.unpickle", **{"mp.pickle.channel": "queue"})
+    assert parent_of(spans, big_put) is work and parent_of(spans, big_get) is work
+    assert totals(work, "queue")["unpickled"] == (1, pickled_size(BIG))
+    assert "mp.unpickle.queue.count" not in run.attributes
+
+
 def test_simple_queue_traffic_is_counted_on_the_queue_channel(traced, context):
     with traced.tracer.start_as_current_span("work"):
         inbox, outbox = context.SimpleQueue(), context.SimpleQueue()
