@@ -778,10 +778,8 @@ def real_path(path):
     if not isinstance(path, str) or not os.path.isabs(path):  # a relative one depends on the working directory
         return os.path.realpath(path)
     directory, base = os.path.split(path)
-    real = _real_directory(directory)
-    if os.path.islink(path):
-        return os.path.realpath(path)
-    return os.path.join(real, base)
+    joined = os.path.join(_real_directory(directory), base)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def _real_directory(directory):
@@ -799,13 +797,17 @@ def _resolve_directory(directory):
 
     ``realpath`` stats every part of a path, some 20 us for a package's directory. A child that imports a
     library's package tree at start-up (its main module's imports) resolves dozens of them, siblings that
-    share all but their last part. The real path of ``parent/name`` is the parent's real path joined with
-    ``name`` unless ``name`` is itself a link; ``.``, ``..`` and the root are left to ``realpath``.
+    share all but their last part. ``realpath`` resolves a path part by part, so the real path of
+    ``parent/name`` is the parent's real path joined with ``name``, unless that is a link (then resolved
+    from there). The link is looked for under the parent's real path, not the path as given: where a
+    missing part precedes ``..``, the kernel cannot walk the given one, and ``realpath`` walks it as text.
+    ``.``, ``..`` and the root are left to ``realpath``.
     """
     parent, name = os.path.split(directory)
-    if not name or name in (".", "..") or not parent or parent == directory or os.path.islink(directory):
+    if not name or name in (".", "..") or not parent or parent == directory:
         return os.path.realpath(directory)
-    return os.path.join(_real_directory(parent), name)
+    joined = os.path.join(_real_directory(parent), name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def resolve_module_paths():

@@ -46,18 +46,22 @@ def make_links(root, links):
         os.symlink(os.path.relpath(target, os.path.dirname(path)) if relative else target, path)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(linked_trees_and_paths())
 def test_a_directory_resolved_from_its_parents_is_its_realpath(tree, plan):
     """Resolved part by part from cached parents (one lstat a directory), the answer is os.path.realpath's,
     with the cache cold or warmed by the other paths in any order."""
     links, paths = plan
+    if sys.version_info < (3, 10):  # 3.9's realpath returns "/rest" for "loop//rest" when loop links to itself
+        paths = [path for path in paths if "//" not in path and not path.startswith("/")] or ["a"]
     make_links(tree, links)
     _modstate._real_directories.clear()
     try:
         for path in paths + paths[::-1]:
             absolute = os.path.join(tree, path)
             assert _modstate._real_directory(absolute) == os.path.realpath(absolute), absolute
+            module_file = os.path.join(absolute, "mod.py")  # a file's, its directory resolved the same way
+            assert _modstate.real_path(module_file) == os.path.realpath(module_file), module_file
             _modstate._real_directories.clear() if len(path) % 2 else None  # cold and warm caches alike
     finally:
         _modstate._real_directories.clear()
