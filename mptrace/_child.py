@@ -75,7 +75,59 @@ def prepare_server():
     _patch_for_children()
     _watch_for_failure(None)
     _collect_young_objects_before_each_fork(os.getpid())
+    _compile_otel_child_in_server()
     _server_prepared = True
+
+
+OTEL_CHILD = "mptrace._otel_child"
+# In a fork server (see prepare_server): (spec, code) of _otel_child, which needs OpenTelemetry and so cannot
+# run in the server, found, read and unmarshalled there once for all its children. None elsewhere.
+_server_compiled_otel_child = None
+
+
+def _compile_otel_child_in_server():
+    global _server_compiled_otel_child
+    try:
+        from importlib.util import find_spec
+
+        spec = find_spec(OTEL_CHILD)
+        code = spec.loader.get_code(OTEL_CHILD) if spec is not None and hasattr(spec.loader, "get_code") else None
+        if code is not None:
+            _server_compiled_otel_child = (spec, code)
+    except Exception:  # its children import it as usual
+        _log.internal_error("preparing mptrace's OpenTelemetry wiring in the fork server")
+
+
+def _load_otel_child():
+    """``mptrace._otel_child``: loaded already, else run from the code the fork server prepared, else imported.
+
+    Importing it cost a forkserver child some 240 us (finding its file, reading and unmarshalling its code, every
+    object a page copied from the server); running the prepared code, some 95. Loaded as the import system
+    loads a module: in ``sys.modules`` while its code runs, removed if that raises, then bound in its package.
+    """
+    global _server_compiled_otel_child
+    module = sys.modules.get(OTEL_CHILD)
+    if module is not None:
+        return module
+    prepared, _server_compiled_otel_child = _server_compiled_otel_child, None
+    if prepared is None:
+        return importlib.import_module(OTEL_CHILD)
+    from importlib.util import module_from_spec
+
+    spec, code = prepared
+    module = module_from_spec(spec)
+    sys.modules[OTEL_CHILD] = module
+    spec._initializing = True  # importlib's flag for a module whose code is running (see _half_imported)
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        sys.modules.pop(OTEL_CHILD, None)
+        raise
+    finally:
+        spec._initializing = False
+    module = sys.modules[OTEL_CHILD]  # as import does: what the module's code left there
+    setattr(sys.modules["mptrace"], "_otel_child", module)
+    return module
 
 
 def _collect_young_objects_before_each_fork(server_pid):
@@ -679,10 +731,7 @@ def _wire_opentelemetry(run, inherited_provider):
         _channels.use_run_span(run.wired_by_inheritance)
         return
     if "opentelemetry.trace" in sys.modules:
-        _otel_child = sys.modules.get("mptrace._otel_child")
-        if _otel_child is None:
-            from mptrace import _otel_child
-        _otel_child.wire(run, inherited_provider)
+        _load_otel_child().wire(run, inherited_provider)
     else:
         from mptrace import _importhook
 
@@ -779,9 +828,7 @@ def _wire_late(run, imported):
     """
     if run.otel_wired or any(_half_imported(name) for name in _WIRING_NEEDS if name != imported.__name__):
         return
-    from mptrace import _otel_child
-
-    _otel_child.wire(run, None)
+    _load_otel_child().wire(run, None)
     for callback in run.on_late_wiring:
         _log.safely("making a span current after wiring OpenTelemetry", callback)
 

@@ -56,6 +56,15 @@ def test_a_forkserver_child_of_a_running_server_unpickles_only_a_call_of_the_loa
     assert "_stowaway:enter_from_server" not in child["ran"]  # the first: the server was not running yet
 
 
+def test_a_forkserver_child_wiring_opentelemetry_runs_the_code_its_server_prepared(child):
+    """_otel_child needs OpenTelemetry, which the server does not load: the server finds, reads and unmarshals
+    its code once, and a child that wires OpenTelemetry runs that code (importing it cost some 240 us a child)."""
+    third = child["third"]
+    assert third["exitcode"] == 0
+    assert third["otel_child_run_by"] == "_load_otel_child"
+    assert "otel_child_run_by" not in child["second"]  # its code used no OpenTelemetry: nothing wired
+
+
 def test_a_forkserver_child_installs_the_picklers_its_server_built(child):
     """Building a class is among the costliest things a child did; the server builds both picklers once."""
     assert "_channels:channel_pickler" not in child["ran"]
@@ -213,3 +222,37 @@ def test_a_forkserver_child_calls_its_servers_loader_only_when_it_is_the_one_its
     monkeypatch.setattr(_stowaway, "prepared_loader", (_stowaway.loader_id(), failing))
     assert _stowaway.enter_from_server("ran.append('again')", namespace) is None
     assert namespace["ran"] == ["source"]  # not run a second time after a prepared loader that failed
+
+
+LOAD_PREPARED = r'''
+import sys
+from importlib.util import find_spec
+from mptrace import _child
+
+spec = find_spec("mptrace._otel_child")
+_child._server_compiled_otel_child = (spec, compile("raise RuntimeError('broken')", spec.origin, "exec"))
+try:
+    _child._load_otel_child()
+except RuntimeError as error:
+    print("raised", error)
+print("left in sys.modules", "mptrace._otel_child" in sys.modules)
+print("taken once", _child._server_compiled_otel_child is None)
+_child._server_compiled_otel_child = (spec, spec.loader.get_code("mptrace._otel_child"))
+module = _child._load_otel_child()
+import mptrace
+print("loaded", module.__name__, module.__file__ == spec.origin, module.__spec__ is spec,
+      mptrace._otel_child is module is sys.modules["mptrace._otel_child"], callable(module.wire),
+      spec._initializing)
+print("again", _child._load_otel_child() is module)
+'''
+
+
+def test_the_servers_prepared_otel_child_loads_as_an_import_would():
+    """In sys.modules while its code runs, removed if that raises (the error is the caller's, as an import's
+    is), bound in the package, taken only once; then the loaded module is returned."""
+    result = subprocess.run([sys.executable, "-c", LOAD_PREPARED], capture_output=True, text=True, timeout=60,
+                            env=environment())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "raised broken", "left in sys.modules False", "taken once True", "loaded mptrace._otel_child True True True "
+        "True False", "again True"]

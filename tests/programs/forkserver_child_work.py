@@ -15,7 +15,9 @@ which the server loaded, holds one too. RESULT.json gets:
 * ``modules_read``: how many modules the child's module watch looked at, when
   it could leave out those its server found to be libraries' (else absent);
 * ``random_states``: the child's mp.random.states, and its exit code;
-* ``second``: the same of a second child, started once the server runs (and whether it was traced).
+* ``otel_child_run_by``: what ran ``mptrace._otel_child``'s module code, if the child wired OpenTelemetry;
+* ``second``: the same of a second child, started once the server runs (and whether it was traced);
+* ``third``: the same of a third, whose target's module imports OpenTelemetry.
 """
 
 import json
@@ -38,6 +40,8 @@ def _record(frame, event, arg):
     code = frame.f_code
     if event == "call" and code.co_name == "<module>" and frame.f_back.f_code.co_name == "_main":
         _found["compiled"].add(code.co_filename)  # run by unpickling the preparation data (spawn._main)
+    if event == "call" and code.co_name == "<module>" and code.co_filename.endswith("_otel_child.py"):
+        _found["otel_child_run_by"] = frame.f_back.f_code.co_name  # its import, or the server's prepared code
     if not _package:
         package = sys.modules.get("mptrace")
         if package is None:
@@ -75,6 +79,7 @@ if __name__ != "__main__":  # in the fork server: profile each child it forks
 def main(result_file):
     import mptrace
     import tests.random_targets
+    import tests.targets
     from tests.programs import in_memory_pipeline
 
     provider, exporter = in_memory_pipeline()
@@ -83,17 +88,20 @@ def main(result_file):
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["forkserver_child_work"])
     exit_codes = []
-    for _ in range(2):  # the first starts the server; the second finds it running
-        process = context.Process(target=tests.random_targets.draw)
+    # The first starts the server; the second finds it running; the third's target is in a module that imports
+    # OpenTelemetry, which the child then wires.
+    for target in (tests.random_targets.draw, tests.random_targets.draw, tests.targets.succeed):
+        process = context.Process(target=target)
         process.start()
         process.join()
         exit_codes.append(process.exitcode)
     mptrace.flush()
     runs = [span for span in exporter.get_finished_spans() if span.name == "mp.process.run"]
     with open(result_file) as found:
-        result, second = [json.loads(line) for line in found]
+        result, second, third = [json.loads(line) for line in found]
     result.update(random_states=list(runs[0].attributes["mp.random.states"]), exitcode=exit_codes[0],
-                  second=dict(second, exitcode=exit_codes[1], traced=len(runs) == 2))
+                  second=dict(second, exitcode=exit_codes[1], traced=len(runs) == 3),
+                  third=dict(third, exitcode=exit_codes[2]))
     with open(result_file, "w") as out:
         json.dump(result, out)
 
