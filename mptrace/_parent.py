@@ -278,6 +278,18 @@ def _fingerprint_arguments(launch):
                                                     key=_digest_key())
 
 
+def _library_files_for_a_fresh_child():
+    """The library modules this process found by their files, for a spawn or forkserver child that will run
+    the main module again (a file or a module, not ``-c``): what that imports is where a child meets libraries
+    it must tell from the application's (see _modstate.library_files_to_carry). Else None: a ``-c`` program's
+    child would only pay for unpickling them (some 7 pages of a forkserver child)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) is None and getattr(main, "__file__", None) is None:
+        return None  # as multiprocessing.spawn.get_preparation_data decides what the child re-imports
+    _modstate = sys.modules.get("mptrace._modstate")  # loaded wherever a module watch decided anything
+    return _modstate.library_files_to_carry() if _modstate is not None else None
+
+
 def _record_environment(launch, method):
     """What the child compares its environment and working directory with (see _envdiff); not under fork."""
     from mptrace import _envdiff
@@ -412,8 +424,7 @@ def _record_method(launch, popen):
         _fingerprint_arguments(launch)
         if launch.module_state:
             launch.carrier["state"] = launch.module_state
-        _modstate = sys.modules.get("mptrace._modstate")  # loaded wherever a module watch decided anything
-        library_files = _modstate.library_files_to_carry() if _modstate is not None else None
+        library_files = _library_files_for_a_fresh_child()
         if library_files:
             launch.carrier["libf"] = library_files
         from mptrace._child import prebuild_records
