@@ -29,7 +29,7 @@ try:
     # What the server held before _bounded stopped importing it (round 10; a spawn child had paid 0.85 ms for
     # it). Measured without it, each forkserver child of a -c program made some 15 page faults more on 3.11
     # (none on 3.12; start_versions.py --faults), for a reason of memory layout not established: kept here.
-    import queue  # noqa: F401
+    importlib.import_module("queue")
 
     for _name in CHILD_SIDE:
         importlib.import_module("mptrace." + _name)
