@@ -451,7 +451,7 @@ class ChildRun:
             from mptrace._modstate import ModuleWatch, adopt_library_files, adopt_library_paths, adopt_server_watch
 
             adopt_library_paths(self.tree.get("lib"))
-            adopt_library_files(self.carrier.get("libf"))
+            adopt_library_files(self.carrier.get("libf"), self.tree.get("lib"))
             include, exclude = self.tree.get("watch", ((), ()))
             key = _digest_key(self.tree)
             watch = self.inherited_watch

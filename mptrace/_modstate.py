@@ -759,11 +759,13 @@ def library_files_to_carry():
     return text
 
 
-def adopt_library_files(carried):
+def adopt_library_files(carried, carried_paths):
     """In a spawn or forkserver child: the library modules its parent found by their files (see
-    library_files_to_carry); anything unexpected is ignored (the child then decides by itself)."""
+    library_files_to_carry), if it runs the parent's interpreter (``carried_paths``: the parent's
+    library_paths_to_carry; another interpreter has other library paths, and may tell the same file otherwise).
+    Anything unexpected is ignored: the child then decides by itself."""
     global _parent_library_files
-    if type(carried) is not str or not carried:
+    if type(carried) is not str or not carried or not carried_paths or carried_paths[0] != _interpreter():
         return
     entries = carried.split("\0")
     if len(entries) % 2 == 0:

@@ -1,6 +1,8 @@
 """Which modules are the application's: the real paths behind that answer, and a child taking its parent's."""
 
+import json
 import os
+import subprocess
 import sys
 import types
 
@@ -9,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mptrace import _modstate
-from tests import targets
+from tests.subprocesses import ROOT, environment
+
+PROGRAMS = os.path.join(ROOT, "tests", "programs")
 
 # A directory tree with links in it, as installs make them (site-packages/pkg -> the project's pkg):
 # absolute and relative links, to siblings, parents and themselves, and parts that do not exist.
@@ -67,6 +71,9 @@ def test_a_directory_resolved_from_its_parents_is_its_realpath(tree, plan):
         _modstate._real_directories.clear()
 
 
+SAME_INTERPRETER = _modstate.library_paths_to_carry()
+
+
 def module_at(name, path):
     module = types.ModuleType(name)
     module.__file__ = path
@@ -87,7 +94,7 @@ def test_a_child_takes_its_parents_answer_only_for_the_same_file(tmp_path, paren
     own = tmp_path / "app_helpers.py"
     own.write_text("")
     elsewhere = os.path.join(_modstate.library_paths()[0], "app_helpers.py")
-    _modstate.adopt_library_files("\0".join(["app_helpers", elsewhere, "lib_b", str(own)]))
+    _modstate.adopt_library_files("\0".join(["app_helpers", elsewhere, "lib_b", str(own)]), SAME_INTERPRETER)
     watch = _modstate.ModuleWatch()
     assert watch.watches("app_helpers", module_at("app_helpers", str(own))) is True
     # The same file as the parent's: its answer, without looking (own is the application's, yet taken).
@@ -96,7 +103,7 @@ def test_a_child_takes_its_parents_answer_only_for_the_same_file(tmp_path, paren
 
 def test_a_module_the_child_includes_is_watched_whatever_its_parent_found(tmp_path, parent_sent):
     path = os.path.join(_modstate.library_paths()[0], "vendored.py")
-    _modstate.adopt_library_files("\0".join(["vendored", path]))
+    _modstate.adopt_library_files("\0".join(["vendored", path]), SAME_INTERPRETER)
     assert _modstate.ModuleWatch(include=("vendored",)).watches("vendored", module_at("vendored", path)) is True
     assert _modstate.ModuleWatch().watches("vendored", module_at("vendored", path)) is False
 
@@ -104,8 +111,19 @@ def test_a_module_the_child_includes_is_watched_whatever_its_parent_found(tmp_pa
 @pytest.mark.parametrize("carried", [None, "", 7, "odd\0count\0of parts", b"bytes\0path"])
 def test_anything_unexpected_from_the_parent_is_ignored(carried, parent_sent):
     _modstate._parent_library_files = {}
-    _modstate.adopt_library_files(carried)
+    _modstate.adopt_library_files(carried, SAME_INTERPRETER)
     assert _modstate._parent_library_files == {}
+
+
+def test_a_child_of_another_interpreter_decides_by_itself(parent_sent):
+    """Its library paths are another interpreter's: the same file may be the application's there."""
+    _modstate._parent_library_files = {}
+    other = [["/usr/bin/python3.99"] + _modstate._interpreter()[1:], ["/usr/lib/python3.99"]]
+    for carried_paths in (other, None, []):
+        _modstate.adopt_library_files("one\0/lib/one.py", carried_paths)
+        assert _modstate._parent_library_files == {}
+    _modstate.adopt_library_files("one\0/lib/one.py", SAME_INTERPRETER)
+    assert _modstate._parent_library_files == {"one": "/lib/one.py"}
 
 
 def test_what_is_carried_is_every_library_module_found_by_its_file(parent_sent):
@@ -116,20 +134,34 @@ def test_what_is_carried_is_every_library_module_found_by_its_file(parent_sent):
     assert _modstate.library_files_to_carry().endswith("\0three\0/lib/three.py")
 
 
-def test_a_spawned_child_resolves_no_path_its_parent_resolved(traced, pickled_context):
-    """The child re-imports OpenTelemetry (tests.targets imports it): the parent found each of its modules to
-    be a library's, and the child takes that answer instead of resolving their directories again."""
+def library_answers(method, as_file):
+    """What the child of tests/programs/library_answers.py found (see there), the program run as a file or -c."""
+    program = os.path.join(PROGRAMS, "library_answers.py")
+    with open(program) as source:
+        command = [program] if as_file else ["-c", source.read()]
+    result = subprocess.run([sys.executable] + command + [method], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT, env=environment())
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["exitcode"] == 0
+    return found
+
+
+def test_a_child_that_runs_the_main_module_again_resolves_no_path_its_parent_resolved(pickled_context):
+    """The main module imports OpenTelemetry, which the child imports again: the parent found each of its
+    modules to be a library's, and the child takes that answer instead of resolving their directories."""
     import opentelemetry.trace
 
-    outbox = pickled_context.Queue()
-    child = pickled_context.Process(target=targets.report_resolved_directories, args=(outbox,))
-    child.start()
-    resolved, adopted = outbox.get(timeout=60)
-    child.join(60)
-    assert child.exitcode == 0
-    assert "opentelemetry.trace" in adopted
+    found = library_answers(pickled_context.get_start_method(), as_file=True)
+    assert "opentelemetry.trace" in found["adopted"]
     package = os.path.dirname(os.path.realpath(opentelemetry.trace.__file__))
-    assert not [d for d in resolved if os.path.realpath(d).startswith(package)], resolved
+    assert not [d for d in found["resolved"] if os.path.realpath(d).startswith(package)], found["resolved"]
+
+
+def test_a_child_of_a_c_program_is_sent_no_answers(pickled_context):
+    """A -c program's child runs no main module again: it would only pay for unpickling the answers."""
+    found = library_answers(pickled_context.get_start_method(), as_file=False)
+    assert found["adopted"] == []
 
 
 def test_the_process_start_benchmark_runs_its_program_as_a_file(tmp_path):
