@@ -166,7 +166,20 @@ if sys.argv[1] != "no OpenTelemetry":
 '''
 APP_PROGRAM = APP_IMPORTS + PROGRAM
 
-TARGET_MODULE = "def noop():\n    pass\n"
+TARGET_MODULE = r'''
+def noop():
+    pass
+
+
+def note_cpu_at_start(path):
+    """Append to ``path`` this process's CPU seconds so far: what the child did before its target (see
+    start_versions.py --child-cpu)."""
+    import time
+
+    began = time.process_time()
+    with open(path, "a") as out:
+        out.write("%r\n" % began)
+'''
 
 # The start of the programs start_versions.py and start_faults.py run: the application's provider (a
 # BatchSpanProcessor whose exporter drops spans) as the global provider, install() when argv[1] is

@@ -9,13 +9,16 @@ start+join of an empty target (after 3 warm-up starts) and reports its median.
 Printed: the median over runs of each arm, its ratio to the provider-only
 arm, and every run's figure (the spread says how far to trust a difference).
 
-    python benchmarks/start_versions.py OLD_REF [NEW_REF] [--method fork] [--runs 7] [--starts 60] [--cpu | --faults] [--app]
+    python benchmarks/start_versions.py OLD_REF [NEW_REF] [--method fork] [--runs 7] [--starts 60] [--cpu | --faults | --child-cpu] [--app]
 
 OLD_REF and NEW_REF are git revisions of this repository (NEW_REF: the
 working tree when left out); ``--cpu`` reports CPU time per start (the
 program, its children and a fork server with its children) instead of wall
 time, ``--faults`` their page faults, which a shared machine's noise moves
-far less than time; ``--app`` runs the program
+far less than time, ``--child-cpu`` a child's CPU time when its target
+begins (ms, the median over the children: what the child did before
+``run()``, fork server's copy or new interpreter, its re-imports and
+mptrace's share); ``--app`` runs the program
 as a file that imports an application's libraries first, which spawn and
 forkserver children re-import (see ``process_start.py --app``).
 """
@@ -52,20 +55,32 @@ def usage():
 
 
 if __name__ == "__main__":
+    from process_start_target import note_cpu_at_start
+
     context = multiprocessing.get_context(sys.argv[2])
     starts, wall = int(sys.argv[3]), []
+    child_cpu = os.path.abspath("child-cpu-%d.txt" % os.getpid())
     for i in range(starts + 3):
         if i == 3:
             began_using = usage()
         began = time.perf_counter()
-        process = context.Process(target=noop)
+        if sys.argv[4] == "child-cpu":
+            process = context.Process(target=note_cpu_at_start, args=(child_cpu if i >= 3 else os.devnull,))
+        else:
+            process = context.Process(target=noop)
         process.start()
         process.join()
         wall.append(time.perf_counter() - began)
         if process.exitcode != 0:
             sys.exit("a child exited with %s" % process.exitcode)
     cpu, faults = ((now - then) / starts for now, then in zip(usage(), began_using))
-    print({"cpu": cpu * 1e3, "faults": faults, "wall": statistics.median(wall[3:]) * 1e3}[sys.argv[4]])
+    if sys.argv[4] == "child-cpu":
+        with open(child_cpu) as noted:
+            cpu_at_start = statistics.median(float(line) for line in noted)
+        os.remove(child_cpu)
+        print(cpu_at_start * 1e3)
+    else:
+        print({"cpu": cpu * 1e3, "faults": faults, "wall": statistics.median(wall[3:]) * 1e3}[sys.argv[4]])
 '''
 
 
@@ -112,11 +127,14 @@ def main():
     parser.add_argument("--faults", action="store_true",
                         help="page faults per start (program, children and fork server), not wall: steadier than "
                              "time on a shared machine")
+    parser.add_argument("--child-cpu", action="store_true",
+                        help="the child's CPU ms when its target begins (median over the children): what it did "
+                             "before run(), mptrace's share included, without the rest of the machine's noise")
     parser.add_argument("--app", action="store_true",
                         help="the program as a file that imports an application's libraries at top level, which "
                              "spawn and forkserver children re-import (see process_start.py --app)")
     options = parser.parse_args()
-    measure = "cpu" if options.cpu else "faults" if options.faults else "wall"
+    measure = "cpu" if options.cpu else "faults" if options.faults else "child-cpu" if options.child_cpu else "wall"
     # Each program runs in an empty directory of its own, as a program runs in its project's: not in the
     # temporary directory, whose thousands of entries on a busy machine every spawn and forkserver child
     # would list at its first import (the current directory is on a -c program's sys.path).
@@ -133,7 +151,8 @@ def main():
                 arms[name].append(one_run(path, True, options.method, options.starts, measure, run_dir, options.app))
     baseline = statistics.median(arms["provider only"])
     print("%s start+join%s, %s per start, median of %d runs of %d starts" % (
-        options.method, " (--app)" if options.app else "", "page faults" if options.faults else measure + " ms",
+        options.method, " (--app)" if options.app else "",
+        "page faults" if options.faults else "a child's CPU at its target" if options.child_cpu else measure + " ms",
         options.runs, options.starts))
     for name, values in arms.items():
         median = statistics.median(values)
