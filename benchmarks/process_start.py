@@ -164,7 +164,6 @@ if sys.argv[1] != "no OpenTelemetry":
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 '''
-APP_PROGRAM = APP_IMPORTS + PROGRAM
 
 TARGET_MODULE = r'''
 def noop():
@@ -215,13 +214,20 @@ from process_start_target import noop  # importable by spawn and forkserver chil
 '''
 
 
+def program_command(program, directory, app):
+    """The program's part of a command line: ``-c program``, or with ``app`` a file in ``directory``, app.py,
+    holding APP_IMPORTS and then the program."""
+    if not app:
+        return ["-c", program]
+    path = os.path.join(directory, "app.py")
+    with open(path, "w") as file:
+        file.write(APP_IMPORTS + program)
+    return [path]
+
+
 def one_run(arm, method, starts, burst, target_dir, app=False):
     path = [ROOT, target_dir] + ([BENCHMARKS] if arm == "floor" else [])  # floor_tracer, for that arm only
-    program = ["-c", PROGRAM]
-    if app:
-        program = [os.path.join(target_dir, "app.py")]
-        with open(program[0], "w") as file:
-            file.write(APP_PROGRAM)
+    program = program_command(PROGRAM, target_dir, app)
     result = subprocess.run([sys.executable] + program + [arm, method, str(starts), str(burst)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
                             capture_output=True, text=True, cwd=target_dir, timeout=900)

@@ -32,7 +32,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from process_start import APP_IMPORTS, PROVIDER_AND_TARGET, TARGET_MODULE  # noqa: E402
+from process_start import PROVIDER_AND_TARGET, TARGET_MODULE, program_command  # noqa: E402
 
 PROGRAM = PROVIDER_AND_TARGET + r'''
 import multiprocessing, multiprocessing.forkserver, os, resource, statistics, time
@@ -102,16 +102,22 @@ def export_version(ref, into):
 
 def one_run(paths, traced, method, starts, measure, cwd, app=False):
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-    program = ["-c", PROGRAM]
-    if app:  # a file that imports an application's libraries first (see process_start.APP_IMPORTS)
-        program = [os.path.join(cwd, "app.py")]
-        with open(program[0], "w") as file:
-            file.write(APP_IMPORTS + PROGRAM)
+    program = program_command(PROGRAM, cwd, app)  # with app: a file importing an application's libraries first
     result = subprocess.run([sys.executable] + program + ["traced" if traced else "plain", method, str(starts),
                              measure], env=environment, capture_output=True, text=True, cwd=cwd)
     if result.returncode:
         raise SystemExit("a run failed:\n" + result.stderr)
     return float(result.stdout)
+
+
+MEASURES = (
+    ("cpu", "CPU ms per start (program, children and fork server; the server's in 10 ms ticks), not wall"),
+    ("faults", "page faults per start (program, children and fork server), not wall: steadier than time on a "
+               "shared machine"),
+    ("child-cpu", "the child's CPU ms when its target begins (median over the children): what it did before "
+                  "run(), mptrace's share included, without the rest of the machine's noise"),
+)
+UNITS = {"faults": "page faults", "child-cpu": "a child's CPU ms at its target"}
 
 
 def main():
@@ -121,20 +127,15 @@ def main():
     parser.add_argument("--method", default="fork", choices=("fork", "spawn", "forkserver"))
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--starts", type=int, default=60)
-    parser.add_argument("--cpu", action="store_true",
-                        help="CPU ms per start (program, children and fork server; the server's in 10 ms ticks), "
-                             "not wall")
-    parser.add_argument("--faults", action="store_true",
-                        help="page faults per start (program, children and fork server), not wall: steadier than "
-                             "time on a shared machine")
-    parser.add_argument("--child-cpu", action="store_true",
-                        help="the child's CPU ms when its target begins (median over the children): what it did "
-                             "before run(), mptrace's share included, without the rest of the machine's noise")
+    measures = parser.add_mutually_exclusive_group()  # what is reported per start; wall time by default
+    for measure, help_text in MEASURES:
+        measures.add_argument("--" + measure, dest="measure", action="store_const", const=measure, help=help_text)
+    parser.set_defaults(measure="wall")
     parser.add_argument("--app", action="store_true",
                         help="the program as a file that imports an application's libraries at top level, which "
                              "spawn and forkserver children re-import (see process_start.py --app)")
     options = parser.parse_args()
-    measure = "cpu" if options.cpu else "faults" if options.faults else "child-cpu" if options.child_cpu else "wall"
+    measure = options.measure
     # Each program runs in an empty directory of its own, as a program runs in its project's: not in the
     # temporary directory, whose thousands of entries on a busy machine every spawn and forkserver child
     # would list at its first import (the current directory is on a -c program's sys.path).
@@ -152,7 +153,7 @@ def main():
     baseline = statistics.median(arms["provider only"])
     print("%s start+join%s, %s per start, median of %d runs of %d starts" % (
         options.method, " (--app)" if options.app else "",
-        "page faults" if options.faults else "a child's CPU at its target" if options.child_cpu else measure + " ms",
+        UNITS.get(measure, measure + " ms"),
         options.runs, options.starts))
     for name, values in arms.items():
         median = statistics.median(values)

@@ -174,4 +174,4 @@ def test_the_process_start_benchmark_runs_its_program_as_a_file(tmp_path):
         sys.path.pop(0)
     (tmp_path / "process_start_target.py").write_text(process_start.TARGET_MODULE)
     assert process_start.one_run("traced", "spawn", 1, 0, str(tmp_path), app=True) > 0
-    assert (tmp_path / "app.py").read_text().startswith(process_start.APP_IMPORTS)
+    assert (tmp_path / "app.py").read_text() == process_start.APP_IMPORTS + process_start.PROGRAM
