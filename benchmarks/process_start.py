@@ -84,7 +84,8 @@ if __name__ == "__main__" and ARM != "no OpenTelemetry":
 if __name__ == "__main__" and ARM == "traced":
     import mptrace
     mptrace.install()
-if __name__ == "__main__" and ARM == "floor":  # its spool directory where mptrace makes its own, the same way (no tempfile: see _install)
+# The floor's spool directory where mptrace makes its own, the same way (no tempfile: see _install).
+if __name__ == "__main__" and ARM == "floor":
     import floor_tracer
     parent = [d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm") if d and os.access(d, os.W_OK | os.X_OK)]
     spool = os.path.join((parent or [os.getcwd()])[0], "floor-" + os.urandom(8).hex())
@@ -207,9 +208,9 @@ import sys
 
 if __name__ == "__main__":  # not in a spawn or forkserver child re-importing app.py (see APP_IMPORTS)
     provider = application_provider()
-if __name__ == "__main__" and sys.argv[1] == "traced":
-    import mptrace
-    mptrace.install()
+    if sys.argv[1] == "traced":
+        import mptrace
+        mptrace.install()
 from process_start_target import noop  # importable by spawn and forkserver children
 '''
 

@@ -9,7 +9,8 @@ start+join of an empty target (after 3 warm-up starts) and reports its median.
 Printed: the median over runs of each arm, its ratio to the provider-only
 arm, and every run's figure (the spread says how far to trust a difference).
 
-    python benchmarks/start_versions.py OLD_REF [NEW_REF] [--method fork] [--runs 7] [--starts 60] [--cpu | --faults | --child-cpu] [--app]
+    python benchmarks/start_versions.py OLD_REF [NEW_REF] [--method fork] [--runs 7] [--starts 60]
+                                        [--cpu | --faults | --child-cpu] [--app]
 
 OLD_REF and NEW_REF are git revisions of this repository (NEW_REF: the
 working tree when left out); ``--cpu`` reports CPU time per start (the

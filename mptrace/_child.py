@@ -375,7 +375,7 @@ def prepare_fork_child(carrier, random_places=None):
     run.end_template = run.run_span.prebuild(final_attributes)
     run.parent_has_pools = parent_has_pools()
     if "opentelemetry.trace" in sys.modules:
-        _otel_child = sys.modules.get("mptrace._otel_child") or importlib.import_module("mptrace._otel_child")
+        _otel_child = _load_otel_child()
         span = run.run_span
         run.prebuilt_context, run.wired_by_inheritance = _otel_child.fork_child_context(
             span.trace_id, span.span_id, span.sampled)

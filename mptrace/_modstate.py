@@ -780,8 +780,7 @@ def real_path(path):
     if not isinstance(path, str) or not os.path.isabs(path):  # a relative one depends on the working directory
         return os.path.realpath(path)
     directory, base = os.path.split(path)
-    joined = os.path.join(_real_directory(directory), base)
-    return os.path.realpath(joined) if os.path.islink(joined) else joined
+    return _real_path_under(_real_directory(directory), base)
 
 
 def _real_directory(directory):
@@ -808,7 +807,13 @@ def _resolve_directory(directory):
     parent, name = os.path.split(directory)
     if not name or name in (".", "..") or not parent or parent == directory:
         return os.path.realpath(directory)
-    joined = os.path.join(_real_directory(parent), name)
+    return _real_path_under(_real_directory(parent), name)
+
+
+def _real_path_under(real_parent, name):
+    """``os.path.realpath`` of ``name`` in the directory whose real path is ``real_parent``: joined, unless it
+    is a link (looked for there, not under the path as given; see _resolve_directory)."""
+    joined = os.path.join(real_parent, name)
     return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
