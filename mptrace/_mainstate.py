@@ -16,18 +16,23 @@ from mptrace import _fingerprint, _log
 from mptrace._modstate import (MAX_CLASSES, MAX_NAMES, STATE_DEPTH, _MAX_CACHED, _MISSING, _NOT_STATE,
                                _atom_fingerprints, _class_state_items, _copy, _defined_here, _fingerprint_of,
                                _holds_only_process_handles, _is_handles, _names_and_classes, _public_names,
-                               classify, namespace_names, own_namespace, state_of)
+                               classify, has_state, namespace_names, own_namespace, state_of)
 
 
 def main_state_and_not_portable(module, key=None):
     """(state, [__main__.name] not portable) of the main module; None: it has state, but no source
-    (see _main_not_portable)."""
+    (see _main_not_portable).
+
+    The source is looked for first: without it (a ``-c`` program, standard input, a notebook's kernel) the
+    state could be neither judged nor sent (``state_at_start`` keeps only the answer None), so it is not
+    fingerprinted; ``has_state`` reads the values only up to the first that is state.
+    """
+    source = _main_source(module)
+    if source is None:
+        return None if has_state(module, "__main__") else ({}, [])
     current = state_of(module, key)
     if not current:
         return {}, []
-    source = _main_source(module)
-    if source is None:
-        return None
     return current, _main_not_portable(current, source, key)
 
 

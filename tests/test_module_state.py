@@ -250,6 +250,58 @@ def test_a_main_module_without_source_has_no_baseline(tmp_path):
     assert "'__main__'" in done.stdout
 
 
+# A python -c program: it starts a child with the given method, and prints what the launch says of __main__
+# and how often the parent fingerprinted __main__ (state_of) while it started the child.
+MAIN_WITHOUT_SOURCE = """
+import multiprocessing, sys, mptrace
+from mptrace import _modstate
+from tests.programs import in_memory_pipeline
+{globals}
+
+def main():  # its names are a function's: __main__ holds state only if {{globals}} binds some
+    provider, exporter = in_memory_pipeline()
+    mptrace.install(tracer_provider=provider)
+    fingerprinted = []
+
+    def count(frame, event, arg):
+        if event == "call" and frame.f_code is _modstate.state_of.__code__:
+            fingerprinted.append(frame.f_locals.get("module") is sys.modules["__main__"])
+
+    process = multiprocessing.get_context("{method}").Process(target=print)
+    sys.setprofile(count)
+    process.start()
+    sys.setprofile(None)
+    process.join()
+    mptrace.flush()
+    [launch] = [s for s in exporter.get_finished_spans() if s.name == "mp.process"]
+    print("no_baseline", "__main__" in launch.attributes.get("mp.state.no_baseline", ()))
+    print("fingerprinted __main__", fingerprinted.count(True))
+    print("exit", process.exitcode)
+
+main()
+"""
+
+
+@pytest.mark.parametrize("holds_state", [True, False])
+def test_a_main_module_without_source_is_not_fingerprinted(start_method, holds_state):
+    """Without its source, the main module's state can be neither judged nor sent to a child: the parent says
+    it has no baseline when it holds state, and does not fingerprint it (a notebook's globals can be large)."""
+    import subprocess
+
+    from tests.subprocesses import ROOT, environment
+
+    code = MAIN_WITHOUT_SOURCE.format(method=start_method,
+                                      globals="TABLE = {'rows': list(range(100))}" if holds_state else "")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=environment())
+    assert done.returncode == 0, done.stderr
+    # Under fork the main module's values are not read at all without a source, so it is listed either way.
+    no_baseline = holds_state or start_method == "fork"
+    assert "no_baseline %s" % no_baseline in done.stdout, done.stdout
+    assert "fingerprinted __main__ 0" in done.stdout, done.stdout
+    assert "exit 0" in done.stdout, done.stdout
+
+
 def test_main_module_globals_changed_in_main_are_not_portable(start_method, tmp_path):
     """The main module has no import hook: its source tells what a spawn child would re-create."""
     _, spans = run_traced(tmp_path, "tests/programs/main_state.py", start_method)
