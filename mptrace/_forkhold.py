@@ -45,6 +45,8 @@ _swapped = []
 _held = []
 _fork_lock = threading.Lock()
 _forking_thread = None  # the thread that holds _fork_lock: only its after-fork hook gives the queues back
+_forking_pid = None  # and the process it forks from: a fork child inherits both, and must not act on them
+_get_ident, _getpid = threading.get_ident, os.getpid
 
 
 class _Detour(collections.deque):
@@ -75,10 +77,10 @@ def register():
 
 
 def _before_fork():
-    global _forking_thread
+    global _forking_thread, _forking_pid
     if not state.is_root() or not _fork_lock.acquire(False):
         return
-    _forking_thread = threading.get_ident()
+    _forking_thread, _forking_pid = _get_ident(), _getpid()
     try:
         for batch, queue in _queues(state.root.provider):
             if not _detour(batch, queue):
@@ -102,8 +104,11 @@ def _detour(batch, queue):
 
 
 def _after_fork_in_parent():
+    # Right after the fork, each page this writes is copied (the child shares it): no Python call that is not
+    # needed. The role was checked before the fork; a process that did not swap has another pid (a fork
+    # child that forks in turn inherited the values) or its thread another ident.
     global _forking_thread
-    if _forking_thread != threading.get_ident() or not state.is_root():
+    if _forking_thread != _get_ident() or _forking_pid != _getpid():
         return
     _forking_thread = None
     try:
@@ -115,7 +120,8 @@ def _after_fork_in_parent():
                 queue.extendleft(reversed(detour))
                 detour.clear()
             batch._export_lock.release()
-        del _held[:]
+        if _held:
+            del _held[:]
     except Exception:
         _log.internal_error("giving the batch processors their queues back after a fork")
     finally:

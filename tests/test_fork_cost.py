@@ -101,6 +101,36 @@ def test_a_fork_child_never_touches_the_spans_queued_in_its_parent(batched):
     assert names.count("queued") == QUEUED and names.count("mp.process.run") == 1
 
 
+_child_processor = []
+
+
+def start_a_grandchild_then_exit_1_if_given_the_parents_queue():
+    grandchild = multiprocessing.get_context("fork").Process(target=do_nothing)
+    grandchild.start()
+    grandchild.join(60)
+    sys.exit(1 if _queue_of(_child_processor[0]) is _parent_queue[0] else 0)
+
+
+def test_a_fork_child_that_forks_leaves_its_parents_swap_alone(batched):
+    """A fork child inherits the record of the swap its parent was making at the fork; when it forks in
+    turn, its own processor must not be handed the parent's queue (and the parent's spans) from it."""
+    provider, exporter, processor = batched
+    tracer = provider.get_tracer("tests")
+    for _ in range(QUEUED):
+        tracer.start_span("queued").end()
+    _parent_queue[:] = [_queue_of(processor)]
+    _child_processor[:] = [processor]
+    fork = multiprocessing.get_context("fork")
+    process = fork.Process(target=start_a_grandchild_then_exit_1_if_given_the_parents_queue)
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0, "the fork child gave its processor the parent's queue"
+    assert mptrace.flush()
+    assert provider.force_flush()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names.count("queued") == QUEUED and names.count("mp.process.run") == 2
+
+
 def test_spans_ended_while_a_fork_has_the_queue_swapped_are_all_exported():
     """Spans ended inside the fork window (at-fork hooks registered before install() run there) land in
     the detour and come back; a late writer that kept the detour is forwarded to the queue."""
