@@ -54,6 +54,8 @@ import subprocess
 import sys
 import tempfile
 
+from arms_python import arms_python
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {"fork": 1.25, "forkserver": 1.25, "spawn": 1.15, "burst": 1.3}
 ARMS = ("no OpenTelemetry", "provider only", "traced")
@@ -226,10 +228,11 @@ def program_command(program, directory, app):
     return [path]
 
 
-def one_run(arm, method, starts, burst, target_dir, app=False):
+def one_run(arm, method, starts, burst, target_dir, app=False, python=sys.executable):
+    """``python``: the interpreter of the arms (see arms_python)."""
     path = [ROOT, target_dir] + ([BENCHMARKS] if arm == "floor" else [])  # floor_tracer, for that arm only
     program = program_command(PROGRAM, target_dir, app)
-    result = subprocess.run([sys.executable] + program + [arm, method, str(starts), str(burst)],
+    result = subprocess.run([python] + program + [arm, method, str(starts), str(burst)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
                             capture_output=True, text=True, cwd=target_dir, timeout=900)
     if result.returncode:
@@ -252,25 +255,30 @@ def compile_mptrace():
 
 
 def alternate_runs(arms, runs, one):
-    """{arm: [one(arm, target_dir) of each run]}: runs alternate the arms, in a rotating order; ``target_dir``
+    """{arm: [one(arm, target_dir, python) of each run]}: runs alternate the arms, in a rotating order; ``python``
+    is the interpreter every arm runs (see arms_python: not one that loads an editable mptrace); ``target_dir``
     holds the target module (TARGET_MODULE), for the arms' PYTHONPATH, and is where each program runs, as a
     program runs in its project's directory: not in the temporary directory itself, whose thousands of
     entries on a busy machine every spawn and forkserver child would list at its first import (a -c
     program has the current directory on its sys.path)."""
     found = {arm: [] for arm in arms}
-    with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as target_dir:
+    with tempfile.TemporaryDirectory(prefix="mptrace-bench-") as work:
+        python = arms_python(work)
+        target_dir = os.path.join(work, "program")
+        os.mkdir(target_dir)
         with open(os.path.join(target_dir, "process_start_target.py"), "w") as module:
             module.write(TARGET_MODULE)
         for run in range(runs):
             turn = run % len(arms)
             for arm in arms[turn:] + arms[:turn]:
-                found[arm].append(one(arm, target_dir))
+                found[arm].append(one(arm, target_dir, python))
     return found
 
 
 def measure(method, runs, starts, burst, arms=ARMS, app=False):
     """{arm: median ms per start}: runs alternate the arms, in a rotating order."""
-    found = alternate_runs(arms, runs, lambda arm, target_dir: one_run(arm, method, starts, burst, target_dir, app))
+    found = alternate_runs(arms, runs, lambda arm, target_dir, python: one_run(arm, method, starts, burst, target_dir,
+                                                                               app, python))
     return {arm: statistics.median(values) for arm, values in found.items()}
 
 

@@ -96,9 +96,9 @@ if __name__ == "__main__":
 '''
 
 
-def one_run(arm, method, starts, target_dir):
+def one_run(arm, method, starts, target_dir, python):
     path = [ROOT, target_dir] + ([os.path.dirname(os.path.abspath(__file__))] if arm == FLOOR else [])
-    result = subprocess.run([sys.executable, "-c", PROGRAM, arm, method, str(starts)],
+    result = subprocess.run([python, "-c", PROGRAM, arm, method, str(starts)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
                             capture_output=True, text=True, cwd=target_dir, timeout=900)
     if result.returncode:
@@ -124,7 +124,8 @@ def main():
     compile_mptrace()
     arms = ARMS + ((FLOOR,) if options.floor else ()) + ((WITHOUT_ANALYSES,) if options.without_analyses else ())
     found = alternate_runs(arms, options.runs,
-                           lambda arm, target_dir: one_run(arm, options.method, options.starts, target_dir))
+                           lambda arm, target_dir, python: one_run(arm, options.method, options.starts, target_dir,
+                                                                   python))
     print("%-20s" % ("per start (%s)" % options.method) + "".join("%15s" % column for column in COLUMNS))
     medians = {arm: [statistics.median(values) for values in zip(*runs)] for arm, runs in found.items()}
     for arm in arms:

@@ -33,6 +33,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from arms_python import arms_python  # noqa: E402
 from process_start import PROVIDER_AND_TARGET, TARGET_MODULE, program_command  # noqa: E402
 
 PROGRAM = PROVIDER_AND_TARGET + r'''
@@ -101,10 +102,12 @@ def export_version(ref, into):
     return path, into
 
 
-def one_run(paths, traced, method, starts, measure, cwd, app=False):
+def one_run(paths, traced, method, starts, measure, cwd, app=False, python=sys.executable):
+    """``python``: the interpreter of the arms (see arms_python: not one that loads an editable mptrace, which
+    would also be the version a fork server of either arm finds first)."""
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     program = program_command(PROGRAM, cwd, app)  # with app: a file importing an application's libraries first
-    result = subprocess.run([sys.executable] + program + ["traced" if traced else "plain", method, str(starts),
+    result = subprocess.run([python] + program + ["traced" if traced else "plain", method, str(starts),
                              measure], env=environment, capture_output=True, text=True, cwd=cwd)
     if result.returncode:
         raise SystemExit("a run failed:\n" + result.stderr)
@@ -141,16 +144,18 @@ def main():
     # temporary directory, whose thousands of entries on a busy machine every spawn and forkserver child
     # would list at its first import (the current directory is on a -c program's sys.path).
     with tempfile.TemporaryDirectory() as old_dir, tempfile.TemporaryDirectory() as new_dir, \
-            tempfile.TemporaryDirectory() as run_dir:
+            tempfile.TemporaryDirectory() as run_dir, tempfile.TemporaryDirectory() as venv_dir:
+        python = arms_python(venv_dir)
         paths = {options.old: export_version(options.old, old_dir),
                  options.new or "working tree": export_version(options.new, new_dir)}
         arms = {"provider only": []}
         arms.update((name, []) for name in paths)
         for _ in range(options.runs):
             arms["provider only"].append(one_run(paths[options.old], False, options.method, options.starts, measure,
-                                                 run_dir, options.app))
+                                                 run_dir, options.app, python))
             for name, path in paths.items():
-                arms[name].append(one_run(path, True, options.method, options.starts, measure, run_dir, options.app))
+                arms[name].append(one_run(path, True, options.method, options.starts, measure, run_dir, options.app,
+                                          python))
     baseline = statistics.median(arms["provider only"])
     print("%s start+join%s, %s per start, median of %d runs of %d starts" % (
         options.method, " (--app)" if options.app else "",

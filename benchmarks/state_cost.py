@@ -74,12 +74,12 @@ if __name__ == "__main__":
 SHAPES = ("float", "row", "record", "nested", "json")
 
 
-def one_run(arm, method, items, starts, shape, target_dir):
+def one_run(arm, method, items, starts, shape, target_dir, python):
     program = os.path.join(target_dir, "state_cost_program.py")
     if not os.path.exists(program):
         with open(program, "w") as source:
             source.write(PROGRAM)
-    result = subprocess.run([sys.executable, program, "traced" if arm == "traced" else "provider", method,
+    result = subprocess.run([python, program, "traced" if arm == "traced" else "provider", method,
                              str(items), str(starts), shape],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
                             capture_output=True, text=True, cwd=target_dir, timeout=900)
@@ -110,8 +110,8 @@ def main():
     for method in options.methods.split(","):
         for size in sizes:
             found = alternate_runs(ARMS, options.runs,
-                                   lambda arm, target_dir: one_run(arm, method, size, options.starts, options.shape,
-                                                                   target_dir))
+                                   lambda arm, target_dir, python: one_run(arm, method, size, options.starts,
+                                                                           options.shape, target_dir, python))
             provider, traced = (statistics.median(found[arm]) for arm in ARMS)
             print("%-11s %8d %10.2f %9.2f %9.2fx" % (method, size, provider, traced, traced / provider))
     print("(%d alternating runs per arm, each in a fresh interpreter; median of %d starts per run; "

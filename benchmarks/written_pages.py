@@ -123,8 +123,8 @@ print(json.dumps([written, functions, code_pages, function_pages]))
 COLUMNS = ("pages written", "py functions", "their code pages", "function pages")
 
 
-def one_run(arm, starts, target_dir):
-    result = subprocess.run([sys.executable, "-c", PROGRAM, "traced" if arm == "traced" else "provider", str(starts)],
+def one_run(arm, starts, target_dir, python):
+    result = subprocess.run([python, "-c", PROGRAM, "traced" if arm == "traced" else "provider", str(starts)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target_dir])),
                             capture_output=True, text=True, cwd=target_dir, timeout=600)
     if result.returncode:
@@ -139,7 +139,8 @@ def main():
     options = parser.parse_args()
     if not os.path.exists("/proc/self/pagemap"):
         raise SystemExit("needs Linux's /proc/self/pagemap")
-    found = alternate_runs(ARMS, options.runs, lambda arm, target_dir: one_run(arm, options.starts, target_dir))
+    found = alternate_runs(ARMS, options.runs,
+                           lambda arm, target_dir, python: one_run(arm, options.starts, target_dir, python))
     print("%-14s" % "per fork start" + "".join("%18s" % column for column in COLUMNS))
     for arm in ARMS:
         print("%-14s" % arm + "".join("%18d" % statistics.median(values) for values in zip(*found[arm])))
