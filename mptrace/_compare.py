@@ -151,8 +151,7 @@ def _run_alone(command, timeout):
     output = {process.stdout: [], process.stderr: []}
     readers = [threading.Thread(target=_read_all, args=(stream, chunks), daemon=True)
                for stream, chunks in output.items()]
-    for reader in readers:
-        reader.start()
+    _start_deaf_to_stopping_signals(readers)
     try:
         returncode = process.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -162,6 +161,24 @@ def _run_alone(command, timeout):
     for reader in readers:  # a process that left the session may still hold the pipes: do not wait for it
         reader.join(OUTPUT_GRACE)
     return returncode, b"".join(list(output[process.stdout])), b"".join(list(output[process.stderr]))
+
+
+def _start_deaf_to_stopping_signals(threads):
+    """Start ``threads`` with the stopping signals blocked in them (a thread begins with its creator's mask).
+
+    The kernel gives a signal sent to the process to any thread that does not block it. Given to a reader,
+    Python only notes it, and the main thread, waiting for the run in ``waitpid``, is not interrupted: a
+    run that hangs then kept compare from stopping at all. With the readers deaf to them, these signals
+    reach the main thread, whose wait they interrupt.
+    """
+    block = getattr(signal, "pthread_sigmask", None)  # not on Windows, where there are no such signals
+    previous = block(signal.SIG_BLOCK, STOPPING_SIGNALS) if block is not None else None
+    try:
+        for thread in threads:
+            thread.start()
+    finally:
+        if previous is not None:
+            block(signal.SIG_SETMASK, previous)
 
 
 def _read_all(stream, chunks):

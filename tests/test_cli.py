@@ -283,6 +283,34 @@ def test_compare_stopped_by_sigterm_kills_its_run_and_dies_by_it(tmp_path):
         kill_marked(marker)
 
 
+def _blocked_signals(pid, tid):
+    """The signals thread ``tid`` of process ``pid`` blocks (Linux's /proc)."""
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as status:
+        mask = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+    return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads each thread's signal mask from /proc")
+def test_compare_leaves_its_stopping_signals_to_its_main_thread(tmp_path):
+    """A signal sent to a process goes to any thread that does not block it: one that reached a thread reading
+    the run's output left the main thread waiting for a run that hangs, and compare never stopped."""
+    variables, marker = marked({})
+    ready = tmp_path / "ready"
+    compare = subprocess.Popen([MPTRACE, "compare", "--start-methods", "spawn", LEAVES_PROCESSES, "hang", str(ready)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=environment(variables))
+    try:
+        assert eventually(ready.exists, 120), "the run never got going"
+        threads = [int(tid) for tid in os.listdir("/proc/%d/task" % compare.pid) if int(tid) != compare.pid]
+        assert threads, "compare reads the run's output in threads of its own"
+        for tid in threads:
+            assert {signal.SIGTERM, signal.SIGHUP} <= _blocked_signals(compare.pid, tid)
+        assert not {signal.SIGTERM, signal.SIGHUP} & _blocked_signals(compare.pid, compare.pid)
+    finally:
+        compare.kill()
+        compare.communicate()
+        kill_marked(marker)
+
+
 @pytest.mark.parametrize("start_method", START_METHODS)
 @pytest.mark.parametrize("ending", ["raise", "os_exit", "SIGTERM", "SIGKILL"])
 def test_run_removes_its_spool_directory_however_the_program_ends(start_method, ending, tmp_path):
