@@ -163,8 +163,13 @@ def _run_alone(command, timeout):
     return returncode, b"".join(list(output[process.stdout])), b"".join(list(output[process.stderr]))
 
 
+# What stops compare: its handled signals, and Ctrl-C (KeyboardInterrupt).
+_READERS_IGNORE = STOPPING_SIGNALS + (signal.SIGINT,)
+
+
 def _start_deaf_to_stopping_signals(threads):
-    """Start ``threads`` with the stopping signals blocked in them (a thread begins with its creator's mask).
+    """Start ``threads`` with the signals that stop compare blocked in them (a thread begins with its
+    creator's mask).
 
     The kernel gives a signal sent to the process to any thread that does not block it. Given to a reader,
     Python only notes it, and the main thread, waiting for the run in ``waitpid``, is not interrupted: a
@@ -172,7 +177,7 @@ def _start_deaf_to_stopping_signals(threads):
     reach the main thread, whose wait they interrupt.
     """
     block = getattr(signal, "pthread_sigmask", None)  # not on Windows, where there are no such signals
-    previous = block(signal.SIG_BLOCK, STOPPING_SIGNALS) if block is not None else None
+    previous = block(signal.SIG_BLOCK, _READERS_IGNORE) if block is not None else None
     try:
         for thread in threads:
             thread.start()
