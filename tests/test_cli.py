@@ -1,5 +1,6 @@
 """``mptrace run`` and ``mptrace compare`` from a shell, as users run them."""
 
+import contextlib
 import json
 import os
 import signal
@@ -267,20 +268,28 @@ def test_compare_kills_what_a_finished_run_left_behind(tmp_path):
         kill_marked(marker)
 
 
-def test_compare_stopped_by_sigterm_kills_its_run_and_dies_by_it(tmp_path):
+@contextlib.contextmanager
+def compare_waiting_for_a_hanging_run(tmp_path):
+    """(compare, the marker of its run's processes): compare running a spawn run that hangs, once that run
+    has got going; compare and every process marked are killed afterwards."""
     variables, marker = marked({})
     ready = tmp_path / "ready"
     compare = subprocess.Popen([MPTRACE, "compare", "--start-methods", "spawn", LEAVES_PROCESSES, "hang", str(ready)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=environment(variables))
     try:
         assert eventually(ready.exists, 120), "the run never got going"
-        compare.send_signal(signal.SIGTERM)
-        assert compare.wait(60) == -signal.SIGTERM
-        assert eventually(lambda: not processes_marked(marker)), "left behind: %s" % processes_marked(marker)
+        yield compare, marker
     finally:
         compare.kill()
         compare.communicate()
         kill_marked(marker)
+
+
+def test_compare_stopped_by_sigterm_kills_its_run_and_dies_by_it(tmp_path):
+    with compare_waiting_for_a_hanging_run(tmp_path) as (compare, marker):
+        compare.send_signal(signal.SIGTERM)
+        assert compare.wait(60) == -signal.SIGTERM
+        assert eventually(lambda: not processes_marked(marker)), "left behind: %s" % processes_marked(marker)
 
 
 def _blocked_signals(pid, tid):
@@ -295,22 +304,13 @@ def test_compare_leaves_its_stopping_signals_to_its_main_thread(tmp_path):
     """A signal sent to a process goes to any thread that does not block it: one that reached a thread reading
     the run's output left the main thread waiting for a run that hangs, and compare never stopped (SIGINT:
     Ctrl-C, which Python raises in the main thread, but only once that thread's wait is interrupted)."""
-    variables, marker = marked({})
-    ready = tmp_path / "ready"
-    compare = subprocess.Popen([MPTRACE, "compare", "--start-methods", "spawn", LEAVES_PROCESSES, "hang", str(ready)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=environment(variables))
-    try:
-        assert eventually(ready.exists, 120), "the run never got going"
+    with compare_waiting_for_a_hanging_run(tmp_path) as (compare, _):
         threads = [int(tid) for tid in os.listdir("/proc/%d/task" % compare.pid) if int(tid) != compare.pid]
         assert threads, "compare reads the run's output in threads of its own"
         stopping = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
         for tid in threads:
             assert stopping <= _blocked_signals(compare.pid, tid)
         assert not stopping & _blocked_signals(compare.pid, compare.pid)
-    finally:
-        compare.kill()
-        compare.communicate()
-        kill_marked(marker)
 
 
 @pytest.mark.parametrize("start_method", START_METHODS)
