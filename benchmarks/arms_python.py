@@ -27,8 +27,9 @@ import site
 import subprocess
 import sys
 
-# What setuptools makes for an editable install of mptrace: the .pth file, its finder, the metadata.
-EDITABLE_MPTRACE = ("__editable__*mptrace*", "mptrace-*.dist-info")
+# What setuptools makes for an editable install of mptrace: the .pth file and its finder, the metadata.
+EDITABLE_FILES = "__editable__*mptrace*"
+EDITABLE_MPTRACE = (EDITABLE_FILES, "mptrace-*.dist-info")
 
 
 def site_directories():
@@ -44,7 +45,7 @@ def editable_mptrace_files(directories):
     """The editable-install .pth files of mptrace in ``directories``."""
     found = []
     for directory in directories:
-        found.extend(glob.glob(os.path.join(directory, "__editable__*mptrace*.pth")))
+        found.extend(glob.glob(os.path.join(directory, EDITABLE_FILES + ".pth")))
     return found
 
 

@@ -45,6 +45,13 @@ def batched():
     provider.shutdown()
 
 
+def queue_spans(provider):
+    """QUEUED spans ended, waiting in the provider's batch processor (it exports only at shutdown or flush)."""
+    tracer = provider.get_tracer("tests")
+    for _ in range(QUEUED):
+        tracer.start_span("queued").end()
+
+
 def test_a_fork_child_frees_none_of_the_spans_queued_in_its_parent(batched):
     """The SDK clears its batch queue in every fork child; the spans in it must not be freed there.
 
@@ -52,9 +59,7 @@ def test_a_fork_child_frees_none_of_the_spans_queued_in_its_parent(batched):
     0.8 ms per child with a few dozen spans queued, and growing with the queue.
     """
     provider, exporter, processor = batched
-    tracer = provider.get_tracer("tests")
-    for _ in range(QUEUED):
-        tracer.start_span("queued").end()
+    queue_spans(provider)
     queue = _queue_of(processor)
     assert len(queue) == QUEUED
     _queued_spans[:] = [weakref.ref(span) for span in queue]  # the copies the processor queued
@@ -86,9 +91,7 @@ def test_a_fork_child_never_touches_the_spans_queued_in_its_parent(batched):
     """The child's processor gets an empty queue to clear: the parent's queue, as the child has it, keeps
     every span (clearing it would write to each span's page: a copy-on-write fault each)."""
     provider, exporter, processor = batched
-    tracer = provider.get_tracer("tests")
-    for _ in range(QUEUED):
-        tracer.start_span("queued").end()
+    queue_spans(provider)
     _parent_queue[:] = [_queue_of(processor)]
     process = multiprocessing.get_context("fork").Process(target=exit_with_the_parent_queues_length)
     process.start()
@@ -115,9 +118,7 @@ def test_a_fork_child_that_forks_leaves_its_parents_swap_alone(batched):
     """A fork child inherits the record of the swap its parent was making at the fork; when it forks in
     turn, its own processor must not be handed the parent's queue (and the parent's spans) from it."""
     provider, exporter, processor = batched
-    tracer = provider.get_tracer("tests")
-    for _ in range(QUEUED):
-        tracer.start_span("queued").end()
+    queue_spans(provider)
     _parent_queue[:] = [_queue_of(processor)]
     _child_processor[:] = [processor]
     fork = multiprocessing.get_context("fork")
