@@ -680,7 +680,9 @@ def _record_random_states(run):
     from mptrace import _randomstate
 
     places = run.random_places  # a fork child's, found by its parent
-    if places is None:
+    if places is None and not _randomstate.any_generator_possible():
+        places = []  # no module watch needed to know it: it would load _modstate, 0.5-1 ms of a spawn child
+    elif places is None:
         places = _randomstate.generators(run.module_watch().watched_modules())
     hashed, unknown = _randomstate.states(places, _digest_key(run.tree))
     attributes = {semconv.RANDOM_STATES: hashed}

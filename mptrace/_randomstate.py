@@ -31,7 +31,6 @@ Standard library only: spawn children run it.
 import sys
 from array import array
 
-from mptrace import _modstate
 from mptrace._blake import blake2b
 
 MAX_GENERATORS = 16  # hashed per child; more are named in mp.random.unknown
@@ -39,6 +38,22 @@ MAX_UNKNOWN = 16  # names listed in mp.random.unknown
 HASH_BYTES = 6  # a short hash: 12 hex digits tell states apart, and reveal nothing
 GLOBAL_RANDOM = "random"  # the name of the random module's global generator
 NUMPY_GLOBAL = "numpy.random"  # the name of numpy's legacy global RandomState
+
+
+# The modules whose classes make the generators looked at: with neither loaded, no process holds one.
+GENERATOR_MODULES = ("random", "numpy.random")
+
+
+def any_generator_possible():
+    """Whether this process can hold a generator at all: one of GENERATOR_MODULES is loaded.
+
+    Asked before the application's modules are listed (a module watch): a spawn child that never imported
+    either module need not make one (nor load _modstate, its largest module) to learn that it has none."""
+    modules = sys.modules
+    for name in GENERATOR_MODULES:  # a loop, not any() of a generator: no function object made per start
+        if modules.get(name) is not None:
+            return True
+    return False
 
 
 def generators(modules, fork=False):
@@ -65,6 +80,7 @@ def generators(modules, fork=False):
     random_class = getattr(random, "Random", None)
     kinds = ((random_class,) if isinstance(random_class, type) else ()) + numpy_classes
     if kinds:  # else no value can be one
+        _modstate = sys.modules.get("mptrace._modstate") or _import_modstate()
         for module_name, module in modules:
             namespace = _modstate.own_namespace(module) or {}
             for name in _modstate.namespace_names(namespace, module_name)[1]:  # values only: no (name, value) tuples
@@ -80,6 +96,13 @@ def generators(modules, fork=False):
             seen.add(id(generator))
             unique.append((name, namespace, key))
     return unique
+
+
+def _import_modstate():
+    """Imported at first use, not with this module: see any_generator_possible."""
+    from mptrace import _modstate
+
+    return _modstate
 
 
 def states(places, key):

@@ -318,3 +318,53 @@ def test_a_childs_module_watch_decides_about_no_standard_library_module(tmp_path
 
     decisions = json.loads(_run_reporting_program(tmp_path, WATCH_PROGRAM, method))
     assert decisions["standard"] == [] and decisions["decided"] > 0
+
+
+NO_GENERATOR_PROGRAM = '''
+import multiprocessing, sys
+
+
+def report(path):  # into a file: a queue would import random (tempfile)
+    with open(path, "w") as out:
+        out.write(" ".join(name for name in ("random", "numpy.random", "mptrace._modstate") if name in sys.modules))
+
+
+def main():  # no global set in the main block, no application module imported: no state to compare
+    import mptrace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mptrace.install(tracer_provider=provider)
+    process = multiprocessing.get_context(sys.argv[1]).Process(target=report, args=(sys.argv[2],))
+    process.start()
+    process.join()
+    mptrace.flush()
+    runs = [span for span in exporter.get_finished_spans() if span.name == "mp.process.run"]
+    print(repr([span.attributes.get("mp.random.states") for span in runs]))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_a_spawn_child_that_cannot_hold_a_generator_makes_no_module_watch(tmp_path):
+    """Without random or numpy.random loaded, no module can hold a generator: the child says it has none
+    (mp.random.states is empty, as when it looks) without listing the application's modules, which would
+    load _modstate, its largest module (0.5-1 ms of a spawn child's start)."""
+    import subprocess
+    import sys
+
+    from tests.subprocesses import ROOT, environment
+
+    script = tmp_path / "no_generator_program.py"
+    script.write_text(NO_GENERATOR_PROGRAM)
+    found = tmp_path / "found.txt"
+    result = subprocess.run([sys.executable, str(script), "spawn", str(found)], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, env=environment({"PYTHONPATH": ROOT}))
+    assert result.returncode == 0, result.stderr
+    assert found.read_text() == ""
+    assert result.stdout.strip() == "[()]"
