@@ -179,7 +179,7 @@ if __name__ == "__main__":
         from tests.programs import in_memory_pipeline
 
         mptrace.install(tracer_provider=in_memory_pipeline()[0])
-    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig", "json",
+    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig", "json", "zlib",
                                                                                   "mptrace._channels")))
     process.start()
     process.join()
@@ -187,8 +187,9 @@ if __name__ == "__main__":
 
 
 def test_a_spawn_child_imports_neither_random_nor_sysconfig_for_mptrace(tmp_path):
-    """Nor the json package (the spool writes records with _json's encoder alone), nor, while its code uses no
-    queue or connection, what counts their pickles (mptrace._channels).
+    """Nor the json package (the spool writes records with _json's encoder alone), nor zlib (their checksum is
+    _blake2's, loaded for the keyed digests anyway), nor, while its code uses no queue or connection, what
+    counts their pickles (mptrace._channels).
 
     A child whose program never imports ``random`` has no generator of its to hash; a spawn child running
     its parent's interpreter takes the parent's library paths (which need sysconfig) from the carrier. (A
