@@ -36,6 +36,8 @@ ABSENT = "-"
 # A row whose attributes the child never reported (see _unreported): never "-", which reads as "nothing differs".
 NOT_KNOWN = {_unreported.ENDED_EARLY: "not known (ended before reporting)",
              _unreported.NOT_RECORDED: "not known (not recorded: an mptrace error in the child)"}
+# In a child's "random state shared" row, of the other children whose states are not known.
+_UNREPORTED_OTHERS = "no states reported"
 NO_SPAN = "not known (the child sent no span)"  # e.g. a pool worker its pool's terminate() ended first
 DEFAULT_TIMEOUT = 300.0
 MAX_OUTPUT_LINES = 12
@@ -287,6 +289,10 @@ def _add_random_sharing(children, runs_by_parent):
     missing = {keys[launch_id]: _unreported.random_missing(run.attributes)
                for launch_id, run in runs_by_parent.items() if launch_id in keys}
     reported = {keys[launch_id] for launch_id in runs_by_parent if launch_id in keys}
+    # A child whose states are missing may have drawn from a generator it shared with any other child: for
+    # the others, "-" would claim what is not known. (A child that sent no span drew nothing: it died before
+    # mptrace began in it, so before any of the program's code ran there.)
+    unreported = sorted(key for key, why in missing.items() if why)
     for key, child in children.items():
         if key not in reported:
             child.facts["random state shared"] = NO_SPAN
@@ -294,10 +300,12 @@ def _add_random_sharing(children, runs_by_parent):
         if missing.get(key):
             child.facts["random state shared"] = NOT_KNOWN[missing[key]]
             continue
-        names = shared.get(key, {})
-        child.facts["random state shared"] = "; ".join(
-            "%s with %s" % (name, ", ".join(" > ".join(other) for other in sorted(others)))
-            for name, others in sorted(names.items())) or ABSENT
+        found = ["%s with %s" % (name, ", ".join(" > ".join(other) for other in sorted(others)))
+                 for name, others in sorted(shared.get(key, {}).items())]
+        unknown = [" > ".join(other) for other in unreported if other != key]
+        if unknown:
+            found.append("not known with %s (%s)" % (", ".join(unknown), _UNREPORTED_OTHERS))
+        child.facts["random state shared"] = "; ".join(found) or ABSENT
 
 
 def _carried_by_pool(spans, runs_by_parent):

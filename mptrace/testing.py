@@ -393,6 +393,10 @@ class SpanRecorder:
                 self._fail("expected %s's random generators to be independent, but these started in the same state "
                            "in another process (started by %s), so they draw the same numbers: %s" % (
                                found.name, found.start_method, shared), found)
+            unreported = _unreported_random_states(self.processes(), found)
+            if unreported:
+                self._fail("cannot tell whether %s's random generators are independent: %s ran without reporting "
+                           "the states of theirs, which may be the same" % (found.name, ", ".join(unreported)), found)
 
     def assert_environment_inherited(self, name=None, process=None):
         """The child began run() with the environment variable ``name`` (or, with no name, every
@@ -503,6 +507,16 @@ def _why_random_unknown(process):
         return "it did not hash them (install option random_state=False)"
     missing = _unreported.random_missing(process.run.attributes) or _unreported.NOT_RECORDED
     return _unreported_text(missing, "its random generators' states")
+
+
+def _unreported_random_states(processes, found):
+    """The names of the processes other than ``found`` whose run began but whose generators' states are
+    missing: they may share one with ``found``. (One that sent no run span drew nothing: it died before
+    mptrace began in it, so before any of the program's code ran there.)"""
+    from mptrace import _unreported
+
+    return [process.name for process in processes if process is not found and process.run is not None
+            and _unreported.random_missing(process.run.attributes)]
 
 
 def _why_never_ran(process):

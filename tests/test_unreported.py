@@ -192,3 +192,35 @@ def test_compare_says_not_known_for_a_child_that_sent_no_span():
     assert methods == ["fork", "spawn"], out
     for row in ("arguments changed", "state diverged", "environment", "random state shared"):
         assert rows[row] == ["-", "not known (the child sent no span)"], (row, out)
+
+
+SIBLING_PROGRAM = os.path.join(ROOT, "tests", "programs", "sibling_of_one_that_ends_before_reporting.py")
+
+
+def test_compare_says_a_siblings_sharing_with_a_child_that_did_not_report_is_not_known():
+    """Both children hold the same seeded module-level generator; the reporter dies before it reports its
+    state. The sibling's row must not read "-" (shares nothing): with the reporter, it is not known."""
+    code, out, err = mptrace_command("compare", "--start-methods", "fork,spawn", SIBLING_PROGRAM,
+                                     env={"PYTHONPATH": ROOT})
+    assert code == 0, err
+    tables = {}
+    for line in out.splitlines():
+        if line.startswith(("sibling ", "reporter ")):
+            child = tables.setdefault(line.split()[0], {})
+        elif line.startswith("│") and line.split("│")[1].strip():
+            child[line.split("│")[1].strip()] = [cell.strip() for cell in line.split("│")[2:-1]]
+    # The cells wrap: their first lines are enough.
+    assert [cell[:len("not known with reporter")] for cell in tables["sibling"]["random state shared"]] == [
+        "not known with reporter"] * 2, out
+    assert tables["reporter"]["random state shared"] == ["not known (ended before reporting)"] * 2, out
+
+
+def test_recorder_cannot_tell_a_siblings_independence_from_a_child_that_did_not_report(context, targets):
+    with SpanRecorder() as recorder:
+        sibling = context.Process(target=targets.target, args=(None,), name="sibling")
+        sibling.start()
+        sibling.join()
+        start_one_that_ends_early(context, targets)  # "reporter", started after the sibling's fork
+        with pytest.raises(AssertionError, match="cannot tell whether sibling's random generators are independent: "
+                                                 "reporter ran without reporting"):
+            recorder.assert_random_independent("sibling")
