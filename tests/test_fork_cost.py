@@ -208,8 +208,9 @@ FORK_CHILD_BUDGET = 22
 
 
 def test_a_fork_child_runs_few_of_mptraces_functions_before_its_target():
-    *ran, exit_line = _output_lines("fork_child_work")
+    *ran, writes, exit_line = _output_lines("fork_child_work")
     assert exit_line == "exit code 0"
+    assert writes == "writes 1", "the spool file's header and the run span's START go in one write"
     assert "_otel_child:wire" not in ran, "the parent should have found nothing to wire in a fork child"
     assert "_randomstate:states" not in ran, "the parent should have recorded that there is nothing to hash"
     assert len(ran) <= FORK_CHILD_BUDGET, "a fork child runs %d of mptrace's functions before its target:\n%s" % (

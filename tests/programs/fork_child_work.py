@@ -1,7 +1,8 @@
 """Which of mptrace's functions a traced fork child runs before its target (a regression guard for start-up).
 
     python -m tests.programs.fork_child_work
-Prints one function per line (module:name), then the child's exit code.
+Prints one function per line (module:name), then how many writes the child made before its target (its
+spool file's header goes with its first record), then the child's exit code.
 """
 
 import multiprocessing
@@ -12,12 +13,13 @@ import mptrace
 from tests.programs import in_memory_pipeline, mptrace_call_recorder
 
 _ran = []
-_record = mptrace_call_recorder(_ran.append)
+_writes = []
+_record = mptrace_call_recorder(_ran.append, lambda function: function is os.write and _writes.append(1))
 
 
 def target(write_end):
     sys.setprofile(None)
-    os.write(write_end, "\n".join(sorted(set(_ran))).encode())
+    os.write(write_end, ("\n".join(sorted(set(_ran))) + "\nwrites %d" % len(_writes)).encode())
 
 
 if __name__ == "__main__":
