@@ -856,10 +856,13 @@ def _watch_for_failure(run):
     mptrace sets it for its children (see prepare_server); spawn children set it here.
     """
     import multiprocessing.process as mp_process
+    import multiprocessing.util as mp_util
 
     base = mp_process.BaseProcess
     if not state.patches.is_patched(base, "name"):  # a fork child inherits it from its parent
         state.patches.replace(base, "name", _failure_property(base))
+    if not state.patches.is_patched(mp_util, "_exit_function"):  # nor this
+        state.patches.replace(mp_util, "_exit_function", exit_function_hook(vars(mp_util)["_exit_function"]))
 
 
 def _failure_property(base):
@@ -875,6 +878,37 @@ def _failure_property(base):
         return getter(self)
 
     return property(name, original.fset, original.fdel, original.__doc__)
+
+
+def exit_function_hook(original):
+    """``multiprocessing.util._exit_function`` that also notes the ``sys.exit("message")`` ending run().
+
+    ``_bootstrap`` calls it in the ``finally`` clause around run(), where the exception leaving run() is
+    ``sys.exc_info()``'s. A SystemExit whose code is a message ends the child with exit code 1, and
+    ``_bootstrap`` only prints the message: without this, the trace would say "exit code 1" and not why.
+    Any other exception is noted as ``_bootstrap`` handles it (see _watch_for_failure), and an integer code
+    is the exit code itself. Inert outside a traced child's ``_bootstrap``: there it only calls ``original``.
+    """
+
+    def _exit_function(*args, **kwargs):
+        failure = sys.exc_info()[1]
+        if isinstance(failure, SystemExit) and state.child is not None:
+            _note_exit_message(failure, sys._getframe(1).f_code)
+        return original(*args, **kwargs)
+
+    return _exit_function
+
+
+def _note_exit_message(ended, caller_code):
+    """The run's failure is ``ended``, a SystemExit that ended run(), if it carries a message and
+    ``caller_code`` (the caller of _exit_function) is _bootstrap's."""
+    import multiprocessing.process as mp_process
+
+    code = ended.code
+    if code is None or isinstance(code, int):
+        return
+    if caller_code is getattr(state.patches.original(mp_process.BaseProcess, "_bootstrap"), "__code__", None):
+        state.child.failure = ended
 
 
 def failure_hook(original):

@@ -44,6 +44,7 @@ REPLACEMENT_POINTS = (
     ("multiprocessing.popen_fork", "Popen", "__setattr__", _parent.returncode_observer),
     # Inert outside a child's _bootstrap; set here so that fork children inherit it (see _child).
     ("multiprocessing.process", "BaseProcess", "name", _child.failure_hook),
+    ("multiprocessing.util", None, "_exit_function", _child.exit_function_hook),  # sys.exit("...") ending run()
 )
 
 # In the root these pass every span through unchanged; in fork children they

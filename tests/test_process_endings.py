@@ -75,6 +75,21 @@ def test_sys_exit(traced, context, start_method, code):
     assert not any(e.name == "exception" for e in run.events), "sys.exit is not an exception event"
 
 
+def test_sys_exit_with_a_message_says_why(traced, context, start_method):
+    """sys.exit("...") ends the child with exit code 1 and _bootstrap only prints the message: the run span
+    says why (error.type, its status and an exception event), not just "exit code 1"."""
+    process = run_child(traced, context, targets.exit_with, ("config missing",))
+    spans, launch, run = check_tree(traced, process, start_method)
+    assert process.exitcode == 1
+    assert is_error(launch) and is_error(run)
+    assert run.attributes["mp.exitcode"] == 1 and run.attributes["error.type"] == "SystemExit"
+    assert run.status.description == "SystemExit: config missing"
+    [event] = [e for e in run.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "SystemExit"
+    assert event.attributes["exception.message"] == "config missing"
+    assert "exit_with" in event.attributes["exception.stacktrace"]
+
+
 def test_os_exit_inside_target(traced, context, start_method):
     process = run_child(traced, context, targets.os_exit_with, (7,))
     spans, launch, run = check_tree(traced, process, start_method, work_parent="outer-never-ended")
