@@ -415,7 +415,7 @@ class ChildRun:
         inherited = self.tree["res"]
         prebuilt = carrier.get("pre")  # a spawn or forkserver child's, from its parent (see prebuild_records)
         own, header = (prebuilt[0], prebuilt[1]) if prebuilt else (_own_resource(inherited), None)
-        self.resource = dict(inherited, **own)
+        self._own_resource = own
         self.writer = _spool.SpoolWriter(self.tree["dir"], _spool.file_name(carrier["rsid"]), inherited, own,
                                          header=header)
         self.otel_wired = False
@@ -442,6 +442,13 @@ class ChildRun:
         # Called once OpenTelemetry is wired, if that happens while the child runs
         # (its code imported OpenTelemetry late): what should be current now.
         self.on_late_wiring = []
+
+    @property
+    def resource(self):
+        """This child's resource attributes: the root's, with the values of its own. Made when asked (only
+        when this child makes an OpenTelemetry provider of its own): a fork child's ChildRun is built by its
+        parent at every start, where copying the root's resource wrote to the page of each of its values."""
+        return dict(self.tree["res"], **self._own_resource)
 
     def build_run_span(self):
         self.run_span = _run_span(self.writer, self.carrier)
