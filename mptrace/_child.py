@@ -868,8 +868,11 @@ def _watch_for_failure(run):
     base = mp_process.BaseProcess
     if not state.patches.is_patched(base, "name"):  # a fork child inherits it from its parent
         state.patches.replace(base, "name", _failure_property(base))
-    if not state.patches.is_patched(mp_util, "_exit_function"):  # nor this
-        state.patches.replace(mp_util, "_exit_function", exit_function_hook(vars(mp_util)["_exit_function"]))
+    if _exit_hook_applies is not False and not state.patches.is_patched(mp_util, "_exit_function"):  # nor this
+        original = vars(mp_util)["_exit_function"]
+        hook = exit_function_hook(original)
+        if hook is not original:
+            state.patches.replace(mp_util, "_exit_function", hook)
 
 
 def _failure_property(base):
@@ -887,6 +890,22 @@ def _failure_property(base):
     return property(name, original.fset, original.fdel, original.__doc__)
 
 
+# exit_function_sees_runs_exception()'s answer once asked (a fork child inherits it: it asks nothing).
+_exit_hook_applies = None
+
+
+def exit_function_sees_runs_exception():
+    """Whether ``_bootstrap`` calls ``util._exit_function`` around run() (3.9-3.12): from 3.13 it runs the exit
+    handlers after it returns, when the exception is gone, and there is nothing to hook."""
+    global _exit_hook_applies
+    if _exit_hook_applies is None:
+        import multiprocessing.process as mp_process
+
+        bootstrap = state.patches.original(mp_process.BaseProcess, "_bootstrap")
+        _exit_hook_applies = "_exit_function" in getattr(getattr(bootstrap, "__code__", None), "co_names", ())
+    return _exit_hook_applies
+
+
 def exit_function_hook(original):
     """``multiprocessing.util._exit_function`` that also notes the ``sys.exit("message")`` ending run().
 
@@ -895,7 +914,10 @@ def exit_function_hook(original):
     ``_bootstrap`` only prints the message: without this, the trace would say "exit code 1" and not why.
     Any other exception is noted as ``_bootstrap`` handles it (see _watch_for_failure), and an integer code
     is the exit code itself. Inert outside a traced child's ``_bootstrap``: there it only calls ``original``.
+    Where ``_bootstrap`` does not call it so (3.13 and later), ``original`` itself: nothing to patch.
     """
+    if not exit_function_sees_runs_exception():
+        return original
 
     def _exit_function(*args, **kwargs):
         failure = sys.exc_info()[1]

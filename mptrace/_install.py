@@ -44,7 +44,8 @@ REPLACEMENT_POINTS = (
     ("multiprocessing.popen_fork", "Popen", "__setattr__", _parent.returncode_observer),
     # Inert outside a child's _bootstrap; set here so that fork children inherit it (see _child).
     ("multiprocessing.process", "BaseProcess", "name", _child.failure_hook),
-    ("multiprocessing.util", None, "_exit_function", _child.exit_function_hook),  # sys.exit("...") ending run()
+    # sys.exit("...") ending run(), where _bootstrap calls it around run() (3.9-3.12)
+    ("multiprocessing.util", None, "_exit_function", _child.exit_function_hook),
 )
 
 # In the root these pass every span through unchanged; in fork children they
@@ -315,7 +316,10 @@ def _patch_module(module):
     for module_name, owner_name, attribute, factory in REPLACEMENT_POINTS:
         owner = _owner(module, module_name, owner_name)
         if owner is not None and not state.patches.is_patched(owner, attribute):
-            state.patches.replace(owner, attribute, factory(getattr(owner, attribute)))
+            original = getattr(owner, attribute)
+            replacement = factory(original)
+            if replacement is not original:  # a factory gives back the original where its point does not apply
+                state.patches.replace(owner, attribute, replacement)
     channel = dict(_channels.CHANNEL_MODULES).get(name)
     if channel is not None:
         _channels.instrument_module(state.patches, module, channel)
