@@ -179,8 +179,8 @@ if __name__ == "__main__":
         from tests.programs import in_memory_pipeline
 
         mptrace.install(tracer_provider=in_memory_pipeline()[0])
-    process = multiprocessing.get_context(method).Process(target=report, args=(path, ("random", "sysconfig", "json", "zlib",
-                                                                                  "mptrace._channels")))
+    looked_for = ("random", "sysconfig", "json", "zlib", "mptrace._channels")
+    process = multiprocessing.get_context(method).Process(target=report, args=(path, looked_for))
     process.start()
     process.join()
 '''
