@@ -869,16 +869,13 @@ def _watch_for_failure(run):
     if not state.patches.is_patched(base, "name"):  # a fork child inherits it from its parent
         state.patches.replace(base, "name", _failure_property(base))
     if _exit_hook_applies is not False and not state.patches.is_patched(mp_util, "_exit_function"):  # nor this
-        original = vars(mp_util)["_exit_function"]
-        hook = exit_function_hook(original)
-        if hook is not original:
-            state.patches.replace(mp_util, "_exit_function", hook)
+        state.patches.replace_with(mp_util, "_exit_function", exit_function_hook)
 
 
 def _failure_property(base):
     """The property that replaces ``BaseProcess.name`` to learn which exception ended run()."""
     original = vars(base)["name"]
-    bootstrap_code = getattr(state.patches.original(base, "_bootstrap"), "__code__", None)
+    bootstrap_code = _original_bootstrap_code()
     getter = original.fget
 
     def name(self):
@@ -899,11 +896,15 @@ def exit_function_sees_runs_exception():
     handlers after it returns, when the exception is gone, and there is nothing to hook."""
     global _exit_hook_applies
     if _exit_hook_applies is None:
-        import multiprocessing.process as mp_process
-
-        bootstrap = state.patches.original(mp_process.BaseProcess, "_bootstrap")
-        _exit_hook_applies = "_exit_function" in getattr(getattr(bootstrap, "__code__", None), "co_names", ())
+        _exit_hook_applies = "_exit_function" in getattr(_original_bootstrap_code(), "co_names", ())
     return _exit_hook_applies
+
+
+def _original_bootstrap_code():
+    """The code of multiprocessing's own ``BaseProcess._bootstrap`` (whether mptrace patched it yet or not)."""
+    import multiprocessing.process as mp_process
+
+    return getattr(state.patches.original(mp_process.BaseProcess, "_bootstrap"), "__code__", None)
 
 
 def exit_function_hook(original):
@@ -918,26 +919,16 @@ def exit_function_hook(original):
     """
     if not exit_function_sees_runs_exception():
         return original
+    bootstrap_code = _original_bootstrap_code()
 
     def _exit_function(*args, **kwargs):
         failure = sys.exc_info()[1]
-        if isinstance(failure, SystemExit) and state.child is not None:
-            _note_exit_message(failure, sys._getframe(1).f_code)
+        if (isinstance(failure, SystemExit) and failure.code is not None and not isinstance(failure.code, int)
+                and state.child is not None and sys._getframe(1).f_code is bootstrap_code):
+            state.child.failure = failure  # a message: sys.exit("...")
         return original(*args, **kwargs)
 
     return _exit_function
-
-
-def _note_exit_message(ended, caller_code):
-    """The run's failure is ``ended``, a SystemExit that ended run(), if it carries a message and
-    ``caller_code`` (the caller of _exit_function) is _bootstrap's."""
-    import multiprocessing.process as mp_process
-
-    code = ended.code
-    if code is None or isinstance(code, int):
-        return
-    if caller_code is getattr(state.patches.original(mp_process.BaseProcess, "_bootstrap"), "__code__", None):
-        state.child.failure = ended
 
 
 def failure_hook(original):

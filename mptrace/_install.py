@@ -316,10 +316,7 @@ def _patch_module(module):
     for module_name, owner_name, attribute, factory in REPLACEMENT_POINTS:
         owner = _owner(module, module_name, owner_name)
         if owner is not None and not state.patches.is_patched(owner, attribute):
-            original = getattr(owner, attribute)
-            replacement = factory(original)
-            if replacement is not original:  # a factory gives back the original where its point does not apply
-                state.patches.replace(owner, attribute, replacement)
+            state.patches.replace_with(owner, attribute, factory)
     channel = dict(_channels.CHANNEL_MODULES).get(name)
     if channel is not None:
         _channels.instrument_module(state.patches, module, channel)

@@ -95,6 +95,14 @@ class PatchRegistry:
         setattr(owner, attribute, replacement)
         self._record(Patch(owner, attribute, original))
 
+    def replace_with(self, owner, attribute, factory):
+        """``replace`` with ``factory(what owner.attribute is now)``, unless the factory gives that back: its
+        patch does not apply here (see _child.exit_function_hook)."""
+        original = getattr(owner, attribute)
+        replacement = factory(original)
+        if replacement is not original:
+            self.replace(owner, attribute, replacement)
+
     def original(self, owner, attribute):
         same = self._by_target.get((id(owner), attribute))
         return same[0].original if same else vars(owner)[attribute]

@@ -28,6 +28,7 @@ MAX_GENERATORS are hashed; the rest are named in ``mp.random.unknown``.
 Standard library only: spawn children run it.
 """
 
+import importlib
 import sys
 from array import array
 
@@ -80,7 +81,9 @@ def generators(modules, fork=False):
     random_class = getattr(random, "Random", None)
     kinds = ((random_class,) if isinstance(random_class, type) else ()) + numpy_classes
     if kinds:  # else no value can be one
-        _modstate = sys.modules.get("mptrace._modstate") or _import_modstate()
+        # Loaded at first use, not with this module (see any_generator_possible); not by a from-import, whose
+        # Python code a forking parent would run at every start.
+        _modstate = sys.modules.get("mptrace._modstate") or importlib.import_module("mptrace._modstate")
         for module_name, module in modules:
             namespace = _modstate.own_namespace(module) or {}
             for name in _modstate.namespace_names(namespace, module_name)[1]:  # values only: no (name, value) tuples
@@ -96,13 +99,6 @@ def generators(modules, fork=False):
             seen.add(id(generator))
             unique.append((name, namespace, key))
     return unique
-
-
-def _import_modstate():
-    """Imported at first use, not with this module: see any_generator_possible."""
-    from mptrace import _modstate
-
-    return _modstate
 
 
 def states(places, key):
