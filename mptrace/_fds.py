@@ -20,7 +20,7 @@ Left out, because they are shared by design:
 
 * the standard streams 0-2 (unless they are sockets: inetd, socket activation);
 * multiprocessing's own plumbing: every ``Connection`` (so ``Pipe()``, queues,
-  pools and executors), the sentinels of the children it started, the
+  pools and executors), the pipes of the children it started, the
   resource tracker and the fork server's descriptors;
 * mptrace's own (its spool files, the pipe ``mptrace run`` holds);
 * what was open when ``install()`` ran, unless a watched global holds it: it is
@@ -50,10 +50,20 @@ MAX_ATTRIBUTES = 32  # attributes of one global's object looked at for a descrip
 MAX_GLOBALS = 64  # per module, as for module state
 STANDARD_STREAMS = (0, 1, 2)
 
-# Every multiprocessing Connection made while mptrace is installed (see connection_init_wrapper), and
-# every Popen of a traced start(): a joined child's Popen keeps its pipes open until it is closed or freed.
-_connections = weakref.WeakSet()
-_popens = weakref.WeakSet()
+# Multiprocessing's own open files, as (fd, st_dev, st_ino): each Connection's (see connection_init_wrapper)
+# and the pipes of each Popen made while mptrace is installed (see remember_popen), recorded once per object
+# and matched on what sits on the descriptor now, so a number reused by the program's own file is listed.
+# Not read from the objects at every start: a program keeps its Process objects (a list it joins at the
+# end), each keeping its Popen and pipes, and reading every one at every start wrote to its pages (a
+# copy-on-write fault each while children share them), work that grew with the children started.
+_plumbing = set()
+# When _plumbing holds this many, the descriptors closed since are dropped (see _forget_closed).
+MIN_PRUNE_AT = 256
+_prune_at = MIN_PRUNE_AT
+# (pid, a weak reference to the last Popen made): its pipes are opened after __init__, so they are recorded
+# at the next Popen made or the next listing, whichever comes first, in the process that made it (a fork
+# child inherits the reference to the Popen that started it, whose pipe ends it has closed).
+_pending_popen = None
 
 # Code, modules and plain values: a global holding one holds no descriptor of its own.
 _HOLD_NONE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, types.MethodType,
@@ -67,12 +77,11 @@ _environment = frozenset()
 
 
 def connection_init_wrapper(wrapped, connection, args, kwargs):
-    """``_ConnectionBase.__init__``: remember it, so its descriptor counts as multiprocessing's plumbing."""
+    """``_ConnectionBase.__init__``: its descriptor is multiprocessing's plumbing while it stays open."""
     result = wrapped(*args, **kwargs)
-    try:
-        _connections.add(connection)
-    except TypeError:
-        pass
+    handle = getattr(connection, "_handle", None)
+    if isinstance(handle, int):
+        _record_plumbing((handle,))
     return result
 
 
@@ -93,11 +102,56 @@ def note_environment():
 
 
 def remember_popen(popen):
-    """A Popen about to start a child: its sentinel and pipes are multiprocessing's."""
+    """A Popen about to start a child: its pipes are multiprocessing's (recorded once they are open)."""
+    global _pending_popen
+    _record_pending_popen()  # the previous one's, launched by now (or never to be)
     try:
-        _popens.add(popen)
+        _pending_popen = (os.getpid(), weakref.ref(popen))
     except TypeError:
         pass
+
+
+def _record_pending_popen():
+    """The pipes of the last Popen made, while it holds them: its sentinel and what its finalizer closes
+    (the finalizer's arguments are gone once it has run, and the pipes are closed then)."""
+    global _pending_popen
+    pending = _pending_popen
+    popen = pending[1]() if pending is not None and pending[0] == os.getpid() else None
+    finalizer = getattr(popen, "finalizer", None)
+    if popen is not None and finalizer is None:
+        return  # not launched yet (this start's own, listed before its fork): recorded later
+    _pending_popen = None
+    arguments = getattr(finalizer, "_args", None)
+    if arguments:
+        _record_plumbing((getattr(popen, "sentinel", None),) + tuple(arguments))
+
+
+def _record_plumbing(descriptors):
+    """Add the open files on ``descriptors`` (ints; others are passed over) to the plumbing."""
+    global _prune_at
+    for fd in descriptors:
+        if isinstance(fd, int) and not isinstance(fd, bool):
+            key = _key(fd)
+            if key is not None:
+                _plumbing.add(key)
+    if len(_plumbing) >= _prune_at:  # a program that never starts by fork never lists: bounded here
+        _forget_closed(list(_plumbing))
+        _prune_at = max(MIN_PRUNE_AT, 2 * len(_plumbing))
+
+
+def _key(fd):
+    try:
+        info = os.fstat(fd)
+    except OSError:  # closed already
+        return None
+    return fd, info.st_dev, info.st_ino
+
+
+def _forget_closed(keys):
+    """Drop those of ``keys`` no longer open on their descriptor (closed, or another file sits there now)."""
+    for key in keys:
+        if _key(key[0]) != key:
+            _plumbing.discard(key)
 
 
 class Inherited:
@@ -137,26 +191,32 @@ def inherited(watch, spool_directory):
     Per descriptor, on the common path: one ``fstat`` and a cache look-up.
     """
     numbers, listed = _open_numbers()
-    excluded = _plumbing()
+    _record_pending_popen()
+    excluded = _other_plumbing()
     cache = _cache()
     own = _own_prefix(spool_directory) if spool_directory else None
-    candidates, keys, unlisted = [], [], 0
+    candidates, keys, unlisted, plumbing_open = [], [], 0, set()
     for fd in numbers:
+        try:
+            info = os.fstat(fd)
+        except OSError:  # closed meanwhile, or listdir's own
+            continue
+        key = (fd, info.st_dev, info.st_ino)
+        if key in _plumbing:
+            plumbing_open.add(key)
+            continue
         if fd in excluded:
             continue
         if len(candidates) >= MAX_FDS:
             unlisted += 1
             continue
-        try:
-            info = os.fstat(fd)
-        except OSError:  # closed meanwhile, or listdir's own
-            continue
         mode = info.st_mode
         kind = stat.S_IFMT(mode)  # as _listable says, without a call of it per descriptor
         if kind == stat.S_IFSOCK or ((kind == stat.S_IFREG or kind == stat.S_IFIFO) and fd not in STANDARD_STREAMS):
-            key = (fd, info.st_dev, info.st_ino)
             candidates.append((fd, key, mode))
             keys.append(key)
+    if listed and len(plumbing_open) != len(_plumbing):  # some were closed since: forget them
+        _forget_closed(_plumbing - plumbing_open)  # checked again: another thread may have just added one
     holders = _holders_of(watch, keys)
     found = {}
     for fd, key, mode in candidates:
@@ -359,22 +419,10 @@ def _path(fd):
 # -- what is not the program's: multiprocessing's plumbing ------------------------------------
 
 
-def _plumbing():
-    """Descriptors multiprocessing opened for its own use, or that are made to be shared."""
+def _other_plumbing():
+    """The numbers of the descriptors multiprocessing opened for its own use, or that are made to be
+    shared, other than its Connections' and its Popens' (see _plumbing): a few, read at each listing."""
     excluded = set()
-    for connection in _alive(_connections):
-        if getattr(connection, "_handle", None) is not None:  # None once closed
-            excluded.add(connection._handle)
-    process_module = sys.modules.get("multiprocessing.process")
-    popens = _alive(_popens)
-    for child in list(getattr(process_module, "_children", ())):
-        popens.append(getattr(child, "_popen", None))
-    for popen in popens:  # plain loops, not comprehensions: no function object made at each start (3.11)
-        excluded.add(getattr(popen, "sentinel", None))
-        # a fork Popen also keeps the write end of the child's pipe, closed by its finalizer
-        for fd in getattr(getattr(popen, "finalizer", None), "_args", None) or ():
-            if isinstance(fd, int):
-                excluded.add(fd)
     tracker = sys.modules.get("multiprocessing.resource_tracker")
     excluded.add(getattr(getattr(tracker, "_resource_tracker", None), "_fd", None))
     forkserver = sys.modules.get("multiprocessing.forkserver")
@@ -383,17 +431,6 @@ def _plumbing():
     excluded.update(getattr(reaper, "_held", ()))
     excluded.discard(None)
     return excluded
-
-
-def _alive(registry):
-    """What a WeakSet holds, from one copy of its references: iterating the WeakSet itself runs
-    _weakrefset's Python code (a generator, an iteration guard), pages a fork start faults on."""
-    alive = []
-    for reference in list(registry.data):
-        item = reference()
-        if item is not None:
-            alive.append(item)
-    return alive
 
 
 # -- who holds it: watched module globals ---------------------------------------------------

@@ -243,10 +243,10 @@ def _launched(launch):
 
 
 def popen_init_wrapper(wrapped, popen, args, kwargs):
+    _log.safely("noting a Popen's pipes", _fds.remember_popen, popen)  # every Popen's: multiprocessing's own
     launch = launching.__dict__.get("launch")
     if launch is None or not args or args[0] is not launch.process:
         return wrapped(*args, **kwargs)
-    _fds.remember_popen(popen)
     token = _log.safely("recording the start method", _record_method, launch, popen)
     _log.safely("setting mp.process's attributes", launch.set_pending)
     try:

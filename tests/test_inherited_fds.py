@@ -7,6 +7,8 @@ test starts; the in-process tests use ``mptrace.testing.SpanRecorder``.
 
 import io
 import multiprocessing
+import multiprocessing.context
+import multiprocessing.popen_fork
 import os
 import re
 import socket
@@ -296,22 +298,93 @@ def test_reading_a_socket_leaves_it_as_it_was(default_timeout):
             s.close()
 
 
-def test_listing_what_a_fork_child_inherits_runs_no_weak_set_code():
-    """Multiprocessing's plumbing (its connections, the Popens of traced starts) is read from one copy of
-    the weak references: iterating a WeakSet runs _weakrefset's Python code, pages a fork start faults on.
-    A connection counts only while it is open."""
+class _CountingPopen(multiprocessing.popen_fork.Popen):
+    """A fork Popen that counts how often its finalizer (what holds its pipes) is read."""
+
+    def __getattribute__(self, name):
+        if name == "finalizer":
+            object.__getattribute__(self, "reads").append(name)
+        return object.__getattribute__(self, name)
+
+    def __init__(self, process_obj):
+        self.reads = []
+        super().__init__(process_obj)
+
+
+class _CountingProcess(multiprocessing.context.ForkProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        return _CountingPopen(process_obj)
+
+
+def _noop():
+    pass
+
+
+def test_a_start_reads_none_of_the_popens_the_program_keeps():
+    """A program that keeps its Process objects (a list it joins at the end) keeps their Popens and pipes:
+    each Popen's pipes are recorded once as multiprocessing's, not read again at every later start (work,
+    and copy-on-write faults while children share those pages, growing with the children started)."""
+    with SpanRecorder() as recorder:
+        kept = []
+        for _ in range(8):
+            child = _CountingProcess(target=_noop)
+            child.start()
+            child.join(30)
+            kept.append(child)
+        inherited = [process.inherited_fds for process in recorder.processes()]
+    reads = [len(child._popen.reads) for child in kept]
+    # Each read at most twice (before its launch, at its own start's listing; then once launched, at the next
+    # start): not once more at every later start.
+    assert max(reads) <= 2, "the earlier Popens were read at every later start: %s" % reads
+    pipes = {str(os.fstat(fd).st_ino) for child in kept for fd in child._popen.finalizer._args}
+    assert len(inherited) == 8 and not [entry for entries in inherited for entry in entries
+                                        if entry.startswith("pipe ") and entry.split()[1] in pipes], inherited
+    for child in kept:
+        child.close()
+
+
+def test_a_pipe_of_the_program_on_a_number_a_closed_popen_held_is_listed():
+    """What sits on a descriptor decides, not its number: a Popen the program keeps after closing it leaves
+    its numbers free, and the program's own pipe there is the program's."""
+    context = multiprocessing.get_context("fork")
+    with SpanRecorder() as recorder:
+        first = context.Process(target=_noop, name="first")
+        first.start()
+        first.join(30)
+        popen = first._popen  # kept by the program past close()
+        sentinel = popen.sentinel
+        first.close()
+        read_end, write_end = os.pipe()  # perhaps on the sentinel's number already: else put there too
+        if sentinel not in (read_end, write_end):
+            os.dup2(read_end, sentinel)
+        second = context.Process(target=_noop, name="second")
+        second.start()
+        second.join(30)
+        inherited = recorder.process("second").inherited_fds
+    inode = str(os.fstat(read_end).st_ino)
+    on_the_sentinels_number = os.fstat(sentinel).st_ino == int(inode)
+    ends = {read_end, write_end, sentinel}
+    for fd in ends:
+        os.close(fd)
+    assert on_the_sentinels_number
+    assert inherited.count("pipe %s read end" % inode) == len(ends) - 1, inherited
+    assert popen.sentinel == sentinel
+
+
+def test_multiprocessings_plumbing_is_forgotten_once_closed():
+    """The descriptors recorded as multiprocessing's are dropped once closed: memory stays bounded in a
+    program that makes many connections and never starts by fork (so never lists what a child inherits)."""
     from mptrace import _fds
 
-    reader, writer = multiprocessing.Pipe(duplex=False)
-    _fds._connections.add(reader)
-    called = []
-    sys.setprofile(lambda frame, event, arg: called.append(frame.f_code.co_filename) if event == "call" else None)
-    try:
-        excluded = _fds._plumbing()
-    finally:
-        sys.setprofile(None)
-    assert reader.fileno() in excluded
-    assert not [name for name in called if name.endswith("_weakrefset.py")]
-    reader.close()
-    writer.close()
-    assert None not in _fds._plumbing()
+    with SpanRecorder():
+        for _ in range(3 * _fds.MIN_PRUNE_AT):
+            reader, writer = multiprocessing.Pipe(duplex=False)
+            reader.close()
+            writer.close()
+        assert len(_fds._plumbing) < 2 * _fds.MIN_PRUNE_AT
+        reader, writer = multiprocessing.Pipe(duplex=False)
+        assert (reader.fileno(), os.fstat(reader.fileno()).st_dev, os.fstat(reader.fileno()).st_ino) \
+            in _fds._plumbing
+        reader.close()
+        writer.close()
