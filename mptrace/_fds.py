@@ -53,16 +53,17 @@ STANDARD_STREAMS = (0, 1, 2)
 # Multiprocessing's own open files, as (fd, st_dev, st_ino): each Connection's (see connection_init_wrapper)
 # and the pipes of each Popen made while mptrace is installed (see remember_popen), recorded once per object
 # and matched on what sits on the descriptor now, so a number reused by the program's own file is listed.
+# Bounded: see _record_plumbing.
 # Not read from the objects at every start: a program keeps its Process objects (a list it joins at the
 # end), each keeping its Popen and pipes, and reading every one at every start wrote to its pages (a
 # copy-on-write fault each while children share them), work that grew with the children started.
 _plumbing = set()
-# When _plumbing holds this many, the descriptors closed since are dropped (see _forget_closed).
+# When _plumbing holds this many, the descriptors closed since are dropped (see _record_plumbing).
 MIN_PRUNE_AT = 256
 _prune_at = MIN_PRUNE_AT
 # (pid, a weak reference to the last Popen made): its pipes are opened after __init__, so they are recorded
-# at the next Popen made or the next listing, whichever comes first, in the process that made it (a fork
-# child inherits the reference to the Popen that started it, whose pipe ends it has closed).
+# when the next Popen is made (before that one's start lists what its child inherits), in the process that
+# made it (a fork child inherits the reference to the Popen that started it, whose pipe ends it has closed).
 _pending_popen = None
 
 # Code, modules and plain values: a global holding one holds no descriptor of its own.
@@ -102,55 +103,48 @@ def note_environment():
 
 
 def remember_popen(popen):
-    """A Popen about to start a child: its pipes are multiprocessing's (recorded once they are open)."""
+    """A Popen about to start a child: its pipes are multiprocessing's. They are opened after __init__, so
+    it is the previous Popen's that are recorded here, launched by now (or never to be)."""
     global _pending_popen
-    _record_pending_popen()  # the previous one's, launched by now (or never to be)
+    pending = _pending_popen
+    previous = pending[1]() if pending is not None and pending[0] == os.getpid() else None
+    # The pipes it holds: its sentinel and what its finalizer closes (the finalizer's arguments are gone
+    # once it has run, and the pipes are closed then).
+    arguments = getattr(getattr(previous, "finalizer", None), "_args", None)
+    if arguments:
+        _record_plumbing((getattr(previous, "sentinel", None),) + tuple(arguments))
     try:
         _pending_popen = (os.getpid(), weakref.ref(popen))
     except TypeError:
-        pass
-
-
-def _record_pending_popen():
-    """The pipes of the last Popen made, while it holds them: its sentinel and what its finalizer closes
-    (the finalizer's arguments are gone once it has run, and the pipes are closed then)."""
-    global _pending_popen
-    pending = _pending_popen
-    popen = pending[1]() if pending is not None and pending[0] == os.getpid() else None
-    finalizer = getattr(popen, "finalizer", None)
-    if popen is not None and finalizer is None:
-        return  # not launched yet (this start's own, listed before its fork): recorded later
-    _pending_popen = None
-    arguments = getattr(finalizer, "_args", None)
-    if arguments:
-        _record_plumbing((getattr(popen, "sentinel", None),) + tuple(arguments))
+        _pending_popen = None
 
 
 def _record_plumbing(descriptors):
-    """Add the open files on ``descriptors`` (ints; others are passed over) to the plumbing."""
+    """Add the open files on ``descriptors`` (ints; others are passed over) to the plumbing.
+
+    A key stays until the plumbing has doubled, then those no longer open are dropped: a closed pipe's
+    or socket's key matches nothing the program opens later (their inode numbers are not reused)."""
     global _prune_at
     for fd in descriptors:
         if isinstance(fd, int) and not isinstance(fd, bool):
-            key = _key(fd)
-            if key is not None:
-                _plumbing.add(key)
-    if len(_plumbing) >= _prune_at:  # a program that never starts by fork never lists: bounded here
+            try:
+                info = os.fstat(fd)
+            except OSError:  # closed already
+                continue
+            _plumbing.add((fd, info.st_dev, info.st_ino))
+    if len(_plumbing) >= _prune_at:
         _forget_closed(list(_plumbing))
         _prune_at = max(MIN_PRUNE_AT, 2 * len(_plumbing))
-
-
-def _key(fd):
-    try:
-        info = os.fstat(fd)
-    except OSError:  # closed already
-        return None
-    return fd, info.st_dev, info.st_ino
 
 
 def _forget_closed(keys):
     """Drop those of ``keys`` no longer open on their descriptor (closed, or another file sits there now)."""
     for key in keys:
-        if _key(key[0]) != key:
+        try:
+            info = os.fstat(key[0])
+        except OSError:
+            info = None
+        if info is None or (info.st_dev, info.st_ino) != key[1:]:
             _plumbing.discard(key)
 
 
@@ -191,21 +185,17 @@ def inherited(watch, spool_directory):
     Per descriptor, on the common path: one ``fstat`` and a cache look-up.
     """
     numbers, listed = _open_numbers()
-    _record_pending_popen()
     excluded = _other_plumbing()
     cache = _cache()
     own = _own_prefix(spool_directory) if spool_directory else None
-    candidates, keys, unlisted, plumbing_open = [], [], 0, set()
+    candidates, keys, unlisted = [], [], 0
     for fd in numbers:
         try:
             info = os.fstat(fd)
         except OSError:  # closed meanwhile, or listdir's own
             continue
         key = (fd, info.st_dev, info.st_ino)
-        if key in _plumbing:
-            plumbing_open.add(key)
-            continue
-        if fd in excluded:
+        if key in _plumbing or fd in excluded:
             continue
         if len(candidates) >= MAX_FDS:
             unlisted += 1
@@ -215,8 +205,6 @@ def inherited(watch, spool_directory):
         if kind == stat.S_IFSOCK or ((kind == stat.S_IFREG or kind == stat.S_IFIFO) and fd not in STANDARD_STREAMS):
             candidates.append((fd, key, mode))
             keys.append(key)
-    if listed and len(plumbing_open) != len(_plumbing):  # some were closed since: forget them
-        _forget_closed(_plumbing - plumbing_open)  # checked again: another thread may have just added one
     holders = _holders_of(watch, keys)
     found = {}
     for fd, key, mode in candidates:
