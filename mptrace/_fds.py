@@ -41,7 +41,7 @@ import sys
 import types
 import weakref
 
-from mptrace import _modstate
+from mptrace import _log, _modstate
 
 MAX_FDS = 64  # descriptors described per start(); the rest are counted
 MAX_SCANNED = 256  # descriptor numbers tried where the process cannot list its own
@@ -82,7 +82,7 @@ def connection_init_wrapper(wrapped, connection, args, kwargs):
     result = wrapped(*args, **kwargs)
     handle = getattr(connection, "_handle", None)
     if isinstance(handle, int):
-        _record_plumbing((handle,))
+        _log.safely("noting a connection's descriptor", _record_plumbing, (handle,))
     return result
 
 
