@@ -17,6 +17,11 @@ server's).
 ``--floor`` (fork) adds the floor arm of process_start.py: the least a tracer of mptrace's design does per
 child. ``--without-analyses`` adds the traced program with its four looks at what a fork child inherits
 switched off: what they cost against the rest of mptrace's work per start.
+
+``--burst N`` (fork) starts the children in bursts of N instead, as many alive at once as there are cores,
+the Process objects kept as a program keeps them (process_start.py's burst), and reports per child, medians
+over the bursts: the burst's wall time, and the CPU and page faults of the parent and of the children. While
+a sibling runs, every page the parent writes at a start is copied: the parent's faults are what a burst waits on.
 """
 
 import argparse
@@ -65,9 +70,10 @@ if sys.argv[1] == "traced, no analyses":
     _parent._random_generators = lambda: []
 '''
 COLUMNS = ("start_ms", "join_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
+BURST_COLUMNS = ("wall_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
 
 PROGRAM = PROVIDER_AND_TARGET + FLOOR_SETUP + WITHOUT_ANALYSES_SETUP + r'''
-import json, multiprocessing, resource, statistics, time
+import json, multiprocessing, os, resource, statistics, time
 
 
 def usage():
@@ -75,7 +81,34 @@ def usage():
     return (own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, own.ru_minflt, children.ru_minflt)
 
 
-if __name__ == "__main__":
+def bursts(context, children, size):
+    """Rows per child of each burst of ``size`` (``children`` in all, at least 3 bursts), after a warm-up burst."""
+    alive, rows = os.cpu_count() or 2, []
+    for burst in range(max(3, children // size) + 1):
+        before, began, running, kept = usage(), time.perf_counter(), [], []
+        for _ in range(size):
+            if len(running) >= alive:
+                kept.append(running.pop(0))
+                kept[-1].join()
+            process = context.Process(target=noop)
+            process.start()
+            running.append(process)
+        for process in running:
+            process.join()
+        ended, after = time.perf_counter(), usage()
+        if any(process.exitcode != 0 for process in kept + running):
+            sys.exit("a child failed")
+        if burst:
+            rows.append([(ended - began) * 1e3 / size, (after[0] - before[0]) * 1e3 / size,
+                         (after[1] - before[1]) * 1e3 / size, (after[2] - before[2]) / size,
+                         (after[3] - before[3]) / size])
+    return rows
+
+
+if __name__ == "__main__" and int(sys.argv[4]):
+    rows = bursts(multiprocessing.get_context(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    print(json.dumps([statistics.median(column) for column in zip(*rows)]))
+elif __name__ == "__main__":
     context = multiprocessing.get_context(sys.argv[2])
     rows = []
     for i in range(int(sys.argv[3]) + 3):
@@ -96,9 +129,9 @@ if __name__ == "__main__":
 '''
 
 
-def one_run(arm, method, starts, target_dir, python):
+def one_run(arm, method, starts, burst, target_dir, python):
     path = [ROOT, target_dir] + ([os.path.dirname(os.path.abspath(__file__))] if arm == FLOOR else [])
-    result = subprocess.run([python, "-c", PROGRAM, arm, method, str(starts)],
+    result = subprocess.run([python, "-c", PROGRAM, arm, method, str(starts), str(burst)],
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)),
                             capture_output=True, text=True, cwd=target_dir, timeout=900)
     if result.returncode:
@@ -118,23 +151,31 @@ def main():
     parser.add_argument("--without-analyses", action="store_true",
                         help="also the traced program with module state, threads, descriptors and random "
                              "generators switched off, to weigh them against the rest")
+    parser.add_argument("--burst", type=int, default=0, metavar="N",
+                        help="fork only: children in bursts of N, as many alive as there are cores, kept; "
+                             "--starts children in all (at least 3 bursts); figures per child")
     options = parser.parse_args()
     if options.floor and options.method != "fork":
         parser.error("--floor: the floor traces fork children only")
+    if options.burst and (options.method != "fork" or options.burst < 2):
+        parser.error("--burst: fork only, and at least 2 children a burst")
     compile_mptrace()
     arms = ARMS + ((FLOOR,) if options.floor else ()) + ((WITHOUT_ANALYSES,) if options.without_analyses else ())
     found = alternate_runs(arms, options.runs,
-                           lambda arm, target_dir, python: one_run(arm, options.method, options.starts, target_dir,
-                                                                   python))
-    print("%-20s" % ("per start (%s)" % options.method) + "".join("%15s" % column for column in COLUMNS))
+                           lambda arm, target_dir, python: one_run(arm, options.method, options.starts, options.burst,
+                                                                   target_dir, python))
+    columns = BURST_COLUMNS if options.burst else COLUMNS
+    title = "per child (burst of %d)" % options.burst if options.burst else "per start (%s)" % options.method
+    print("%-20s" % title + "".join("%15s" % column for column in columns))
     medians = {arm: [statistics.median(values) for values in zip(*runs)] for arm, runs in found.items()}
     for arm in arms:
         print("%-20s" % arm + "".join("%15.2f" % value for value in medians[arm]))
     for arm in arms[1:]:
         print("%-20s" % ("%s - prov" % arm.split(",")[0] if arm != WITHOUT_ANALYSES else "no analyses - prov")
               + "".join("%+15.2f" % (t - p) for t, p in zip(medians[arm], medians["provider only"])))
-    print("(medians of %d runs of %d starts; Python %s, %d cores)" % (
-        options.runs, options.starts, sys.version.split()[0], os.cpu_count() or 0))
+    print("(medians of %d runs of %d %s; Python %s, %d cores)" % (
+        options.runs, options.starts, "children in bursts of %d" % options.burst if options.burst else "starts",
+        sys.version.split()[0], os.cpu_count() or 0))
 
 
 if __name__ == "__main__":
