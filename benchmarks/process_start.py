@@ -62,6 +62,23 @@ ARMS = ("no OpenTelemetry", "provider only", "traced")
 FLOOR_METHODS = ("fork", "burst")  # the floor arm's (floor_tracer.py traces fork children only)
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 
+# A burst of fork children as a program starts them: ``count`` children of the empty target, ``alive`` at a
+# time, each kept until the end; their exit codes. In the programs of this benchmark and of start_faults.py.
+BURST_FUNCTION = r'''
+def start_burst(context, count, alive):
+    running, finished = [], []
+    for _ in range(count):
+        if len(running) >= alive:
+            finished.append(running.pop(0))
+            finished[-1].join()
+        process = context.Process(target=noop)
+        process.start()
+        running.append(process)
+    for process in running:
+        process.join()
+    return [process.exitcode for process in finished + running]
+'''
+
 PROGRAM = r'''
 import multiprocessing, os, statistics, sys, time
 
@@ -112,20 +129,7 @@ def one_start(context):
         span.end()
 
 
-def a_burst(context, alive):
-    """BURST children, ``alive`` at a time."""
-    running, finished = [], []
-    for _ in range(BURST):
-        if len(running) >= alive:
-            finished.append(running.pop(0))
-            finished[-1].join()
-        process = context.Process(target=noop)
-        process.start()
-        running.append(process)
-    for process in running:
-        process.join()
-    exitcodes.extend(process.exitcode for process in finished + running)
-
+''' + BURST_FUNCTION + r'''
 
 if __name__ == "__main__":
     context = multiprocessing.get_context("fork" if METHOD == "burst" else METHOD)
@@ -135,7 +139,7 @@ if __name__ == "__main__":
     for _ in range(STARTS if METHOD != "burst" else 1):
         began = time.perf_counter()
         if METHOD == "burst":
-            a_burst(context, os.cpu_count() or 2)
+            exitcodes.extend(start_burst(context, BURST, os.cpu_count() or 2))
         else:
             one_start(context)
         times.append(time.perf_counter() - began)

@@ -32,7 +32,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from process_start import PROVIDER_AND_TARGET, alternate_runs, compile_mptrace  # noqa: E402
+from process_start import BURST_FUNCTION, PROVIDER_AND_TARGET, alternate_runs, compile_mptrace  # noqa: E402
 
 ARMS = ("provider only", "traced")
 FLOOR = "floor"
@@ -72,7 +72,7 @@ if sys.argv[1] == "traced, no analyses":
 COLUMNS = ("start_ms", "join_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
 BURST_COLUMNS = ("wall_ms", "parent_cpu_ms", "child_cpu_ms", "parent_faults", "child_faults")
 
-PROGRAM = PROVIDER_AND_TARGET + FLOOR_SETUP + WITHOUT_ANALYSES_SETUP + r'''
+PROGRAM = PROVIDER_AND_TARGET + FLOOR_SETUP + WITHOUT_ANALYSES_SETUP + BURST_FUNCTION + r'''
 import json, multiprocessing, os, resource, statistics, time
 
 
@@ -83,21 +83,13 @@ def usage():
 
 def bursts(context, children, size):
     """Rows per child of each burst of ``size`` (``children`` in all, at least 3 bursts), after a warm-up burst."""
-    alive, rows = os.cpu_count() or 2, []
+    rows = []
     for burst in range(max(3, children // size) + 1):
-        before, began, running, kept = usage(), time.perf_counter(), [], []
-        for _ in range(size):
-            if len(running) >= alive:
-                kept.append(running.pop(0))
-                kept[-1].join()
-            process = context.Process(target=noop)
-            process.start()
-            running.append(process)
-        for process in running:
-            process.join()
+        before, began = usage(), time.perf_counter()
+        exitcodes = start_burst(context, size, os.cpu_count() or 2)
         ended, after = time.perf_counter(), usage()
-        if any(process.exitcode != 0 for process in kept + running):
-            sys.exit("a child failed")
+        if any(exitcodes):
+            sys.exit("a child exited with %s" % exitcodes)
         if burst:
             rows.append([(ended - began) * 1e3 / size, (after[0] - before[0]) * 1e3 / size,
                          (after[1] - before[1]) * 1e3 / size, (after[2] - before[2]) / size,
