@@ -58,7 +58,7 @@ STANDARD_STREAMS = (0, 1, 2)
 # end), each keeping its Popen and pipes, and reading every one at every start wrote to its pages (a
 # copy-on-write fault each while children share them), work that grew with the children started.
 _plumbing = set()
-# When _plumbing holds this many, the descriptors closed since are dropped (see _record_plumbing).
+# When _plumbing holds this many, those closed since are dropped (see _record_plumbing).
 MIN_PRUNE_AT = 256
 _prune_at = MIN_PRUNE_AT
 # (pid, a weak reference to the last Popen made): its pipes are opened after __init__, so they are recorded
@@ -92,14 +92,7 @@ def note_environment():
     watched global holds it. A fork child keeps this: it has the same descriptors."""
     global _environment
     numbers, _ = _open_numbers()
-    found = set()
-    for fd in numbers:
-        try:
-            info = os.fstat(fd)
-        except OSError:
-            continue
-        found.add((fd, info.st_dev, info.st_ino))
-    _environment = frozenset(found)
+    _environment = frozenset(filter(None, map(_file_key, numbers)))
 
 
 def remember_popen(popen):
@@ -112,7 +105,9 @@ def remember_popen(popen):
     # once it has run, and the pipes are closed then).
     arguments = getattr(getattr(previous, "finalizer", None), "_args", None)
     if arguments:
-        _record_plumbing((getattr(previous, "sentinel", None),) + tuple(arguments))
+        descriptors = tuple(arguments)
+        sentinel = getattr(previous, "sentinel", None)  # among them in CPython's Popens: not looked at twice
+        _record_plumbing(descriptors if sentinel in descriptors else descriptors + (sentinel,))
     try:
         _pending_popen = (os.getpid(), weakref.ref(popen))
     except TypeError:
@@ -126,26 +121,24 @@ def _record_plumbing(descriptors):
     or socket's key matches nothing the program opens later (their inode numbers are not reused)."""
     global _prune_at
     for fd in descriptors:
-        if isinstance(fd, int) and not isinstance(fd, bool):
-            try:
-                info = os.fstat(fd)
-            except OSError:  # closed already
-                continue
-            _plumbing.add((fd, info.st_dev, info.st_ino))
+        key = _file_key(fd) if isinstance(fd, int) and not isinstance(fd, bool) else None
+        if key is not None:  # else closed already
+            _plumbing.add(key)
     if len(_plumbing) >= _prune_at:
-        _forget_closed(list(_plumbing))
+        for key in list(_plumbing):
+            if _file_key(key[0]) != key:  # closed, or another file sits on its number now
+                _plumbing.discard(key)
         _prune_at = max(MIN_PRUNE_AT, 2 * len(_plumbing))
 
 
-def _forget_closed(keys):
-    """Drop those of ``keys`` no longer open on their descriptor (closed, or another file sits there now)."""
-    for key in keys:
-        try:
-            info = os.fstat(key[0])
-        except OSError:
-            info = None
-        if info is None or (info.st_dev, info.st_ino) != key[1:]:
-            _plumbing.discard(key)
+def _file_key(fd):
+    """``(fd, st_dev, st_ino)``: the open file on ``fd`` (the same on that number while it is not closed), or
+    None when nothing is open there. ``inherited`` makes it inline, with the mode it reads too."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return fd, info.st_dev, info.st_ino
 
 
 class Inherited:
