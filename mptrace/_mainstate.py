@@ -119,6 +119,12 @@ def _visibly_changed(name, value, source):
     """Whether a literal's value differs from it where a fingerprint shows it without digests (a size, one of
     the first items): then it changed, and its content need not be read, which takes a digest of all of it
     (a fork child is sent no state: that it changed is all the start needs)."""
+    literal = source.literals[name]
+    if type(literal) is type(value) and len(value) != len(literal):
+        # The size a fingerprint shows first differs: changed, unless it holds only process handles (no state,
+        # as its fingerprint would say). Told without the fingerprint, which walks its first items and compares
+        # each with the literal's: some 150 calls at each start of a program that appends its results.
+        return not _holds_only_process_handles(value)
     shallow = _fingerprint_of(name, value, None)  # process handles are no state: it says so, as always
     return _main_name_not_portable(name, shallow, _literal_fingerprints(source, None), source)
 

@@ -97,6 +97,51 @@ def state_of(module, key=None, owner=None):
     return state
 
 
+def state_for_fork(module, baseline, key=None, owner=None):
+    """(``state_of(module)`` but for the names seen to differ from ``baseline``, [those names]): a fork start's
+    look, which needs to know only which names changed since import (see ModuleWatch.state_at_start).
+
+    A name not in ``baseline`` (bound since import), or a list, dict or set whose description (its size) is
+    not its baseline's, differs from it: a visible difference is a change (see _descriptions.compare).
+    It is not fingerprinted: a fingerprint digests everything it holds, and a cache a program fills as it
+    runs holds thousands of entries, digested at every start. Process handles are no state, as ever.
+    """
+    namespace = own_namespace(module)
+    if namespace is None:
+        return {}, []
+    names, watched = _names_and_classes(namespace, owner)
+    atoms = _atom_fingerprints(module, key) if names else None
+    state, changed = {}, []
+    for name, value in names[:MAX_NAMES]:  # loops, not comprehensions: no function object per start (3.11)
+        if _visibly_not_baseline(name, value, baseline.get(name)):
+            changed.append(name)
+        else:
+            state[name] = _fingerprint_of(name, value, key, atoms)
+    for cls in watched[:MAX_CLASSES]:
+        try:
+            state.update(_class_state(cls, key))
+        except Exception:
+            _log.internal_error("reading the class attributes of a class in %s" % dict.get(namespace, "__name__"))
+    return state, changed
+
+
+_SIZED = (list, dict, set)  # exact types: their description is their size (see _fingerprint.describe)
+
+
+def _visibly_not_baseline(name, value, baseline):
+    """Whether ``value`` differs from ``baseline`` (its fingerprint at import, None: it had none) by what is
+    seen without a fingerprint: it is new, or a list, dict or set of another size; never process handles."""
+    if baseline is None:
+        return not _holds_only_process_handles(value)
+    if type(value) not in _SIZED:
+        return False
+    was = baseline.get(name)
+    if was is None or was == PROCESS_HANDLES:
+        return False
+    return (_descriptions.visible(was) != (_fingerprint or load_fingerprint()).describe(value)
+            and not _holds_only_process_handles(value))
+
+
 def _names_and_classes(namespace, owner=None):
     """([(name, value)] of the state, by name; [class] defined in the module, by name): what state_of reads.
     ``owner``: see namespace_names."""
@@ -334,16 +379,20 @@ def _holds_only_process_handles(value):
     if fingerprints.is_process_handle(value):
         return True
     if isinstance(value, (list, tuple)):
-        items = (list if isinstance(value, list) else tuple).__iter__(value)
+        base = list if isinstance(value, list) else tuple
     elif isinstance(value, (set, frozenset)):
-        items = list((set if isinstance(value, set) else frozenset).__iter__(value))  # no error if it changes
+        base = set if isinstance(value, set) else frozenset
     elif isinstance(value, dict):
-        items = list(dict.values(value))
+        base = dict.values
     else:
         return False
-    first = next(iter(items), _MISSING)  # from a list's own iterator: the first item, the rest left to map()
+    # The first item alone first, by the base type's own iterator (no code of a subclass runs): a cache of
+    # thousands of results is no handle, told without copying it. The items are walked only if it is one.
+    first = next(base.__iter__(value) if base is not dict.values else iter(base(value)), _MISSING)
     if first is _MISSING or not fingerprints.is_process_handle(first):
         return False
+    items = base.__iter__(value) if base is list or base is tuple else list(  # a copy: no error if it changes
+        base(value) if base is dict.values else base.__iter__(value))
     for kind in set(map(type, items)):  # a loop, not all() of a generator: no function object made per start
         if not fingerprints.is_handle_type(kind):
             return False
@@ -646,8 +695,11 @@ class ModuleWatch:
                 if has_state(module, name):
                     no_baseline.append(name)
                 continue
-            current = state_of(module, self.key, name)
-            if not current:
+            if fork:  # sent nothing: only which names changed (see state_for_fork)
+                current, seen_changed = state_for_fork(module, baseline, self.key, name)
+            else:
+                current, seen_changed = state_of(module, self.key, name), ()
+            if not current and not seen_changed:
                 continue
             state[name] = current
             if baseline is None:
@@ -655,6 +707,8 @@ class ModuleWatch:
                 continue
             changed, uncertain = self._compared(name, baseline, current)
             not_portable.extend(changed)
+            for changed_name in seen_changed:
+                not_portable.append("%s.%s" % (name, changed_name))
             unknown.extend(uncertain)
         not_portable.sort()  # in place: these lists are this call's own
         no_baseline.sort()

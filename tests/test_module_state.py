@@ -442,16 +442,64 @@ def test_a_fork_start_tells_a_grown_results_list_changed_without_reading_all_of_
 
     path = tmp_path / "main_program.py"
     path.write_text("RESULTS = []\nSCORES = {}\nTABLE = [%s]\n" % ", ".join(str(n) for n in range(20)))
-    main, _ = _main_module_and_fingerprints(path, monkeypatch, RESULTS=[n / 8 for n in range(10000)],
-                                            SCORES={"k%d" % n: n for n in range(5000)}, TABLE=list(range(20)))
+    main, fingerprinted = _main_module_and_fingerprints(path, monkeypatch, RESULTS=[n / 8 for n in range(10000)],
+                                                        SCORES={"k%d" % n: n for n in range(5000)},
+                                                        TABLE=list(range(20)))
     digested = []
     digest = _fingerprint._Walk.digest
     monkeypatch.setattr(_fingerprint._Walk, "digest", lambda walk, value: digested.append(value) or digest(walk, value))
     watch = _modstate.ModuleWatch(key=b"k" * 16)
     assert watch.state_at_start(fork=True)[1] == ["__main__.RESULTS", "__main__.SCORES"]
     assert [len(value) for value in digested if len(value) > 20] == [], "a grown container was digested"
+    # Nor walked at all: its size, not its literal's, says it changed (some 150 calls at every start).
+    assert [name for name, _ in fingerprinted if name in ("RESULTS", "SCORES")] == []
     main.TABLE[19] = -19
     assert watch.state_at_start(fork=True)[1] == ["__main__.RESULTS", "__main__.SCORES", "__main__.TABLE"]
+
+
+def test_a_fork_start_tells_a_grown_module_cache_changed_without_digesting_it(tmp_path, monkeypatch):
+    """An application module's cache, empty at import and filled as the program runs, differs from its
+    import-time fingerprint in its size: a fork start says so without digesting its thousands of entries (a
+    digest of all of it at every start made such a program's fork starts several times slower). So does a
+    global bound since import, also not digested. A change only the content shows (the size kept) is still
+    told through the digest, a list of every Process started is still no state, and nothing else changes."""
+    from mptrace import _fingerprint, _modstate
+
+    (tmp_path / "grown_cache_module.py").write_text(
+        'CACHE = {}\nSEEN = []\nSETTINGS = {"retries": 3, "mode": "fast"}\nWORKERS = []\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "grown_cache_module", raising=False)
+    import grown_cache_module as module
+
+    watch = _modstate.ModuleWatch(key=b"k" * 16)
+    watch.record_baseline(module)
+    assert "grown_cache_module" in watch.baselines
+    digested = []
+    digest = _fingerprint._Walk.digest
+    monkeypatch.setattr(_fingerprint._Walk, "digest", lambda walk, value: digested.append(value) or digest(walk, value))
+
+    def not_portable():
+        found = watch.state_at_start(fork=True)
+        return [name for name in found[1] if name.startswith("grown_cache_module.")], found[3]
+
+    assert not_portable() == ([], [])
+    for number in range(5000):
+        module.CACHE["key%d" % number] = {"value": number, "tags": ["a", "b"][: number % 3]}
+        module.SEEN.append("key%d" % number)
+    module.LATER = {number: [number] * (number % 5) for number in range(3000)}  # bound since import
+    module.WORKERS.extend(multiprocessing.get_context("spawn").Process(target=print) for _ in range(50))
+    del digested[:]
+    assert not_portable() == (["grown_cache_module.CACHE", "grown_cache_module.LATER", "grown_cache_module.SEEN"],
+                              [])
+    assert [len(value) for value in digested if isinstance(value, (list, dict)) and len(value) > 20] == [], \
+        "a grown container was digested at a fork start"
+    module.SETTINGS["mode"] = "slow"  # the same size: only the digest tells
+    assert not_portable()[0] == ["grown_cache_module.CACHE", "grown_cache_module.LATER",
+                                 "grown_cache_module.SEEN", "grown_cache_module.SETTINGS"]
+    module.SETTINGS["mode"] = "fast"
+    module.CACHE.clear()
+    del module.SEEN[:], module.LATER
+    assert not_portable() == ([], [])
 
 
 def test_a_list_of_every_process_started_is_read_by_its_types(monkeypatch):
