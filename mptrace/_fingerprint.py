@@ -83,13 +83,17 @@ def describe(value, capture_values=False):
     return type_name(type(value))
 
 
-def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH, key=None):
+def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH, key=None, undigested=()):
     """``{path: description}`` for ``items``, an iterable of (path, value).
 
     ``classes``, if given, is a set that receives the type of every object walked.
     ``key`` (bytes), if given, adds digests where a description hides content.
+    ``undigested``: paths whose own description gets no digest (what they hold below still does): where the
+    description alone is known to differ from what it will be compared with, a digest says nothing more, and
+    a digest reads everything a value holds.
     """
     walk = _Walk(capture_values, classes, key)
+    walk.undigested = undigested
     for path, value in items:
         walk.seen = set()
         _walk(path, value, max_depth, walk)
@@ -105,6 +109,7 @@ class _Walk:
         self.capture_values = capture_values
         self.classes = classes
         self.key = key
+        self.undigested = ()  # see fingerprint
         self.nodes_left = MAX_DIGEST_NODES
         self.bytes_left = MAX_DIGEST_BYTES
         self.tokens = {}  # id -> content token of a container, object or string digested already
@@ -493,7 +498,7 @@ def _walk(path, value, depth_left, walk):
         children = _children(path, value)
         for child_path, child in children:
             _walk(child_path, child, depth_left - 1, walk)
-    if walk.key is not None and not _shown_in_full(value, description, children, walk):
+    if walk.key is not None and path not in walk.undigested and not _shown_in_full(value, description, children, walk):
         entries[path] += " #" + walk.digest(value)
 
 

@@ -72,14 +72,16 @@ TOO_LARGE = "too large to compare in full"  # why a name could not be compared
 _UNKNOWN_DIGEST = " #" + _descriptions.UNKNOWN  # the end of a description whose content could not be digested
 
 
-def state_of(module, key=None, owner=None):
+def state_of(module, key=None, owner=None, baseline=None):
     """``{name: fingerprint}`` of a module's state (not functions, classes, modules).
 
     Class attributes of the classes defined in the module are state too, named
     ``Class.attr`` (see _class_state). ``key``: the process tree's digest key
     (see _fingerprint), so that a change the descriptions hide (``"prod"`` to
     ``"test"``) still shows. ``owner``: the module's name in ``sys.modules``,
-    if known (see namespace_names).
+    if known (see namespace_names). ``baseline``: the module's state at import,
+    if known: a list, dict or set seen to differ from it by its description
+    (its size) gets no digest of its whole content (see _digest_needed).
     """
     namespace = own_namespace(module)
     if namespace is None:
@@ -88,7 +90,8 @@ def state_of(module, key=None, owner=None):
     atoms = _atom_fingerprints(module, key) if names else None
     state = {}
     for name, value in names[:MAX_NAMES]:  # loops, not comprehensions: no function object per start (3.11)
-        state[name] = _fingerprint_of(name, value, key, atoms)
+        digest = baseline is None or _digest_needed(name, value, baseline)
+        state[name] = _fingerprint_of(name, value, key, atoms, digest)
     for cls in watched[:MAX_CLASSES]:
         try:
             state.update(_class_state(cls, key))
@@ -126,6 +129,16 @@ def state_for_fork(module, baseline, key=None, owner=None):
 
 
 _SIZED = (list, dict, set)  # exact types: their description is their size (see _fingerprint.describe)
+
+
+def _digest_needed(name, value, baseline):
+    """Whether the fingerprint of ``value`` sent to a spawn or forkserver child needs the digest of its whole
+    content: not for a list, dict or set seen to differ from its import-time self (``baseline``, the
+    module's) by its size or by being new. The child re-imports the module and compares what it holds
+    then, most often the import-time value: the descriptions differ, and that tells the change. Where
+    they do not (the child's import made one of the same size), a description without a digest compared
+    with one that has it says "cannot tell", never "the same" (see _descriptions.compare)."""
+    return type(value) not in _SIZED or not _visibly_not_baseline(name, value, baseline.get(name))
 
 
 def _visibly_not_baseline(name, value, baseline):
@@ -200,16 +213,18 @@ def _public_names(namespace):
     return [name for name in list(dict.__iter__(namespace)) if isinstance(name, str) and not name.startswith("__")]
 
 
-def _fingerprint_of(name, value, key, atoms=None):
+def _fingerprint_of(name, value, key, atoms=None, digest=True):
     """``name``'s fingerprint; ``atoms``: those of immutable values already seen under each name, reused
-    while the name holds the very same object (``is``), as an immutable value's fingerprint cannot change."""
+    while the name holds the very same object (``is``), as an immutable value's fingerprint cannot change.
+    ``digest``: False to leave out the digest of the value's whole content (what it holds below keeps its own)."""
     if atoms is not None:
         known = atoms.get(name)
         if known is not None and known[0] is value:
             return known[1]
     if _holds_only_process_handles(value):
         return {name: PROCESS_HANDLES}
-    found = (_fingerprint or load_fingerprint()).fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key)
+    found = (_fingerprint or load_fingerprint()).fingerprint([(name, value)], max_depth=STATE_DEPTH, key=key,
+                                                             undigested=() if digest else (name,))
     if atoms is not None and _is_immutable(value):
         if len(atoms) >= _MAX_CACHED:
             atoms.clear()
@@ -698,7 +713,7 @@ class ModuleWatch:
             if fork:  # sent nothing: only which names changed (see state_for_fork)
                 current, seen_changed = state_for_fork(module, baseline, self.key, name)
             else:
-                current, seen_changed = state_of(module, self.key, name), ()
+                current, seen_changed = state_of(module, self.key, name, baseline), ()
             if not current and not seen_changed:
                 continue
             state[name] = current

@@ -502,6 +502,56 @@ def test_a_fork_start_tells_a_grown_module_cache_changed_without_digesting_it(tm
     assert not_portable() == ([], [])
 
 
+def test_a_spawn_start_sends_a_grown_module_cache_without_digesting_it(tmp_path, monkeypatch):
+    """A spawn or forkserver start sends the state for the child to compare. A cache grown since import is
+    sent by its description (its size, its first entries), not with a digest of its thousands of entries:
+    the child, which re-imports the module, sees a visible difference. Should its own import make one of
+    the same size, the comparison cannot tell (never "the same"). A change only the digest shows still
+    travels, with its digest."""
+    from mptrace import _fingerprint, _modstate
+
+    (tmp_path / "sent_cache_module.py").write_text('CACHE = {}\nSETTINGS = {"retries": 3, "mode": "fast"}\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sent_cache_module", raising=False)
+    import sent_cache_module as module
+
+    key = b"k" * 16
+    watch = _modstate.ModuleWatch(key=key)
+    watch.record_baseline(module)
+    for number in range(5000):
+        module.CACHE["key%d" % number] = {"value": number, "tags": ["a", "b"][: number % 3]}
+    module.SETTINGS["mode"] = "slow"
+    digested = []
+    digest = _fingerprint._Walk.digest
+    monkeypatch.setattr(_fingerprint._Walk, "digest", lambda walk, value: digested.append(value) or digest(walk, value))
+    state, not_portable, _, unknown = watch.state_at_start(fork=False)
+    assert [name for name in not_portable if name.startswith("sent_cache_module.")] == [
+        "sent_cache_module.CACHE", "sent_cache_module.SETTINGS"] and unknown == []
+    assert [len(value) for value in digested if isinstance(value, dict) and len(value) > 20] == []
+    sent, parent_cache, parent_settings = state["sent_cache_module"], dict(module.CACHE), dict(module.SETTINGS)
+    assert sent["CACHE"]["CACHE"] == "dict(len=5000)"  # no digest: the size tells
+    assert sent["SETTINGS"]["SETTINGS['mode']"].startswith("str(len=4) #")  # the same size: a digest tells
+
+    def compared_in_a_child_holding(cache, settings):
+        monkeypatch.setattr(module, "CACHE", cache)
+        monkeypatch.setattr(module, "SETTINGS", settings)
+        diverged, unknown, _ = _modstate.compare_with_parent({"sent_cache_module": sent}, key)
+        return ({name: (parent, child) for name, parent, child, _ in diverged},
+                [name for name, _ in unknown])
+
+    diverged, cannot_tell = compared_in_a_child_holding({}, {"retries": 3, "mode": "fast"})
+    assert diverged["sent_cache_module.CACHE"][0].startswith("dict(len=5000), ['key0']=dict(len=2)")
+    assert diverged["sent_cache_module.CACHE"][1] == "dict(len=0)"
+    assert sorted(diverged) == ["sent_cache_module.CACHE", "sent_cache_module.SETTINGS"] and cannot_tell == []
+    same_size = {"other%d" % number: number for number in range(5000)}  # its first entries differ: seen
+    diverged, cannot_tell = compared_in_a_child_holding(same_size, parent_settings)
+    assert sorted(diverged) == ["sent_cache_module.CACHE"] and cannot_tell == []
+    same_first = dict(parent_cache, key4999="another value")  # only what lies past the first entries differs
+    diverged, cannot_tell = compared_in_a_child_holding(same_first, parent_settings)
+    assert "sent_cache_module.CACHE" not in diverged, "a difference the description cannot show was told"
+    assert cannot_tell == ["sent_cache_module.CACHE"], "told the same without knowing"
+
+
 def test_a_list_of_every_process_started_is_read_by_its_types(monkeypatch):
     """A program that keeps every Process it started has that list read at every start(): whether it holds
     only process handles is asked of its items' types (one here), not of each of its thousands of items; a
