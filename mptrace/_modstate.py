@@ -69,6 +69,7 @@ _NOT_STATE = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, t
 PROCESS_HANDLES = "<process handles>"
 MAX_DIFFERENCES = 32  # per diverged name, on its event
 TOO_LARGE = "too large to compare in full"  # why a name could not be compared
+NOT_SENT = "sent without its content (its size had changed since import), and the child's is the same size"
 _UNKNOWN_DIGEST = " #" + _descriptions.UNKNOWN  # the end of a description whose content could not be digested
 
 
@@ -485,12 +486,23 @@ def compare_with_parent(parent_state, key=None):
         compared.append(module_name)
         mine = state_of(module, key)
         for name in uncertain_names(names, mine):
-            unknown.append(("%s.%s" % (module_name, name), TOO_LARGE))
+            unknown.append(("%s.%s" % (module_name, name), _why_uncertain(names.get(name), mine.get(name), name)))
         for name in differing_names(names, mine):
             qualified = "%s.%s" % (module_name, name)
             diverged.append((qualified, _summary(names.get(name), name), _summary(mine.get(name), name),
                              name_differences(qualified, name, names.get(name), mine.get(name))))
     return diverged, unknown, compared
+
+
+def _why_uncertain(parent, child, name):
+    """Why a name could not be compared (see compare_with_parent): too large to digest, or a container its
+    parent sent without its content, as its size had changed since import (see _digest_needed), and whose
+    size the child's matches."""
+    was, now = (parent or {}).get(name), (child or {}).get(name)
+    if (isinstance(was, str) and isinstance(now, str) and _descriptions.digest_of(was) is None
+            and _descriptions.digest_of(now) not in (None, _descriptions.UNKNOWN)):
+        return NOT_SENT
+    return TOO_LARGE
 
 
 def diverged(parent_state, key=None):

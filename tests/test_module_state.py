@@ -468,7 +468,8 @@ def test_a_fork_start_tells_a_grown_module_cache_changed_without_digesting_it(tm
     (tmp_path / "grown_cache_module.py").write_text(
         'CACHE = {}\nSEEN = []\nSETTINGS = {"retries": 3, "mode": "fast"}\nWORKERS = []\n')
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "grown_cache_module", raising=False)
+    monkeypatch.setitem(sys.modules, "grown_cache_module", None)  # records "absent" for teardown: gone after the test
+    monkeypatch.delitem(sys.modules, "grown_cache_module")
     import grown_cache_module as module
 
     watch = _modstate.ModuleWatch(key=b"k" * 16)
@@ -512,14 +513,15 @@ def test_a_spawn_start_sends_a_grown_module_cache_without_digesting_it(tmp_path,
 
     (tmp_path / "sent_cache_module.py").write_text('CACHE = {}\nSETTINGS = {"retries": 3, "mode": "fast"}\n')
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "sent_cache_module", raising=False)
+    monkeypatch.setitem(sys.modules, "sent_cache_module", None)  # records "absent" for teardown: gone after the test
+    monkeypatch.delitem(sys.modules, "sent_cache_module")
     import sent_cache_module as module
 
     key = b"k" * 16
     watch = _modstate.ModuleWatch(key=key)
     watch.record_baseline(module)
-    for number in range(5000):
-        module.CACHE["key%d" % number] = {"value": number, "tags": ["a", "b"][: number % 3]}
+    for number in range(3000):  # small enough for the child to digest its own (MAX_DIGEST_NODES)
+        module.CACHE["key%d" % number] = {"value": number, "tag": "abc"[number % 3]}
     module.SETTINGS["mode"] = "slow"
     digested = []
     digest = _fingerprint._Walk.digest
@@ -529,24 +531,25 @@ def test_a_spawn_start_sends_a_grown_module_cache_without_digesting_it(tmp_path,
         "sent_cache_module.CACHE", "sent_cache_module.SETTINGS"] and unknown == []
     assert [len(value) for value in digested if isinstance(value, dict) and len(value) > 20] == []
     sent, parent_cache, parent_settings = state["sent_cache_module"], dict(module.CACHE), dict(module.SETTINGS)
-    assert sent["CACHE"]["CACHE"] == "dict(len=5000)"  # no digest: the size tells
+    assert sent["CACHE"]["CACHE"] == "dict(len=3000)"  # no digest: the size tells
     assert sent["SETTINGS"]["SETTINGS['mode']"].startswith("str(len=4) #")  # the same size: a digest tells
 
     def compared_in_a_child_holding(cache, settings):
         monkeypatch.setattr(module, "CACHE", cache)
         monkeypatch.setattr(module, "SETTINGS", settings)
         diverged, unknown, _ = _modstate.compare_with_parent({"sent_cache_module": sent}, key)
+        assert all(reason == _modstate.NOT_SENT for _, reason in unknown)
         return ({name: (parent, child) for name, parent, child, _ in diverged},
                 [name for name, _ in unknown])
 
     diverged, cannot_tell = compared_in_a_child_holding({}, {"retries": 3, "mode": "fast"})
-    assert diverged["sent_cache_module.CACHE"][0].startswith("dict(len=5000), ['key0']=dict(len=2)")
+    assert diverged["sent_cache_module.CACHE"][0].startswith("dict(len=3000), ['key0']=dict(len=2)")
     assert diverged["sent_cache_module.CACHE"][1] == "dict(len=0)"
     assert sorted(diverged) == ["sent_cache_module.CACHE", "sent_cache_module.SETTINGS"] and cannot_tell == []
-    same_size = {"other%d" % number: number for number in range(5000)}  # its first entries differ: seen
+    same_size = {"other%d" % number: number for number in range(3000)}  # its first entries differ: seen
     diverged, cannot_tell = compared_in_a_child_holding(same_size, parent_settings)
     assert sorted(diverged) == ["sent_cache_module.CACHE"] and cannot_tell == []
-    same_first = dict(parent_cache, key4999="another value")  # only what lies past the first entries differs
+    same_first = dict(parent_cache, key2999="another value")  # only what lies past the first entries differs
     diverged, cannot_tell = compared_in_a_child_holding(same_first, parent_settings)
     assert "sent_cache_module.CACHE" not in diverged, "a difference the description cannot show was told"
     assert cannot_tell == ["sent_cache_module.CACHE"], "told the same without knowing"
