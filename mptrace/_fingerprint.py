@@ -27,7 +27,7 @@ the globals their modules hold).
 import marshal
 import sys
 import types
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from operator import itemgetter
 
 from mptrace._blake import blake2b
@@ -536,12 +536,13 @@ def _all_entered(children, walk):
 
 def _children(path, value):
     """(path, value) of what ``value`` holds, bounded, without running its code."""
+    # The first items only, in one C call (no copy of a table of thousands at every start).
     if isinstance(value, dict):
-        items = list(dict.items(value))[:MAX_ITEMS]
+        items = list(islice(dict.items(value), MAX_ITEMS))
         return [("%s[%s]" % (path, _key(k)), v) for k, v in items]
     if isinstance(value, (list, tuple)):
         base = list if isinstance(value, list) else tuple
-        items = list(base.__iter__(value))[:MAX_ITEMS]
+        items = list(islice(base.__iter__(value), MAX_ITEMS))
         return [("%s[%d]" % (path, i), v) for i, v in enumerate(items)]
     if isinstance(value, (set, frozenset)):
         return []  # unordered: described by size only
