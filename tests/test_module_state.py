@@ -457,6 +457,31 @@ def test_a_fork_start_tells_a_grown_results_list_changed_without_reading_all_of_
     assert watch.state_at_start(fork=True)[1] == ["__main__.RESULTS", "__main__.SCORES", "__main__.TABLE"]
 
 
+def test_a_main_modules_literal_table_is_compared_in_one_pass(tmp_path, monkeypatch):
+    """A table the main module's source writes out (3,000 entries of plain values) is compared with the
+    literal by marshal form at each fork start, one C call, not item by item in Python; it still tells a
+    value of another type that compares equal (``True`` for ``1``, ``5.0`` for ``5``), and one more entry."""
+    from mptrace import _mainstate, _modstate
+
+    table = {"k%d" % number: number for number in range(3000)}
+    path = tmp_path / "main_program.py"
+    path.write_text("TABLE = %r\n" % (table,))
+    main, fingerprinted = _main_module_and_fingerprints(path, monkeypatch, TABLE=dict(table))
+    compared = []
+    marshalled = _mainstate._marshalled
+    monkeypatch.setattr(_mainstate, "_marshalled", lambda value: compared.append(len(value)) or marshalled(value))
+    watch = _modstate.ModuleWatch(key=b"k" * 16)
+    assert watch.state_at_start(fork=True)[1] == []
+    assert fingerprinted == [] and 3000 in compared
+    for changed in (True, 5.0, "5"):
+        main.TABLE["k5"] = changed
+        assert watch.state_at_start(fork=True)[1] == ["__main__.TABLE"], changed
+    main.TABLE["k5"] = 5
+    assert watch.state_at_start(fork=True)[1] == []
+    main.TABLE["k3000"] = 3000
+    assert watch.state_at_start(fork=True)[1] == ["__main__.TABLE"]
+
+
 def test_a_fork_start_tells_a_grown_module_cache_changed_without_digesting_it(tmp_path, monkeypatch):
     """An application module's cache, empty at import and filled as the program runs, differs from its
     import-time fingerprint in its size: a fork start says so without digesting its thousands of entries (a
