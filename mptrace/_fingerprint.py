@@ -92,8 +92,7 @@ def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH, 
     description alone is known to differ from what it will be compared with, a digest says nothing more, and
     a digest reads everything a value holds.
     """
-    walk = _Walk(capture_values, classes, key)
-    walk.undigested = undigested
+    walk = _Walk(capture_values, classes, key, undigested)
     for path, value in items:
         walk.seen = set()
         _walk(path, value, max_depth, walk)
@@ -103,13 +102,13 @@ def fingerprint(items, capture_values=False, classes=None, max_depth=MAX_DEPTH, 
 class _Walk:
     """One fingerprint's entries, and the budget and memory of its content digests."""
 
-    def __init__(self, capture_values, classes, key):
+    def __init__(self, capture_values, classes, key, undigested=()):
         self.entries = {}
         self.seen = set()
         self.capture_values = capture_values
         self.classes = classes
         self.key = key
-        self.undigested = ()  # see fingerprint
+        self.undigested = undigested  # see fingerprint
         self.nodes_left = MAX_DIGEST_NODES
         self.bytes_left = MAX_DIGEST_BYTES
         self.tokens = {}  # id -> content token of a container, object or string digested already

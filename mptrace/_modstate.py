@@ -82,23 +82,15 @@ def state_of(module, key=None, owner=None, baseline=None):
     ``"test"``) still shows. ``owner``: the module's name in ``sys.modules``,
     if known (see namespace_names). ``baseline``: the module's state at import,
     if known: a list, dict or set seen to differ from it by its description
-    (its size) gets no digest of its whole content (see _digest_needed).
+    (its size), or new since import, gets no digest of its whole content.
+    The child of a spawn or forkserver start it is sent to re-imports the
+    module and compares what it holds then, most often the import-time value:
+    the descriptions differ, and that tells the change. Where they do not (the
+    child's import made one of the same size), a description without a digest
+    compared with one that has it says "cannot tell", never "the same" (see
+    _descriptions.compare).
     """
-    namespace = own_namespace(module)
-    if namespace is None:
-        return {}
-    names, watched = _names_and_classes(namespace, owner)
-    atoms = _atom_fingerprints(module, key) if names else None
-    state = {}
-    for name, value in names[:MAX_NAMES]:  # loops, not comprehensions: no function object per start (3.11)
-        digest = baseline is None or _digest_needed(name, value, baseline)
-        state[name] = _fingerprint_of(name, value, key, atoms, digest)
-    for cls in watched[:MAX_CLASSES]:
-        try:
-            state.update(_class_state(cls, key))
-        except Exception:
-            _log.internal_error("reading the class attributes of a class in %s" % dict.get(namespace, "__name__"))
-    return state
+    return _state(module, key, owner, baseline, fork=False)[0]
 
 
 def state_for_fork(module, baseline, key=None, owner=None):
@@ -110,6 +102,12 @@ def state_for_fork(module, baseline, key=None, owner=None):
     It is not fingerprinted: a fingerprint digests everything it holds, and a cache a program fills as it
     runs holds thousands of entries, digested at every start. Process handles are no state, as ever.
     """
+    return _state(module, key, owner, baseline, fork=True)
+
+
+def _state(module, key, owner, baseline, fork):
+    """(the fingerprints, [names seen to differ from ``baseline``]) of state_of and state_for_fork: under fork
+    such a name is not fingerprinted; otherwise a list, dict or set among them has no digest of its content."""
     namespace = own_namespace(module)
     if namespace is None:
         return {}, []
@@ -117,10 +115,12 @@ def state_for_fork(module, baseline, key=None, owner=None):
     atoms = _atom_fingerprints(module, key) if names else None
     state, changed = {}, []
     for name, value in names[:MAX_NAMES]:  # loops, not comprehensions: no function object per start (3.11)
-        if _visibly_not_baseline(name, value, baseline.get(name)):
+        seen = (baseline is not None and (fork or type(value) in _SIZED)
+                and _visibly_not_baseline(name, value, baseline.get(name)))
+        if seen and fork:
             changed.append(name)
         else:
-            state[name] = _fingerprint_of(name, value, key, atoms)
+            state[name] = _fingerprint_of(name, value, key, atoms, digest=not seen)
     for cls in watched[:MAX_CLASSES]:
         try:
             state.update(_class_state(cls, key))
@@ -130,16 +130,6 @@ def state_for_fork(module, baseline, key=None, owner=None):
 
 
 _SIZED = (list, dict, set)  # exact types: their description is their size (see _fingerprint.describe)
-
-
-def _digest_needed(name, value, baseline):
-    """Whether the fingerprint of ``value`` sent to a spawn or forkserver child needs the digest of its whole
-    content: not for a list, dict or set seen to differ from its import-time self (``baseline``, the
-    module's) by its size or by being new. The child re-imports the module and compares what it holds
-    then, most often the import-time value: the descriptions differ, and that tells the change. Where
-    they do not (the child's import made one of the same size), a description without a digest compared
-    with one that has it says "cannot tell", never "the same" (see _descriptions.compare)."""
-    return type(value) not in _SIZED or not _visibly_not_baseline(name, value, baseline.get(name))
 
 
 def _visibly_not_baseline(name, value, baseline):
@@ -395,20 +385,19 @@ def _holds_only_process_handles(value):
     if fingerprints.is_process_handle(value):
         return True
     if isinstance(value, (list, tuple)):
-        base = list if isinstance(value, list) else tuple
+        walk, copy = (list if isinstance(value, list) else tuple).__iter__, False
     elif isinstance(value, (set, frozenset)):
-        base = set if isinstance(value, set) else frozenset
+        walk, copy = (set if isinstance(value, set) else frozenset).__iter__, True
     elif isinstance(value, dict):
-        base = dict.values
+        value, walk, copy = dict.values(value), iter, True  # the view of its values, walked in C
     else:
         return False
     # The first item alone first, by the base type's own iterator (no code of a subclass runs): a cache of
     # thousands of results is no handle, told without copying it. The items are walked only if it is one.
-    first = next(base.__iter__(value) if base is not dict.values else iter(base(value)), _MISSING)
+    first = next(walk(value), _MISSING)
     if first is _MISSING or not fingerprints.is_process_handle(first):
         return False
-    items = base.__iter__(value) if base is list or base is tuple else list(  # a copy: no error if it changes
-        base(value) if base is dict.values else base.__iter__(value))
+    items = list(walk(value)) if copy else walk(value)  # a set's or a dict's copied: no error if it changes
     for kind in set(map(type, items)):  # a loop, not all() of a generator: no function object made per start
         if not fingerprints.is_handle_type(kind):
             return False
@@ -496,7 +485,7 @@ def compare_with_parent(parent_state, key=None):
 
 def _why_uncertain(parent, child, name):
     """Why a name could not be compared (see compare_with_parent): too large to digest, or a container its
-    parent sent without its content, as its size had changed since import (see _digest_needed), and whose
+    parent sent without its content, as its size had changed since import (see state_of), and whose
     size the child's matches."""
     was, now = (parent or {}).get(name), (child or {}).get(name)
     if (isinstance(was, str) and isinstance(now, str) and _descriptions.digest_of(was) is None
