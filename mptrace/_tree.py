@@ -668,10 +668,14 @@ def _state_lines(process):
     if carried:
         why = "class state of arguments changed after import (a spawn or forkserver child re-imports the class): "
         lines.append(Text(why + _listing(carried), WARNING))
-    too_large = _names(_attr(process.launch, sc.STATE_UNKNOWN)) + _state_too_large(process)
+    too_large = _names(_attr(process.launch, sc.STATE_UNKNOWN)) + _child_state_unknown(process, "too large")
     if too_large:
         lines.append(Text("state not compared (too large to compare in full): " + _listing(sorted(set(too_large))),
                           QUIET))
+    sent_by_size = _child_state_unknown(process, "sent without its content")
+    if sent_by_size:
+        why = "state not compared (sent by its size, which the child's matches, not its content): "
+        lines.append(Text(why + _listing(sorted(set(sent_by_size))), QUIET))
     no_baseline = _names(_attr(process.launch, sc.STATE_NO_BASELINE))
     if no_baseline:
         lines.append(Text("state not known (nothing to compare it with): " + without_baseline(no_baseline), QUIET))
@@ -688,12 +692,13 @@ def without_baseline(names):
     return "; ".join(parts)
 
 
-def _state_too_large(process):
-    """The child's mp.state.unknown entries that were too large (not those of modules it had not imported)."""
+def _child_state_unknown(process, reason):
+    """The names of the child's mp.state.unknown entries whose reason says ``reason``: too large, or sent without
+    its content (see _modstate.NOT_SENT); not those of modules it had not imported, which the lines say apart."""
     found = []
     for event in _events(process.run, sc.EVENT_STATE_UNKNOWN):
         attributes = _event_attributes(event)
-        if "too large" in (_str(attributes.get(sc.STATE_REASON)) or ""):
+        if reason in (_str(attributes.get(sc.STATE_REASON)) or ""):
             found.append(_str(attributes.get(sc.STATE_NAME)))
     return found
 

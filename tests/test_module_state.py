@@ -580,6 +580,48 @@ def test_a_spawn_start_sends_a_grown_module_cache_without_digesting_it(tmp_path,
     assert cannot_tell == ["sent_cache_module.CACHE"], "told the same without knowing"
 
 
+SIZED_CATALOG = """import os
+PRICES = {"sku-%d" % number: number for number in range(int(os.environ.get("SIZED_CATALOG_SIZE", "0")))}
+
+
+def show():
+    pass
+"""
+
+
+def test_a_child_that_cannot_compare_a_container_sent_by_its_size_says_so(tmp_path, monkeypatch):
+    """A spawn child whose own import makes the cache its parent grew, of the same size, and whose first
+    entries match, cannot tell whether it sees the parent's: the trace and the tree say so, with why, and
+    assert_state_inherited does not pass."""
+    from mptrace import _modstate
+    from mptrace.testing import SpanRecorder
+
+    (tmp_path / "sized_catalog.py").write_text(SIZED_CATALOG)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "sized_catalog", None)  # records "absent" for teardown
+    monkeypatch.delitem(sys.modules, "sized_catalog")
+    with SpanRecorder() as recorder:
+        import sized_catalog  # imported while traced: empty, its import-time state
+
+        for number in range(2000):
+            sized_catalog.PRICES["sku-%d" % number] = 2 * number if number == 1999 else number
+        monkeypatch.setenv("SIZED_CATALOG_SIZE", "2000")  # the child's import makes 2,000 of its own
+        process = multiprocessing.get_context("spawn").Process(target=sized_catalog.show)
+        process.start()
+        process.join(60)
+        [found] = recorder.processes()
+        assert "sized_catalog.PRICES" in found.not_portable
+        assert "sized_catalog.PRICES" in found.state_unknown and "sized_catalog.PRICES" not in found.diverged
+        reasons = [event.attributes.get("mp.state.reason") for event in found.run.events if event.name ==
+                   "mp.state.unknown" and event.attributes.get("mp.state.name") == "sized_catalog.PRICES"]
+        assert reasons == [_modstate.NOT_SENT]
+        with pytest.raises(AssertionError):  # changed after import, and not comparable: never passes
+            recorder.assert_state_inherited("sized_catalog.PRICES")
+        lines = recorder.tree()
+    assert any("state not compared (sent by its size" in line and "sized_catalog.PRICES" in line
+               for line in lines), lines
+
+
 def test_a_list_of_every_process_started_is_read_by_its_types(monkeypatch):
     """A program that keeps every Process it started has that list read at every start(): whether it holds
     only process handles is asked of its items' types (one here), not of each of its thousands of items; a
